@@ -1,1 +1,3 @@
+//! The `busbar` command: `busbar demo` tours the event bus.
+
 fn main() {}

@@ -1,0 +1,132 @@
+//! The attempt loop every mode shares: judge an attempt's outcome, retry or finish.
+//!
+//! A mode only decides *where* an attempt runs (`crate::mode::run_attempt`); what counts as a
+//! failure, whether to retry, how long to pause and what the final [`EventResult`] says is
+//! decided here, once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bus::Shared;
+use crate::event::Event;
+use crate::handler::HandlerResult;
+use crate::mode::{self, HandlerSource};
+use crate::result::{ErrorKind, EventResult};
+
+/// What happened in one attempt.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The handler returned in time.
+    Returned(HandlerResult),
+    /// The handler panicked; the message is kept.
+    Panicked(String),
+    /// The attempt ran past the event's timeout.
+    TimedOut,
+    /// The process running the attempt died; the text names the exit code or signal.
+    #[allow(dead_code)] // Produced by corelet mode, which is not wired in yet.
+    Crashed(String),
+    /// The attempt was stopped by `shutdown_now` (a killed corelet or command).
+    #[allow(dead_code)] // Produced by corelet and cmd modes, which are not wired in yet.
+    Cancelled,
+    /// The attempt could not run and never will (no handler, bad input, unsupported mode).
+    Refused { kind: ErrorKind, message: String },
+}
+
+impl Outcome {
+    pub(crate) fn refused(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Outcome::Refused { kind, message: message.into() }
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// The event is finished with this result (attempts and duration not yet filled in).
+    Final(EventResult),
+    /// Run another attempt after this pause.
+    Retry(Duration),
+}
+
+/// Judges attempt number `attempt` of `event`.
+///
+/// A failure is retried while attempts remain (`attempt < 1 + retry_count`), unless it is
+/// permanent: marked so by the handler, a refusal, or a cancellation.
+pub(crate) fn judge(shared: &Shared, event: &Event, attempt: u32, outcome: Outcome) -> Verdict {
+    let (result, retryable) = match outcome {
+        Outcome::Returned(Ok(result)) if result.success => return Verdict::Final(result),
+        Outcome::Returned(Ok(mut result)) => {
+            result.error_kind.get_or_insert(ErrorKind::BusinessFailure);
+            result.error_message.get_or_insert_with(|| "the handler reported a failure".to_owned());
+            let retryable = !result.permanent;
+            (result, retryable)
+        }
+        Outcome::Returned(Err(error)) => {
+            let retryable = !error.is_permanent();
+            (EventResult::failed(ErrorKind::HandlerError, error.to_string()), retryable)
+        }
+        Outcome::Panicked(message) => {
+            (EventResult::failed(ErrorKind::Panic, format!("handler panicked: {message}")), true)
+        }
+        Outcome::TimedOut => {
+            let message = format!("attempt {attempt} timed out after {:?}", event.timeout());
+            (EventResult::failed(ErrorKind::Timeout, message), true)
+        }
+        Outcome::Crashed(description) => {
+            (EventResult::failed(ErrorKind::Crashed, format!("corelet crashed: {description}")), true)
+        }
+        Outcome::Cancelled => (cancelled(), false),
+        Outcome::Refused { kind, message } => (EventResult::failed(kind, message), false),
+    };
+    if retryable && attempt < event.max_attempts() && !shared.is_killed() {
+        tracing::debug!(
+            id = %event.id(),
+            attempt,
+            error = result.error_message.as_deref().unwrap_or_default(),
+            "attempt failed; retrying"
+        );
+        Verdict::Retry(shared.backoff().delay(attempt))
+    } else {
+        Verdict::Final(result)
+    }
+}
+
+/// Fills in what the bus knows and the handler does not.
+pub(crate) fn finish(mut result: EventResult, event: &Event, attempts: u32, started: Instant) -> EventResult {
+    result.event_id = event.id();
+    result.attempts = attempts;
+    result.duration = started.elapsed();
+    result
+}
+
+/// The result of an event cancelled by `shutdown_now`.
+pub(crate) fn cancelled() -> EventResult {
+    EventResult::failed(ErrorKind::Cancelled, "cancelled: the bus was shut down".to_owned())
+}
+
+/// Returns the deadline of an attempt starting now.
+///
+/// Timeouts are at most `MAX_TIMEOUT` (checked at publish), so the addition cannot overflow in
+/// practice; if it ever did, a year from now is as good as forever.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or(now + crate::event::MAX_TIMEOUT)
+}
+
+/// Runs every attempt of a sync-mode event on the calling thread and returns the result.
+pub(crate) fn run_inline(shared: &Arc<Shared>, event: &Arc<Event>) -> EventResult {
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let deadline = deadline_after(event.timeout());
+        let outcome = mode::run_attempt(shared, &mut HandlerSource::Caller, event, attempt, deadline);
+        match judge(shared, event, attempt, outcome) {
+            Verdict::Final(result) => return finish(result, event, attempt, started),
+            Verdict::Retry(pause) => {
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! [`EventBusBuilder`]: threads, queue capacity, retry backoff, factory.
+
+use std::fmt;
+
+use super::{EventBus, Shared};
+use crate::backoff::RetryBackoff;
+use crate::config::BusConfig;
+use crate::factory::EventFactory;
+
+/// The default capacity of the queue of a bus: events beyond it wait in `publish`.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+
+/// Configures and builds an [`EventBus`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use busbar::{EventBus, RetryBackoff};
+///
+/// let bus = EventBus::builder()
+///     .threads(4)
+///     .queue_capacity(10_000)
+///     .retry_backoff(RetryBackoff::Fixed(Duration::from_millis(5)))
+///     .build()?;
+/// # drop(bus);
+///
+/// let err = EventBus::builder().threads(0).build().unwrap_err();
+/// assert_eq!(err.to_string(), "invalid bus configuration: `threads` must be at least 1, found 0");
+/// # Ok::<(), busbar::EventBusBuildError>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct EventBusBuilder {
+    threads: Option<usize>,
+    queue_capacity: Option<usize>,
+    retry_backoff: RetryBackoff,
+    factory: Option<EventFactory>,
+}
+
+impl EventBusBuilder {
+    /// Creates a builder with default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the number of pool worker threads (default: the number of logical cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Sets how many events may wait in the queue (default [`DEFAULT_QUEUE_CAPACITY`]).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = Some(capacity);
+        self
+    }
+
+    /// Sets the pause between a failed attempt and its retry (default: none).
+    pub fn retry_backoff(mut self, backoff: RetryBackoff) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
+    /// Sets the factory the bus finds handlers in (default: an empty one).
+    pub fn factory(mut self, factory: EventFactory) -> Self {
+        self.factory = Some(factory);
+        self
+    }
+
+    /// Takes every setting from `config`.
+    pub fn config(mut self, config: &BusConfig) -> Self {
+        self.threads = config.threads;
+        self.queue_capacity = Some(config.queue_capacity);
+        self.retry_backoff = config.retry_backoff;
+        self
+    }
+
+    /// Builds the bus. No thread starts until the first queued event.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `threads` or `queue_capacity` is zero.
+    pub fn build(self) -> Result<EventBus, EventBusBuildError> {
+        if let Some(reason) =
+            crate::config::check(self.threads, self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY))
+        {
+            return Err(EventBusBuildError { reason });
+        }
+        Ok(self.build_infallible())
+    }
+
+    /// Builds a bus whose settings were checked (or are defaults).
+    pub(crate) fn build_infallible(self) -> EventBus {
+        let threads = self.threads.unwrap_or_else(default_threads).max(1);
+        let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY).max(1);
+        let factory = self.factory.unwrap_or_default();
+        EventBus::from_shared(Shared::new(factory, threads, capacity, self.retry_backoff))
+    }
+}
+
+/// The number of logical cores, or 1 if it cannot be told.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// An [`EventBusBuilder`] setting that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventBusBuildError {
+    reason: String,
+}
+
+impl fmt::Display for EventBusBuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid bus configuration: {}", self.reason)
+    }
+}
+
+impl std::error::Error for EventBusBuildError {}

@@ -1,0 +1,261 @@
+//! [`EventBus`]: publish events, register handlers, wait, shut down.
+
+mod builder;
+mod shared;
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+pub use builder::{EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
+pub(crate) use shared::{enter_worker, Shared};
+
+use crate::config::BusConfig;
+use crate::error::PublishError;
+use crate::event::Event;
+use crate::factory::EventFactory;
+use crate::handle::EventHandle;
+use crate::handler::EventHandler;
+use crate::pool::Admission;
+use crate::stats::BusStats;
+
+/// The event bus: finds the handler registered for an event's type and runs it in the
+/// event's [mode](crate::ExecutionMode).
+///
+/// `EventBus` is cheap to clone; clones are handles to one bus. Worker threads start on the
+/// first queued (non-`Sync`) event, so a bus used only for sync events runs no threads.
+///
+/// # Shutting down
+///
+/// - [`shutdown`](Self::shutdown) refuses new events, finishes everything queued and running,
+///   and joins the pool's threads.
+/// - [`shutdown_now`](Self::shutdown_now) refuses new events, resolves everything queued or
+///   running as cancelled, and returns at once.
+/// - **Dropping the last handle** starts a graceful shutdown in the background: new events are
+///   refused (handlers still running can't publish), queued events still run and resolve their
+///   handles, and the threads exit when the queue is empty. It does not block the dropping
+///   thread. Call `shutdown` to wait for it.
+///
+/// # Examples
+///
+/// ```
+/// use busbar::{Event, EventBus, EventContext, EventFactory, EventHandler, EventResult, HandlerResult};
+/// use serde_json::json;
+///
+/// struct WelcomeEmail;
+/// impl EventHandler for WelcomeEmail {
+///     fn execute(&self, ctx: &EventContext) -> HandlerResult {
+///         let email = ctx.event().data()["email"].as_str().unwrap_or_default();
+///         println!("Sending welcome email to {email}");
+///         Ok(EventResult::success())
+///     }
+/// }
+///
+/// let factory = EventFactory::new();
+/// factory.register_event_type("user.registered", || WelcomeEmail);
+/// let bus = EventBus::with_factory(factory);
+/// let result = bus
+///     .publish(Event::new("user.registered").with_data(json!({"email": "user@example.com"})))?
+///     .wait();
+/// assert!(result.success);
+/// bus.shutdown();
+/// # Ok::<(), busbar::PublishError>(())
+/// ```
+pub struct EventBus {
+    shared: Arc<Shared>,
+    /// `None` for the non-owning handles the bus gives to handler contexts once every owning
+    /// handle is gone; they must not keep a bus alive that its users dropped.
+    owner: Option<Arc<Owner>>,
+}
+
+/// Shuts the bus down (gracefully, in the background) when the last owning handle drops.
+pub(crate) struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl EventBus {
+    /// Creates a bus with an empty factory and default settings.
+    ///
+    /// Register handlers with [`subscribe`](Self::subscribe), or through [`factory`](Self::factory).
+    pub fn new() -> Self {
+        Self::with_factory(EventFactory::new())
+    }
+
+    /// Creates a bus whose handlers come from `factory`, with default settings.
+    pub fn with_factory(factory: EventFactory) -> Self {
+        EventBusBuilder::new().factory(factory).build_infallible()
+    }
+
+    /// Returns a builder to configure threads, queue capacity, retry backoff and the factory.
+    pub fn builder() -> EventBusBuilder {
+        EventBusBuilder::new()
+    }
+
+    /// Creates a bus from a [`BusConfig`] (for example one loaded from TOML and the
+    /// environment) and a factory.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the configuration is invalid (zero threads or zero queue capacity).
+    pub fn from_config(config: &BusConfig, factory: EventFactory) -> Result<Self, EventBusBuildError> {
+        EventBusBuilder::new().config(config).factory(factory).build()
+    }
+
+    fn from_shared(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
+        let owner = Arc::new(Owner { shared: Arc::clone(&shared) });
+        // Freshly created, so the cell is empty.
+        let _ = shared.owner.set(Arc::downgrade(&owner));
+        EventBus { shared, owner: Some(owner) }
+    }
+
+    /// A handle for a handler's context: owning while any owning handle exists.
+    pub(crate) fn internal(shared: &Arc<Shared>) -> Self {
+        let owner = shared.owner.get().and_then(Weak::upgrade);
+        EventBus { shared: Arc::clone(shared), owner }
+    }
+
+    /// Publishes an event and returns a handle to its result.
+    ///
+    /// A `Sync` event runs on this thread before `publish` returns (its handle is ready); other
+    /// modes are queued by priority and `publish` returns at once. If the queue is full,
+    /// `publish` waits for room (except on the bus's own workers, which never wait).
+    ///
+    /// Published from inside a handler, the event becomes a child of the handler's event
+    /// (correlation and causation ids).
+    ///
+    /// # Errors
+    ///
+    /// The event is handed back inside the error if
+    /// - no handler is registered for its type ([`PublishError::NoHandlerAvailable`]; `Cmd`
+    ///   events need none),
+    /// - it is malformed: empty type, zero or over-long timeout ([`PublishError::InvalidEvent`]),
+    /// - the bus was shut down ([`PublishError::ShutDown`]).
+    pub fn publish(&self, event: Event) -> Result<EventHandle, PublishError> {
+        self.shared.publish(event, Admission::Block)
+    }
+
+    /// Publishes an event unless the queue is full.
+    ///
+    /// Like [`publish`](Self::publish), but returns [`PublishError::Full`] with the event
+    /// instead of waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish), plus [`PublishError::Full`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode, PublishError};
+    ///
+    /// let bus = EventBus::builder().threads(1).queue_capacity(1).build()?;
+    /// let (release, gate) = mpsc::channel::<()>();
+    /// let gate = std::sync::Mutex::new(gate);
+    /// bus.subscribe("slow", handler_fn(move |_| {
+    ///     let _ = gate.lock().unwrap().recv();
+    ///     Ok(EventResult::success())
+    /// }));
+    /// let slow = || Event::new("slow").with_mode(ExecutionMode::Thread);
+    ///
+    /// let first = bus.publish(slow())?;             // taken by the worker (or queued)
+    /// let mut queued = vec![];
+    /// let refused = loop {
+    ///     match bus.try_publish(slow()) {
+    ///         Ok(handle) => queued.push(handle),      // fills the one free place
+    ///         Err(err) => break err,
+    ///     }
+    /// };
+    /// assert!(refused.is_full());
+    /// assert_eq!(refused.into_inner().event_type(), "slow");
+    /// drop(release); // let everything finish
+    /// assert!(first.wait().success);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_publish(&self, event: Event) -> Result<EventHandle, PublishError> {
+        self.shared.publish(event, Admission::Try)
+    }
+
+    /// Registers one handler instance for `event_type`, shared by every thread.
+    ///
+    /// Replaces an earlier registration for the type. To build one handler per worker thread
+    /// instead, register a constructor with [`EventFactory::register_event_type`].
+    pub fn subscribe(&self, event_type: impl Into<String>, handler: impl EventHandler) {
+        self.shared.factory().register_shared(event_type, handler);
+    }
+
+    /// Returns the bus's factory; registrations made through it are seen at once.
+    pub fn factory(&self) -> &EventFactory {
+        self.shared.factory()
+    }
+
+    /// Blocks until every accepted event has its result.
+    ///
+    /// Events published while `join` waits extend the wait. Called from one of this bus's own
+    /// pool handlers, it returns at once, since it would wait for itself.
+    pub fn join(&self) {
+        self.shared.join();
+    }
+
+    /// Shuts the bus down gracefully and waits for it.
+    ///
+    /// New events are refused from the first moment; everything queued or running finishes;
+    /// then the pool's threads are joined (workers abandoned because their handler overran
+    /// its deadline are not waited for). Idempotent: later calls, and concurrent ones, return
+    /// once the first shutdown is complete. Called from one of this bus's own pool handlers,
+    /// it starts the shutdown without waiting.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+
+    /// Shuts the bus down immediately.
+    ///
+    /// New events are refused; every queued event, and every event whose thread-mode attempt
+    /// is running, is resolved at once as [`Cancelled`](crate::ErrorKind::Cancelled); running
+    /// handlers see [`EventContext::is_cancelled`](crate::EventContext::is_cancelled) turn
+    /// `true` and their late results are discarded. Returns without waiting for handlers.
+    /// Idempotent.
+    pub fn shutdown_now(&self) {
+        self.shared.shutdown_now();
+    }
+
+    /// Returns `true` once the bus refuses new events.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    pub(crate) fn is_killed(&self) -> bool {
+        self.shared.is_killed()
+    }
+
+    /// Returns a snapshot of the bus's counters.
+    pub fn stats(&self) -> BusStats {
+        self.shared.stats()
+    }
+}
+
+impl Clone for EventBus {
+    fn clone(&self) -> Self {
+        // A clone of a non-owning handle becomes owning if the bus still has owners.
+        let owner = self.owner.clone().or_else(|| self.shared.owner.get().and_then(Weak::upgrade));
+        EventBus { shared: Arc::clone(&self.shared), owner }
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBus").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,149 @@
+//! What a handler sees of the event it runs for: [`EventContext`].
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bus::EventBus;
+use crate::error::PublishError;
+use crate::event::{Event, ParentLink};
+use crate::handle::EventHandle;
+
+/// The context of one attempt: the event, the bus, the attempt number, the deadline and the
+/// cancellation flag.
+///
+/// # Timeouts are cooperative in-process
+///
+/// Rust cannot safely stop a running thread, so `Sync` and `Thread` handlers are never
+/// interrupted. Instead the context exposes the [`deadline`](Self::deadline) and
+/// [`is_cancelled`](Self::is_cancelled), which turns `true` at the deadline and when the bus
+/// is shut down with [`shutdown_now`](EventBus::shutdown_now). Long handlers should check it
+/// between steps. A `Thread` waiter gets the timeout result at the deadline even if the
+/// handler keeps running, and the pool replaces the stuck worker. Need a hard limit? Use
+/// `Corelet` mode, whose process is killed at the deadline.
+///
+/// # Follow-up events
+///
+/// [`publish`](Self::publish) (or publishing through [`event_bus`](Self::event_bus) from the
+/// handler's thread) makes the new event a child of this one: it inherits the chain's
+/// correlation id and gets this event's id as its causation id.
+///
+/// # Examples
+///
+/// ```
+/// use busbar::{handler_fn, Event, EventBus, EventResult};
+///
+/// let bus = EventBus::new();
+/// bus.subscribe("order.placed", handler_fn(|ctx| {
+///     let order = ctx.event().data()["order"].clone();
+///     let invoice = ctx.publish(Event::new("invoice.create").with_data(order))?.wait();
+///     Ok(EventResult::success_with(invoice.data))
+/// }));
+/// bus.subscribe("invoice.create", handler_fn(|ctx| {
+///     let parent = ctx.event().causation_id().expect("published from a handler");
+///     Ok(EventResult::success_with(parent.to_string().into()))
+/// }));
+///
+/// let event = Event::new("order.placed").with_data(serde_json::json!({"order": 7}));
+/// let id = event.id();
+/// let result = bus.publish(event)?.wait();
+/// assert_eq!(result.data, id.to_string());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct EventContext {
+    event: Arc<Event>,
+    bus: EventBus,
+    attempt: u32,
+    deadline: Instant,
+}
+
+impl EventContext {
+    pub(crate) fn new(event: Arc<Event>, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
+        EventContext { event, bus, attempt, deadline }
+    }
+
+    /// Returns the event being processed.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Returns the bus the event was published on.
+    pub fn event_bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Returns the attempt number: 1 for the first attempt, 2 for the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Returns the instant at which this attempt times out.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Returns the time left until the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Returns `true` once the attempt should stop: its deadline passed or the bus is being
+    /// shut down with [`shutdown_now`](EventBus::shutdown_now).
+    pub fn is_cancelled(&self) -> bool {
+        self.bus.is_killed() || Instant::now() >= self.deadline
+    }
+
+    /// Publishes a follow-up event as a child of this one.
+    ///
+    /// The child inherits the chain's correlation id and gets this event's id as its causation
+    /// id (unless it already has one), then is published like any event.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventBus::publish`].
+    pub fn publish(&self, mut event: Event) -> Result<EventHandle, PublishError> {
+        event.inherit_from(ParentLink::of(&self.event));
+        self.bus.publish(event)
+    }
+}
+
+impl fmt::Debug for EventContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventContext")
+            .field("event_id", &self.event.id())
+            .field("event_type", &self.event.event_type())
+            .field("attempt", &self.attempt)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// The event whose handler is running on this thread, if any. Publishing from the
+    /// handler's thread through any bus handle links the new event to it, so
+    /// `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)` does.
+    static CURRENT_PARENT: Cell<Option<ParentLink>> = const { Cell::new(None) };
+}
+
+/// Returns the event whose handler runs on this thread, if any.
+pub(crate) fn current_parent() -> Option<ParentLink> {
+    CURRENT_PARENT.with(Cell::get)
+}
+
+/// Marks `event` as the current parent of this thread until the guard drops.
+pub(crate) fn enter_handler(event: &Event) -> ParentGuard {
+    let previous = CURRENT_PARENT.with(|current| current.replace(Some(ParentLink::of(event))));
+    ParentGuard { previous }
+}
+
+/// Restores the previous parent (sync handlers nest) when a handler returns or unwinds.
+pub(crate) struct ParentGuard {
+    previous: Option<ParentLink>,
+}
+
+impl Drop for ParentGuard {
+    fn drop(&mut self) {
+        CURRENT_PARENT.with(|current| current.set(self.previous));
+    }
+}

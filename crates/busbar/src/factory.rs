@@ -1,0 +1,174 @@
+//! The registry of handlers: which handler runs for which event type.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use crate::handler::EventHandler;
+
+/// Builds a fresh handler instance.
+type Constructor = dyn Fn() -> Box<dyn EventHandler> + Send + Sync;
+
+/// Maps event types to handlers.
+///
+/// A type is registered either with a *constructor* ([`register_event_type`]), which builds
+/// one handler per pool worker thread (and per corelet process) the first time that worker
+/// sees the type, or with a shared instance ([`EventBus::subscribe`](crate::EventBus::subscribe)
+/// / [`register_shared`](Self::register_shared)), which every thread uses. Sync-mode events
+/// use one instance per registration, built on first use.
+///
+/// `EventFactory` is cheap to clone; clones share one registry, so types registered after the
+/// bus was built are seen by it.
+///
+/// [`register_event_type`]: Self::register_event_type
+///
+/// # Examples
+///
+/// ```
+/// use busbar::{EventFactory, EventResult, handler_fn};
+///
+/// let factory = EventFactory::new();
+/// factory.register_event_type("order.created", || handler_fn(|_| Ok(EventResult::success())));
+/// factory.register_event_type("order.shipped", || handler_fn(|_| Ok(EventResult::success())));
+///
+/// assert!(factory.is_handler_available("order.created"));
+/// assert!(!factory.is_handler_available("order.cancelled"));
+/// assert_eq!(factory.event_types(), ["order.created", "order.shipped"]);
+/// assert!(factory.create_handler("order.created").is_some());
+/// ```
+#[derive(Clone, Default)]
+pub struct EventFactory {
+    registry: Arc<RwLock<HashMap<String, Arc<Registration>>>>,
+}
+
+/// One registered handler for one event type.
+pub(crate) struct Registration {
+    /// Distinguishes this registration from an earlier one for the same type, so that
+    /// workers' cached instances of a replaced handler are rebuilt.
+    serial: u64,
+    kind: RegistrationKind,
+}
+
+enum RegistrationKind {
+    /// Built per worker thread; `shared` is the instance sync-mode callers use.
+    Constructor { build: Box<Constructor>, shared: OnceLock<Arc<dyn EventHandler>> },
+    /// One instance for every thread.
+    Shared(Arc<dyn EventHandler>),
+}
+
+/// The source of registration serials; global so serials never repeat across factories.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+impl EventFactory {
+    /// Creates an empty factory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a constructor for `event_type`, replacing an earlier registration.
+    ///
+    /// The constructor runs once per pool worker thread that handles the type (and once per
+    /// corelet process), so a handler can keep per-thread state such as a connection.
+    pub fn register_event_type<H, F>(&self, event_type: impl Into<String>, constructor: F)
+    where
+        H: EventHandler,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        let build: Box<Constructor> = Box::new(move || Box::new(constructor()));
+        self.insert(event_type.into(), RegistrationKind::Constructor { build, shared: OnceLock::new() });
+    }
+
+    /// Registers one handler instance for `event_type` that every thread shares.
+    pub fn register_shared(&self, event_type: impl Into<String>, handler: impl EventHandler) {
+        self.insert(event_type.into(), RegistrationKind::Shared(Arc::new(handler)));
+    }
+
+    /// Removes the registration for `event_type`; returns `true` if there was one.
+    pub fn unregister(&self, event_type: &str) -> bool {
+        self.write().remove(event_type).is_some()
+    }
+
+    /// Builds a handler for `event_type`, or returns `None` if none is registered.
+    ///
+    /// For a shared registration this returns the shared instance.
+    pub fn create_handler(&self, event_type: &str) -> Option<Box<dyn EventHandler>> {
+        self.lookup(event_type).map(|registration| registration.build())
+    }
+
+    /// Returns `true` if a handler is registered for `event_type`.
+    pub fn is_handler_available(&self, event_type: &str) -> bool {
+        self.read().contains_key(event_type)
+    }
+
+    /// Returns the registered event types, sorted.
+    pub fn event_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.read().keys().cloned().collect();
+        types.sort_unstable();
+        types
+    }
+
+    pub(crate) fn lookup(&self, event_type: &str) -> Option<Arc<Registration>> {
+        self.read().get(event_type).cloned()
+    }
+
+    fn insert(&self, event_type: String, kind: RegistrationKind) {
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        self.write().insert(event_type, Arc::new(Registration { serial, kind }));
+    }
+
+    // The registry holds plain data and no user code runs under its lock, so a poisoned lock
+    // (a panic elsewhere while holding it) leaves it consistent: keep using it.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Registration>>> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Registration>>> {
+        self.registry.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for EventFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFactory").field("event_types", &self.event_types()).finish()
+    }
+}
+
+impl Registration {
+    /// Builds a new instance (or hands out the shared one).
+    pub(crate) fn build(&self) -> Box<dyn EventHandler> {
+        match &self.kind {
+            RegistrationKind::Constructor { build, .. } => build(),
+            RegistrationKind::Shared(handler) => Box::new(Arc::clone(handler)),
+        }
+    }
+
+    /// Returns the instance that threads outside the pool (sync-mode publishers) use.
+    pub(crate) fn shared_instance(&self) -> Arc<dyn EventHandler> {
+        match &self.kind {
+            RegistrationKind::Constructor { build, shared } => {
+                Arc::clone(shared.get_or_init(|| Arc::from(build())))
+            }
+            RegistrationKind::Shared(handler) => Arc::clone(handler),
+        }
+    }
+}
+
+/// A pool worker's own handler instances: at most one per event type.
+#[derive(Default)]
+pub(crate) struct HandlerCache {
+    handlers: HashMap<String, (u64, Box<dyn EventHandler>)>,
+}
+
+impl HandlerCache {
+    /// Returns this worker's instance for `registration`, building it on first use or when
+    /// the type was registered anew.
+    pub(crate) fn get(&mut self, event_type: &str, registration: &Registration) -> &dyn EventHandler {
+        let stale = self.handlers.get(event_type).is_none_or(|(serial, _)| *serial != registration.serial);
+        if stale {
+            self.handlers.insert(event_type.to_owned(), (registration.serial, registration.build()));
+        }
+        // Present: it was either fresh or inserted just above.
+        &*self.handlers[event_type].1
+    }
+}

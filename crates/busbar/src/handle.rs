@@ -1,0 +1,200 @@
+//! [`EventHandle`]: the publisher's side of one event's result.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::event::EventId;
+use crate::result::{ErrorKind, EventResult};
+
+/// The sending half of an event's result, held by whoever will resolve the event.
+pub(crate) type ResultSender = oneshot::Sender<EventResult>;
+
+/// A handle to the result of a published event.
+///
+/// Every event the bus accepted ends with exactly one [`EventResult`], so waiting on a handle
+/// never hangs forever: timeouts, crashes and [`shutdown_now`](crate::EventBus::shutdown_now)
+/// all resolve it. Dropping a handle does not cancel the event; it still runs.
+///
+/// The handle is also a [`Future`], so async code can `.await` it without busbar depending on
+/// an async runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
+///
+/// let bus = EventBus::builder().threads(1).build()?;
+/// bus.subscribe("square", handler_fn(|ctx| {
+///     let n = ctx.event().data().as_i64().unwrap_or(0);
+///     Ok(EventResult::success_with((n * n).into()))
+/// }));
+///
+/// let mut handle = bus.publish(Event::new("square").with_data(7.into()).with_mode(ExecutionMode::Thread))?;
+/// let result = handle.wait_timeout(Duration::from_secs(10)).expect("finished in time");
+/// assert_eq!(result.data, 49);
+/// assert_eq!(handle.wait().data, 49); // the result stays in the handle
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "dropping the handle discards the event's result (the event still runs)"]
+pub struct EventHandle {
+    id: EventId,
+    state: State,
+}
+
+enum State {
+    Pending(oneshot::Receiver<EventResult>),
+    Ready(EventResult),
+    /// The result was moved out by the `Future` implementation.
+    Taken,
+}
+
+impl EventHandle {
+    /// Creates a handle whose result is delivered later through the returned sender.
+    pub(crate) fn pending(id: EventId) -> (EventHandle, ResultSender) {
+        let (sender, receiver) = oneshot::channel();
+        (EventHandle { id, state: State::Pending(receiver) }, sender)
+    }
+
+    /// Creates a handle that already holds its result (sync mode).
+    pub(crate) fn ready(result: EventResult) -> EventHandle {
+        EventHandle { id: result.event_id, state: State::Ready(result) }
+    }
+
+    /// Returns the id of the event.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
+    /// Returns `true` if the result is available.
+    pub fn is_finished(&mut self) -> bool {
+        self.try_result().is_some()
+    }
+
+    /// Returns the result if it is available, without blocking.
+    pub fn try_result(&mut self) -> Option<&EventResult> {
+        if let State::Pending(receiver) = &self.state {
+            match receiver.try_recv() {
+                Ok(result) => self.state = State::Ready(result),
+                Err(oneshot::TryRecvError::Empty) => return None,
+                Err(oneshot::TryRecvError::Disconnected) => self.state = State::Ready(self.lost()),
+            }
+        }
+        self.ready_ref()
+    }
+
+    /// Blocks until the result is available or `timeout` has passed.
+    ///
+    /// Returns `None` on timeout; the handle can be waited on again.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<&EventResult> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.wait_deadline(deadline),
+            // Too far in the future to represent: that is waiting without a deadline.
+            None => {
+                self.block();
+                self.ready_ref()
+            }
+        }
+    }
+
+    /// Blocks until the result is available or `deadline` is reached.
+    ///
+    /// Returns `None` if the deadline passed first; the handle can be waited on again.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Option<&EventResult> {
+        if let State::Pending(receiver) = &self.state {
+            match receiver.recv_deadline(deadline) {
+                Ok(result) => self.state = State::Ready(result),
+                Err(oneshot::RecvTimeoutError::Timeout) => return None,
+                Err(oneshot::RecvTimeoutError::Disconnected) => self.state = State::Ready(self.lost()),
+            }
+        }
+        self.ready_ref()
+    }
+
+    /// Blocks until the result is available and returns it.
+    pub fn wait(self) -> EventResult {
+        let id = self.id;
+        match self.state {
+            State::Ready(result) => result,
+            State::Pending(receiver) => receiver.recv().unwrap_or_else(|_| lost(id)),
+            State::Taken => taken(id),
+        }
+    }
+
+    /// Blocks until a pending result arrives and stores it in the handle.
+    fn block(&mut self) {
+        if let State::Pending(receiver) = &self.state {
+            let result = receiver.recv_ref().unwrap_or_else(|_| lost(self.id));
+            self.state = State::Ready(result);
+        }
+    }
+
+    fn ready_ref(&self) -> Option<&EventResult> {
+        match &self.state {
+            State::Ready(result) => Some(result),
+            State::Pending(_) | State::Taken => None,
+        }
+    }
+
+    fn lost(&self) -> EventResult {
+        lost(self.id)
+    }
+}
+
+/// The result of an event whose sender vanished without resolving it.
+///
+/// Every path that drops a job resolves it first, so this is a bug in busbar; the handle
+/// reports it instead of blocking forever.
+fn lost(id: EventId) -> EventResult {
+    let mut result = EventResult::failed(ErrorKind::Internal, "the bus lost this event's result".to_owned());
+    result.event_id = id;
+    result
+}
+
+fn taken(id: EventId) -> EventResult {
+    let mut result = EventResult::failed(
+        ErrorKind::Internal,
+        "the result was already taken by awaiting this handle".to_owned(),
+    );
+    result.event_id = id;
+    result
+}
+
+impl Future for EventHandle {
+    type Output = EventResult;
+
+    /// Resolves to the result. Polling again after it resolved yields an `Internal` failure
+    /// saying the result was already taken.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EventResult> {
+        let id = self.id;
+        let this = &mut *self;
+        match &mut this.state {
+            State::Pending(receiver) => match Pin::new(receiver).poll(cx) {
+                Poll::Ready(result) => {
+                    this.state = State::Taken;
+                    Poll::Ready(result.unwrap_or_else(|_| lost(id)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            State::Ready(_) => match std::mem::replace(&mut this.state, State::Taken) {
+                State::Ready(result) => Poll::Ready(result),
+                _ => Poll::Ready(taken(id)),
+            },
+            State::Taken => Poll::Ready(taken(id)),
+        }
+    }
+}
+
+impl fmt::Debug for EventHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Pending(_) => "pending",
+            State::Ready(_) => "ready",
+            State::Taken => "taken",
+        };
+        f.debug_struct("EventHandle").field("id", &self.id).field("state", &state).finish()
+    }
+}

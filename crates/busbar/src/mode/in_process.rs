@@ -1,0 +1,50 @@
+//! Sync and Thread modes: the handler runs in this process, on the calling thread or a worker.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::attempt::Outcome;
+use crate::bus::{EventBus, Shared};
+use crate::context::{self, EventContext};
+use crate::event::Event;
+use crate::factory::HandlerCache;
+use crate::result::ErrorKind;
+use crate::unwind;
+
+/// Where an in-process attempt finds its handler instance.
+pub(crate) enum HandlerSource<'a> {
+    /// A pool worker's own instances: one per event type per worker thread.
+    Worker(&'a mut HandlerCache),
+    /// A thread outside the pool (a sync-mode publisher): the registration's shared instance.
+    Caller,
+}
+
+/// Runs one attempt of `event`'s handler on the current thread.
+///
+/// Building the handler and running it are both inside the panic boundary: a constructor that
+/// panics fails the attempt like a handler that panics. A handler that returns after its
+/// deadline has timed out; its result is discarded (timeouts are cooperative, see
+/// [`EventContext`]).
+pub(super) fn run(
+    shared: &Arc<Shared>,
+    handlers: &mut HandlerSource<'_>,
+    event: &Arc<Event>,
+    attempt: u32,
+    deadline: Instant,
+) -> Outcome {
+    let Some(registration) = shared.factory().lookup(event.event_type()) else {
+        let message = format!("no handler registered for event type `{}`", event.event_type());
+        return Outcome::refused(ErrorKind::NoHandler, message);
+    };
+    let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
+    let _parent = context::enter_handler(event);
+    let returned = unwind::catch(|| match handlers {
+        HandlerSource::Worker(cache) => cache.get(event.event_type(), &registration).execute(&ctx),
+        HandlerSource::Caller => registration.shared_instance().execute(&ctx),
+    });
+    match returned {
+        Ok(_) if Instant::now() > deadline => Outcome::TimedOut,
+        Ok(result) => Outcome::Returned(result),
+        Err(message) => Outcome::Panicked(message),
+    }
+}

@@ -1,0 +1,166 @@
+//! Execution modes: where one attempt of an event runs.
+//!
+//! The public part is [`ExecutionMode`]; the private part is [`run_attempt`], the single seam
+//! through which the shared attempt loop (`crate::attempt`) runs an attempt in any mode.
+
+mod cmd;
+mod corelet;
+mod in_process;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attempt::Outcome;
+use crate::bus::Shared;
+use crate::error::ParseModeError;
+use crate::event::Event;
+
+pub(crate) use in_process::HandlerSource;
+
+/// Where an event's handler runs.
+///
+/// The four modes share one attempt loop (retry, timeout, panic capture, result) and differ
+/// only in *where an attempt runs*:
+///
+/// | mode | where the handler runs | [`publish`](crate::EventBus::publish) returns | timeout is |
+/// |---|---|---|---|
+/// | [`Sync`](Self::Sync) | the publishing thread | after the handler finished | cooperative, reported |
+/// | [`Thread`](Self::Thread) | a worker of the bus's priority-ordered pool | at once | cooperative; the waiter is released at the deadline |
+/// | [`Corelet`](Self::Corelet) | a reusable, isolated child process | at once | hard: the process is killed |
+/// | [`Cmd`](Self::Cmd) | a command-line program (no handler needed) | at once | hard: its process group is killed |
+///
+/// Modes parse from and print as `"sync"`, `"thread"`, `"corelet"` and `"cmd"`:
+///
+/// ```
+/// use busbar::ExecutionMode;
+///
+/// let mode: ExecutionMode = "thread".parse()?;
+/// assert_eq!(mode, ExecutionMode::Thread);
+/// assert_eq!(mode.to_string(), "thread");
+/// assert!("fast".parse::<ExecutionMode>().is_err());
+/// # Ok::<(), busbar::ParseModeError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    /// Runs the handler on the publishing thread; `publish` returns after it finished.
+    #[default]
+    Sync,
+    /// Runs the handler on a worker of the bus's thread pool; `publish` returns at once.
+    Thread,
+    /// Runs the handler in an isolated, reusable child process.
+    Corelet,
+    /// Runs a command-line program described by the event's data; no handler is needed.
+    Cmd,
+}
+
+/// The documentation's name for [`ExecutionMode::Sync`].
+pub const EXECUTION_MODE_SYNC: ExecutionMode = ExecutionMode::Sync;
+/// The documentation's name for [`ExecutionMode::Thread`].
+pub const EXECUTION_MODE_THREAD: ExecutionMode = ExecutionMode::Thread;
+/// The documentation's name for [`ExecutionMode::Corelet`].
+pub const EXECUTION_MODE_CORELET: ExecutionMode = ExecutionMode::Corelet;
+/// The documentation's name for [`ExecutionMode::Cmd`].
+pub const EXECUTION_MODE_CMD: ExecutionMode = ExecutionMode::Cmd;
+
+impl ExecutionMode {
+    /// All modes, in the order of the table above.
+    pub const ALL: [ExecutionMode; 4] = [Self::Sync, Self::Thread, Self::Corelet, Self::Cmd];
+
+    /// Returns the mode's name as it parses and prints: `"sync"`, `"thread"`, `"corelet"`, `"cmd"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(busbar::ExecutionMode::Corelet.as_str(), "corelet");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Thread => "thread",
+            Self::Corelet => "corelet",
+            Self::Cmd => "cmd",
+        }
+    }
+
+    /// Returns `true` if events of this mode need a registered handler.
+    ///
+    /// Only [`Cmd`](Self::Cmd) events run without one: the event's data names the program.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use busbar::ExecutionMode;
+    ///
+    /// assert!(ExecutionMode::Thread.needs_handler());
+    /// assert!(!ExecutionMode::Cmd.needs_handler());
+    /// ```
+    pub const fn needs_handler(self) -> bool {
+        !matches!(self, Self::Cmd)
+    }
+
+    /// Returns `true` if `publish` returns before the event ran (every mode but `Sync`).
+    pub(crate) const fn is_queued(self) -> bool {
+        !matches!(self, Self::Sync)
+    }
+
+    /// Returns `true` if the attempt enforces its own deadline by killing a process.
+    ///
+    /// The pool's watchdog steps in only for cooperative attempts; for hard ones it is a
+    /// backstop (see `pool::watchdog`).
+    pub(crate) const fn has_hard_timeout(self) -> bool {
+        matches!(self, Self::Corelet | Self::Cmd)
+    }
+}
+
+impl fmt::Display for ExecutionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutionMode {
+    type Err = ParseModeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| ParseModeError::new(s))
+    }
+}
+
+/// Runs one attempt of `event` in the event's mode: the seam every mode shares.
+///
+/// `handlers` is where in-process modes find their handler instance: the worker's own cache
+/// on a pool thread, the registration's shared instance on a publishing thread. Every attempt
+/// runs inside a `busbar.attempt` tracing span carrying the event's id, type, mode, attempt
+/// and correlation id.
+pub(crate) fn run_attempt(
+    shared: &Arc<Shared>,
+    handlers: &mut HandlerSource<'_>,
+    event: &Arc<Event>,
+    attempt: u32,
+    deadline: Instant,
+) -> Outcome {
+    let span = tracing::info_span!(
+        "busbar.attempt",
+        id = %event.id(),
+        r#type = event.event_type(),
+        mode = event.mode().as_str(),
+        attempt,
+        correlation_id = %event.correlation_id(),
+    );
+    let _entered = span.enter();
+    match event.mode() {
+        ExecutionMode::Sync | ExecutionMode::Thread => {
+            in_process::run(shared, handlers, event, attempt, deadline)
+        }
+        ExecutionMode::Corelet => corelet::run(shared, event, attempt, deadline),
+        ExecutionMode::Cmd => cmd::run(shared, event, attempt, deadline),
+    }
+}

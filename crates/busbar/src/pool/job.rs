@@ -1,0 +1,32 @@
+//! A queued event and the sender of its result.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::event::Event;
+use crate::handle::ResultSender;
+
+/// An accepted event on its way through the pool.
+///
+/// Whoever holds the `Job` is the only one who may resolve it: the queue while it waits, the
+/// worker's slot while an attempt runs, the watchdog or `shutdown_now` once they took it from
+/// the slot. Moving the job is what makes "exactly one result per event" hold.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// Shared with the running handler's context, so the watchdog can requeue a timed-out
+    /// attempt while the handler still holds the event.
+    pub(crate) event: Arc<Event>,
+    pub(crate) reply: ResultSender,
+    /// Attempts that already ran (and failed).
+    pub(crate) attempts_made: u32,
+    /// When the first attempt started (for the result's duration).
+    pub(crate) started: Option<Instant>,
+    /// A retry waits until then (backoff).
+    pub(crate) not_before: Option<Instant>,
+}
+
+impl Job {
+    pub(crate) fn new(event: Arc<Event>, reply: ResultSender) -> Self {
+        Job { event, reply, attempts_made: 0, started: None, not_before: None }
+    }
+}

@@ -1,0 +1,110 @@
+//! The watchdog: resolves thread-mode attempts that run past their deadline and replaces the
+//! stuck worker, so a waiter is released at the deadline and the pool keeps its capacity.
+//!
+//! It sleeps until the earliest deadline among running attempts. Workers tell it about a new
+//! deadline only when it is earlier than the one it plans to wake at (`planned`), so in the
+//! common case (equal timeouts, later deadlines) starting an attempt costs no wake-up.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::bus::Shared;
+
+/// How often the watchdog looks while a closed bus drains, to notice it can exit.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// A `planned` value meaning "no wake-up planned".
+const NOT_PLANNED: u64 = u64::MAX;
+
+#[derive(Default)]
+struct WatchState {
+    /// A worker registered a deadline earlier than `planned` since the last scan.
+    dirty: bool,
+    stopped: bool,
+}
+
+pub(crate) struct Watchdog {
+    state: Mutex<WatchState>,
+    wake: Condvar,
+    /// Nanoseconds since `epoch` at which the watchdog will next scan. While it scans, this is
+    /// 0, so that a worker registering during the scan always wakes it afterwards.
+    planned: AtomicU64,
+    epoch: Instant,
+}
+
+impl Watchdog {
+    pub(crate) fn new() -> Self {
+        Watchdog {
+            state: Mutex::new(WatchState::default()),
+            wake: Condvar::new(),
+            planned: AtomicU64::new(NOT_PLANNED),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Tells the watchdog an attempt must be looked at by `until`.
+    ///
+    /// The worker registered the attempt in its slot before calling this. Either the watchdog
+    /// scans that slot afterwards, or it already stored a plan; if the plan is later than
+    /// `until` we wake it, and if it is earlier it will rescan by then anyway.
+    pub(crate) fn watch(&self, until: Instant) {
+        if self.nanos(until) < self.planned.load(Ordering::SeqCst) {
+            self.lock().dirty = true;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Stops the watchdog thread.
+    pub(crate) fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_one();
+    }
+
+    fn nanos(&self, instant: Instant) -> u64 {
+        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(NOT_PLANNED - 1)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The watchdog thread's loop.
+pub(crate) fn run(shared: &Arc<Shared>) {
+    let pool = shared.pool();
+    let watchdog = pool.watchdog();
+    let mut state = watchdog.lock();
+    loop {
+        if state.stopped {
+            return;
+        }
+        state.dirty = false;
+        watchdog.planned.store(0, Ordering::SeqCst);
+        drop(state);
+
+        let now = Instant::now();
+        pool.expire_stuck(shared, now);
+        let mut next = pool.earliest_watch();
+        if pool.is_closed() {
+            if shared.in_flight() == 0 {
+                return;
+            }
+            next = Some(next.map_or(now + DRAIN_POLL, |next| next.min(now + DRAIN_POLL)));
+        }
+
+        state = watchdog.lock();
+        watchdog.planned.store(next.map_or(NOT_PLANNED, |next| watchdog.nanos(next)), Ordering::SeqCst);
+        if state.dirty || state.stopped {
+            continue;
+        }
+        state = match next {
+            Some(next) => {
+                let timeout = next.saturating_duration_since(Instant::now());
+                watchdog.wake.wait_timeout(state, timeout).unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => watchdog.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
+        };
+    }
+}

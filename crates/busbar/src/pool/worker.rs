@@ -1,0 +1,117 @@
+//! A pool worker: pops jobs and runs their attempts until the queue closes.
+
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::job::Job;
+use super::slot::{Running, WorkerSlot};
+use crate::attempt::{self, Outcome, Verdict};
+use crate::bus::{self, Shared};
+use crate::factory::HandlerCache;
+use crate::mode::{self, HandlerSource};
+
+/// How long past a hard-timeout attempt's own deadline the watchdog waits before stepping in.
+///
+/// Corelet and cmd attempts kill their process at the deadline themselves; the watchdog is only
+/// a backstop in case that machinery is itself stuck.
+const HARD_TIMEOUT_BACKSTOP: Duration = Duration::from_secs(30);
+
+/// Starts worker thread `busbar-worker-{index}`.
+pub(crate) fn spawn(shared: &Arc<Shared>, index: usize) -> io::Result<(Arc<WorkerSlot>, JoinHandle<()>)> {
+    let slot = Arc::new(WorkerSlot::default());
+    let handle = thread::Builder::new().name(format!("busbar-worker-{index}")).spawn({
+        let shared = Arc::clone(shared);
+        let slot = Arc::clone(&slot);
+        move || work(&shared, &slot)
+    })?;
+    Ok((slot, handle))
+}
+
+fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
+    // A panic here (not in a handler: those are caught) would lose the job in hand and leave
+    // `join()` waiting for it forever. Better to stop loudly, as rayon does.
+    let abort = AbortIfPanic;
+    let _worker = bus::enter_worker(shared);
+    let mut handlers = HandlerCache::default();
+    while let Some(job) = shared.pool().queue.pop() {
+        run_job(shared, slot, &mut handlers, job);
+        if slot.is_retired() {
+            break;
+        }
+    }
+    std::mem::forget(abort);
+}
+
+/// Runs the remaining attempts of `job`, unless the job is taken away mid-way.
+fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, mut job: Job) {
+    let event = Arc::clone(&job.event);
+    job.started.get_or_insert_with(Instant::now);
+    loop {
+        if let Some(not_before) = job.not_before.take() {
+            // Backoff: park the job where `shutdown_now` can cancel it while this thread sleeps.
+            let pause = not_before.saturating_duration_since(Instant::now());
+            if !pause.is_zero() {
+                let attempt = job.attempts_made;
+                slot.occupy(Running { job, attempt, watch_until: None });
+                thread::sleep(pause);
+                match slot.vacate() {
+                    Some(running) => job = running.job,
+                    None => return,
+                }
+            }
+        }
+        let attempt = job.attempts_made + 1;
+        let deadline = attempt::deadline_after(event.timeout());
+        let watch_until =
+            if event.mode().has_hard_timeout() { deadline + HARD_TIMEOUT_BACKSTOP } else { deadline };
+        slot.occupy(Running { job, attempt, watch_until: Some(watch_until) });
+        shared.pool().watchdog().watch(watch_until);
+        let outcome =
+            mode::run_attempt(shared, &mut HandlerSource::Worker(handlers), &event, attempt, deadline);
+        let Some(running) = slot.vacate() else {
+            // The watchdog resolved this attempt as timed out, or `shutdown_now` cancelled it.
+            return;
+        };
+        job = running.job;
+        job.attempts_made = attempt;
+        match attempt::judge(shared, &event, attempt, outcome) {
+            Verdict::Final(result) => return shared.resolve(job, result),
+            Verdict::Retry(pause) => {
+                if !pause.is_zero() {
+                    job.not_before = Some(Instant::now() + pause);
+                }
+            }
+        }
+    }
+}
+
+/// Resolves a job the watchdog took from a stuck worker: a timed-out attempt.
+///
+/// Returns the job if it should run again (the caller requeues it).
+pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
+    let Running { mut job, attempt, .. } = running;
+    job.attempts_made = attempt;
+    let event = Arc::clone(&job.event);
+    match attempt::judge(shared, &event, attempt, Outcome::TimedOut) {
+        Verdict::Final(result) => {
+            shared.resolve(job, result);
+            None
+        }
+        Verdict::Retry(pause) => {
+            job.not_before = (!pause.is_zero()).then(|| Instant::now() + pause);
+            Some(job)
+        }
+    }
+}
+
+/// Aborts the process if dropped while unwinding; forgotten on the normal path.
+struct AbortIfPanic;
+
+impl Drop for AbortIfPanic {
+    fn drop(&mut self) {
+        eprintln!("busbar: a pool worker panicked outside a handler; aborting");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,110 @@
+//! Counters of what the bus did, and the snapshot users read: [`BusStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::result::{ErrorKind, EventResult};
+
+/// A snapshot of a bus's counters, from [`EventBus::stats`](crate::EventBus::stats).
+///
+/// Counters only grow. Every accepted event is counted once in `published` and, once it has
+/// its result, once in `succeeded` or `failed` (and in at most one of the failure kinds), so
+/// `published == succeeded + failed + in_flight` whenever no event is being accepted or
+/// resolved at the same instant.
+///
+/// # Examples
+///
+/// ```
+/// use busbar::{handler_fn, Event, EventBus, EventResult};
+///
+/// let bus = EventBus::new();
+/// bus.subscribe("ok", handler_fn(|_| Ok(EventResult::success())));
+/// bus.publish(Event::new("ok"))?.wait();
+///
+/// let stats = bus.stats();
+/// assert_eq!(stats.published, 1);
+/// assert_eq!(stats.succeeded, 1);
+/// assert_eq!(stats.in_flight, 0);
+/// # Ok::<(), busbar::PublishError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Events accepted by `publish`.
+    pub published: u64,
+    /// Events that finished successfully.
+    pub succeeded: u64,
+    /// Events that finished with a failure of any kind.
+    pub failed: u64,
+    /// Failed events whose last attempt timed out.
+    pub timed_out: u64,
+    /// Failed events whose last attempt panicked.
+    pub panicked: u64,
+    /// Failed events whose last attempt crashed its process.
+    pub crashed: u64,
+    /// Events cancelled by `shutdown_now`.
+    pub cancelled: u64,
+    /// Attempts beyond the first (retries), over all finished events.
+    pub retries: u64,
+    /// Accepted events without a result yet (queued or running).
+    pub in_flight: u64,
+    /// Events waiting in the queue.
+    pub queued: u64,
+    /// Worker threads in the pool (0 until the first queued event).
+    pub workers: u64,
+    /// Workers replaced because their handler ran past its deadline.
+    pub replaced_workers: u64,
+}
+
+/// The live counters behind [`BusStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    published: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    panicked: AtomicU64,
+    crashed: AtomicU64,
+    cancelled: AtomicU64,
+    retries: AtomicU64,
+}
+
+// ORDERING: counters are statistics; nothing is synchronised through them, so `Relaxed` is
+// enough. Readers get a snapshot that may be a few events stale.
+impl Counters {
+    pub(crate) fn record_published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_result(&self, result: &EventResult) {
+        if result.attempts > 1 {
+            self.retries.fetch_add(u64::from(result.attempts - 1), Ordering::Relaxed);
+        }
+        if result.success {
+            self.succeeded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let kind_counter = match result.error_kind {
+            Some(ErrorKind::Timeout) => &self.timed_out,
+            Some(ErrorKind::Panic) => &self.panicked,
+            Some(ErrorKind::Crashed) => &self.crashed,
+            Some(ErrorKind::Cancelled) => &self.cancelled,
+            _ => return,
+        };
+        kind_counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> BusStats {
+        BusStats {
+            published: self.published.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            timed_out: self.timed_out.load(Ordering::Relaxed),
+            panicked: self.panicked.load(Ordering::Relaxed),
+            crashed: self.crashed.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            ..BusStats::default()
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Catching handler panics at the boundary and turning them into data.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+
+/// Runs `f`, returning its value or the message of the panic it raised.
+///
+/// `AssertUnwindSafe` is sound here in the sense that matters: a handler that panicked may
+/// leave its own state half-updated, but the bus only keeps the panic message, and the
+/// handler's author controls whether its state tolerates that (as with any `catch_unwind`
+/// boundary in a thread pool).
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+}
+
+/// Extracts the message of a panic payload (`panic!("...")` carries a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
