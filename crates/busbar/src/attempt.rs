@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::Shared;
 use crate::event::Event;
+use crate::factory::Registration;
 use crate::handler::HandlerResult;
 use crate::mode::{self, HandlerSource};
 use crate::result::{ErrorKind, EventResult};
@@ -113,12 +114,17 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 }
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
-pub(crate) fn run_inline(shared: &Arc<Shared>, event: &Arc<Event>) -> EventResult {
+pub(crate) fn run_inline(
+    shared: &Arc<Shared>,
+    registration: Option<&Registration>,
+    event: &Arc<Event>,
+) -> EventResult {
     let started = Instant::now();
     let mut attempt = 1;
+    let mut deadline = started.checked_add(event.timeout()).unwrap_or(started + crate::event::MAX_TIMEOUT);
     loop {
-        let deadline = deadline_after(event.timeout());
-        let outcome = mode::run_attempt(shared, &mut HandlerSource::Caller, event, attempt, deadline);
+        let outcome =
+            mode::run_attempt(shared, &mut HandlerSource::Caller, registration, event, attempt, deadline);
         match judge(shared, event, attempt, outcome) {
             Verdict::Final(result) => return finish(result, event, attempt, started),
             Verdict::Retry(pause) => {
@@ -126,6 +132,7 @@ pub(crate) fn run_inline(shared: &Arc<Shared>, event: &Arc<Event>) -> EventResul
                     std::thread::sleep(pause);
                 }
                 attempt += 1;
+                deadline = deadline_after(event.timeout());
             }
         }
     }

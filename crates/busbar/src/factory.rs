@@ -1,6 +1,8 @@
 //! The registry of handlers: which handler runs for which event type.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -39,8 +41,12 @@ type Constructor = dyn Fn() -> Box<dyn EventHandler> + Send + Sync;
 /// ```
 #[derive(Clone, Default)]
 pub struct EventFactory {
-    registry: Arc<RwLock<HashMap<String, Arc<Registration>>>>,
+    registry: Arc<RwLock<Registry>>,
 }
+
+/// Event type → registration. Looked up on every publish, so it uses a fast hasher rather than
+/// std's DoS-resistant SipHash: event types come from the program, not from attackers.
+type Registry = HashMap<String, Arc<Registration>, RandomState>;
 
 /// One registered handler for one event type.
 pub(crate) struct Registration {
@@ -119,11 +125,11 @@ impl EventFactory {
 
     // The registry holds plain data and no user code runs under its lock, so a poisoned lock
     // (a panic elsewhere while holding it) leaves it consistent: keep using it.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Registration>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Registration>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
         self.registry.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -131,6 +137,16 @@ impl EventFactory {
 impl fmt::Debug for EventFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventFactory").field("event_types", &self.event_types()).finish()
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            RegistrationKind::Constructor { .. } => "constructor",
+            RegistrationKind::Shared(_) => "shared",
+        };
+        f.debug_struct("Registration").field("serial", &self.serial).field("kind", &kind).finish()
     }
 }
 
@@ -157,7 +173,7 @@ impl Registration {
 /// A pool worker's own handler instances: at most one per event type.
 #[derive(Default)]
 pub(crate) struct HandlerCache {
-    handlers: HashMap<String, (u64, Box<dyn EventHandler>)>,
+    handlers: HashMap<String, (u64, Box<dyn EventHandler>), RandomState>,
 }
 
 impl HandlerCache {

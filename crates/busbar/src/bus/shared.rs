@@ -11,7 +11,7 @@ use crate::backoff::RetryBackoff;
 use crate::context;
 use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
-use crate::factory::EventFactory;
+use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
 use crate::pool::{Admission, Job, Pool, PushError};
 use crate::result::{ErrorKind, EventResult};
@@ -114,9 +114,13 @@ impl Shared {
         if let Some(reason) = invalid_reason(&event) {
             return Err(InvalidEventError::new(reason, event).into());
         }
-        if event.mode().needs_handler() && !self.factory.is_handler_available(event.event_type()) {
-            return Err(NoHandlerAvailableError::new(event).into());
-        }
+        let registration = match event.mode().needs_handler() {
+            true => match self.factory.lookup(event.event_type()) {
+                Some(registration) => Some(registration),
+                None => return Err(NoHandlerAvailableError::new(event).into()),
+            },
+            false => None,
+        };
         if let Some(parent) = context::current_parent() {
             event.inherit_from(parent);
         }
@@ -128,16 +132,17 @@ impl Shared {
         if !event.mode().is_queued() {
             self.counters.record_published();
             let event = Arc::new(event);
-            let result = attempt::run_inline(self, &event);
+            let result = attempt::run_inline(self, registration.as_deref(), &event);
             self.finished(&result);
             return Ok(EventHandle::ready(result));
         }
-        self.enqueue(event, admission)
+        self.enqueue(event, registration, admission)
     }
 
     fn enqueue(
         self: &Arc<Self>,
         event: Event,
+        registration: Option<Arc<Registration>>,
         mut admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         // A worker waiting for room that only workers can make would deadlock the pool.
@@ -145,7 +150,7 @@ impl Shared {
             admission = Admission::Force;
         }
         let (handle, reply) = EventHandle::pending(event.id());
-        let job = Job::new(Arc::new(event), reply);
+        let job = Job::new(Arc::new(event), registration, reply);
         if let Err(error) = self.pool.ensure_started(self) {
             // Accepted, but nothing can run it: resolve it at once with the reason.
             self.counters.record_published();

@@ -7,7 +7,7 @@ use crate::attempt::Outcome;
 use crate::bus::{EventBus, Shared};
 use crate::context::{self, EventContext};
 use crate::event::Event;
-use crate::factory::HandlerCache;
+use crate::factory::{HandlerCache, Registration};
 use crate::result::ErrorKind;
 use crate::unwind;
 
@@ -28,18 +28,19 @@ pub(crate) enum HandlerSource<'a> {
 pub(super) fn run(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
+    registration: Option<&Registration>,
     event: &Arc<Event>,
     attempt: u32,
     deadline: Instant,
 ) -> Outcome {
-    let Some(registration) = shared.factory().lookup(event.event_type()) else {
+    let Some(registration) = registration else {
         let message = format!("no handler registered for event type `{}`", event.event_type());
         return Outcome::refused(ErrorKind::NoHandler, message);
     };
     let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
     let _parent = context::enter_handler(event);
     let returned = unwind::catch(|| match handlers {
-        HandlerSource::Worker(cache) => cache.get(event.event_type(), &registration).execute(&ctx),
+        HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(&ctx),
         HandlerSource::Caller => registration.shared_instance().execute(&ctx),
     });
     match returned {

@@ -18,6 +18,7 @@ use crate::attempt::Outcome;
 use crate::bus::Shared;
 use crate::error::ParseModeError;
 use crate::event::Event;
+use crate::factory::Registration;
 
 pub(crate) use in_process::HandlerSource;
 
@@ -136,13 +137,15 @@ impl FromStr for ExecutionMode {
 
 /// Runs one attempt of `event` in the event's mode: the seam every mode shares.
 ///
-/// `handlers` is where in-process modes find their handler instance: the worker's own cache
-/// on a pool thread, the registration's shared instance on a publishing thread. Every attempt
+/// `registration` is the handler registered for the event's type when it was published (`None`
+/// for modes that need none); `handlers` is where in-process modes find their instance of it:
+/// the worker's own cache on a pool thread, the registration's shared instance elsewhere. Every attempt
 /// runs inside a `busbar.attempt` tracing span carrying the event's id, type, mode, attempt
 /// and correlation id.
 pub(crate) fn run_attempt(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
+    registration: Option<&Registration>,
     event: &Arc<Event>,
     attempt: u32,
     deadline: Instant,
@@ -158,7 +161,7 @@ pub(crate) fn run_attempt(
     let _entered = span.enter();
     match event.mode() {
         ExecutionMode::Sync | ExecutionMode::Thread => {
-            in_process::run(shared, handlers, event, attempt, deadline)
+            in_process::run(shared, handlers, registration, event, attempt, deadline)
         }
         ExecutionMode::Corelet => corelet::run(shared, event, attempt, deadline),
         ExecutionMode::Cmd => cmd::run(shared, event, attempt, deadline),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::event::Event;
+use crate::factory::Registration;
 use crate::handle::ResultSender;
 
 /// An accepted event on its way through the pool.
@@ -17,6 +18,9 @@ pub(crate) struct Job {
     /// attempt while the handler still holds the event.
     pub(crate) event: Arc<Event>,
     pub(crate) reply: ResultSender,
+    /// The handler registered for the event's type when it was published (`None` for modes
+    /// that need none); the one that runs, even if the type is registered anew meanwhile.
+    pub(crate) registration: Option<Arc<Registration>>,
     /// Attempts that already ran (and failed).
     pub(crate) attempts_made: u32,
     /// When the first attempt started (for the result's duration).
@@ -26,7 +30,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(event: Arc<Event>, reply: ResultSender) -> Self {
-        Job { event, reply, attempts_made: 0, started: None, not_before: None }
+    pub(crate) fn new(
+        event: Arc<Event>,
+        registration: Option<Arc<Registration>>,
+        reply: ResultSender,
+    ) -> Self {
+        Job { event, reply, registration, attempts_made: 0, started: None, not_before: None }
     }
 }

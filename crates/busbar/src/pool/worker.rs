@@ -47,6 +47,7 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
 /// Runs the remaining attempts of `job`, unless the job is taken away mid-way.
 fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, mut job: Job) {
     let event = Arc::clone(&job.event);
+    let registration = job.registration.clone();
     job.started.get_or_insert_with(Instant::now);
     loop {
         if let Some(not_before) = job.not_before.take() {
@@ -68,8 +69,14 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
             if event.mode().has_hard_timeout() { deadline + HARD_TIMEOUT_BACKSTOP } else { deadline };
         slot.occupy(Running { job, attempt, watch_until: Some(watch_until) });
         shared.pool().watchdog().watch(watch_until);
-        let outcome =
-            mode::run_attempt(shared, &mut HandlerSource::Worker(handlers), &event, attempt, deadline);
+        let outcome = mode::run_attempt(
+            shared,
+            &mut HandlerSource::Worker(handlers),
+            registration.as_deref(),
+            &event,
+            attempt,
+            deadline,
+        );
         let Some(running) = slot.vacate() else {
             // The watchdog resolved this attempt as timed out, or `shutdown_now` cancelled it.
             return;
