@@ -1,6 +1,6 @@
 //! What a handler sees of the event it runs for: [`EventContext`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +124,10 @@ thread_local! {
     /// handler's thread through any bus handle links the new event to it, so
     /// `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)` does.
     static CURRENT_PARENT: Cell<Option<ParentLink>> = const { Cell::new(None) };
+
+    /// The buses (by `Shared` address) whose handlers are running on this thread, innermost
+    /// last; sync handlers nest. `join` must not wait for these: they wait for it.
+    static ACTIVE_BUSES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Returns the event whose handler runs on this thread, if any.
@@ -131,19 +135,26 @@ pub(crate) fn current_parent() -> Option<ParentLink> {
     CURRENT_PARENT.with(Cell::get)
 }
 
-/// Marks `event` as the current parent of this thread until the guard drops.
-pub(crate) fn enter_handler(event: &Event) -> ParentGuard {
-    let previous = CURRENT_PARENT.with(|current| current.replace(Some(ParentLink::of(event))));
-    ParentGuard { previous }
+/// Returns how many handlers of the bus at address `bus` are running on this thread.
+pub(crate) fn handlers_running_here(bus: usize) -> usize {
+    ACTIVE_BUSES.with(|active| active.borrow().iter().filter(|&&active| active == bus).count())
 }
 
-/// Restores the previous parent (sync handlers nest) when a handler returns or unwinds.
-pub(crate) struct ParentGuard {
+/// Marks `event`, of the bus at address `bus`, as running on this thread until the guard drops.
+pub(crate) fn enter_handler(event: &Event, bus: usize) -> HandlerGuard {
+    let previous = CURRENT_PARENT.with(|current| current.replace(Some(ParentLink::of(event))));
+    ACTIVE_BUSES.with(|active| active.borrow_mut().push(bus));
+    HandlerGuard { previous }
+}
+
+/// Restores the previous state when a handler returns or unwinds.
+pub(crate) struct HandlerGuard {
     previous: Option<ParentLink>,
 }
 
-impl Drop for ParentGuard {
+impl Drop for HandlerGuard {
     fn drop(&mut self) {
         CURRENT_PARENT.with(|current| current.set(self.previous));
+        ACTIVE_BUSES.with(|active| active.borrow_mut().pop());
     }
 }

@@ -39,7 +39,6 @@ pub(crate) type ResultSender = oneshot::Sender<EventResult>;
 /// assert_eq!(handle.wait().data, 49); // the result stays in the handle
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[must_use = "dropping the handle discards the event's result (the event still runs)"]
 pub struct EventHandle {
     id: EventId,
     state: State,

@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
+    /// Joiners that wait for a count above zero (called from sync handlers): they need a
+    /// wake-up on every decrement, not only at zero.
+    nested_joiners: AtomicUsize,
     counters: Counters,
     /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
     pub(super) owner: OnceLock<Weak<Owner>>,
@@ -43,7 +46,7 @@ thread_local! {
 
 /// Marks the current thread as a worker of `shared` for as long as the guard lives.
 pub(crate) fn enter_worker(shared: &Arc<Shared>) -> WorkerGuard {
-    WORKER_OF.with(|worker_of| worker_of.set(Arc::as_ptr(shared) as usize));
+    WORKER_OF.with(|worker_of| worker_of.set(shared.address()));
     WorkerGuard
 }
 
@@ -71,6 +74,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
+            nested_joiners: AtomicUsize::new(0),
             counters: Counters::default(),
             owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
@@ -101,9 +105,14 @@ impl Shared {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Identifies this bus in thread-local bookkeeping.
+    pub(crate) fn address(&self) -> usize {
+        self as *const Shared as usize
+    }
+
     /// Returns `true` if the current thread is one of this bus's pool workers.
-    fn is_own_worker(self: &Arc<Self>) -> bool {
-        WORKER_OF.with(Cell::get) == Arc::as_ptr(self) as usize
+    fn is_own_worker(&self) -> bool {
+        WORKER_OF.with(Cell::get) == self.address()
     }
 
     pub(crate) fn publish(
@@ -187,7 +196,10 @@ impl Shared {
 
     fn finished(&self, result: &EventResult) {
         self.counters.record_result(result);
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // A joiner inside sync handlers waits for a count above zero, so wake joiners on every
+        // decrement while anyone might wait; but only zero matters to the common case.
+        let remaining = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        if remaining == 0 || self.nested_joiners.load(Ordering::SeqCst) > 0 {
             // Take the lock so a joiner between its check and its wait cannot miss this.
             let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
@@ -198,15 +210,27 @@ impl Shared {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Waits until no accepted event is without a result.
-    pub(crate) fn join(self: &Arc<Self>) {
+    /// Waits until every accepted event has its result, except those whose handlers are
+    /// running on this very thread (a sync handler calling `join` must not wait for itself).
+    pub(crate) fn join(&self) {
         if self.is_own_worker() {
-            tracing::warn!("busbar: join() called from one of the bus's own handlers returns at once: it would wait for itself");
+            tracing::warn!(
+                "busbar: join() called from a pool handler returns at once: \
+                 it would wait for work that needs this worker"
+            );
             return;
         }
+        let own = context::handlers_running_here(self.address());
+        if own > 0 {
+            self.nested_joiners.fetch_add(1, Ordering::SeqCst);
+        }
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while self.in_flight() > 0 {
+        while self.in_flight() > own {
             guard = self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(guard);
+        if own > 0 {
+            self.nested_joiners.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

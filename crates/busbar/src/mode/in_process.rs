@@ -38,7 +38,7 @@ pub(super) fn run(
         return Outcome::refused(ErrorKind::NoHandler, message);
     };
     let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
-    let _parent = context::enter_handler(event);
+    let _running = context::enter_handler(event, shared.address());
     let returned = unwind::catch(|| match handlers {
         HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(&ctx),
         HandlerSource::Caller => registration.shared_instance().execute(&ctx),

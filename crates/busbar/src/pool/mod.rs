@@ -8,7 +8,7 @@ mod watchdog;
 mod worker;
 
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -44,6 +44,8 @@ pub(crate) struct Pool {
     watchdog: Watchdog,
     next_index: AtomicUsize,
     replaced: AtomicU64,
+    /// Mirrors `Threads::started` for a lock-free check on every publish.
+    started: AtomicBool,
 }
 
 impl Pool {
@@ -55,6 +57,7 @@ impl Pool {
             watchdog: Watchdog::new(),
             next_index: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
+            started: AtomicBool::new(false),
         }
     }
 
@@ -68,6 +71,12 @@ impl Pool {
     ///
     /// Fails if not a single worker thread could be started; fewer than asked is logged.
     pub(crate) fn ensure_started(&self, shared: &Arc<Shared>) -> io::Result<()> {
+        // ORDERING: Acquire pairs with the Release store below, so a publisher that sees
+        // `true` also sees the started threads (it only needs the queue, which has its own
+        // lock; the flag just skips the pool lock on the hot path).
+        if self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut threads = self.lock();
         if threads.started {
             return Ok(());
@@ -91,6 +100,7 @@ impl Pool {
         })?;
         threads.watchdog = Some(watchdog);
         threads.started = true;
+        self.started.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -28,7 +28,7 @@ pub(crate) struct Watchdog {
     state: Mutex<WatchState>,
     wake: Condvar,
     /// Nanoseconds since `epoch` at which the watchdog will next scan. While it scans, this is
-    /// 0, so that a worker registering during the scan always wakes it afterwards.
+    /// `NOT_PLANNED`, so that a worker registering during the scan always marks it dirty.
     planned: AtomicU64,
     epoch: Instant,
 }
@@ -45,9 +45,10 @@ impl Watchdog {
 
     /// Tells the watchdog an attempt must be looked at by `until`.
     ///
-    /// The worker registered the attempt in its slot before calling this. Either the watchdog
-    /// scans that slot afterwards, or it already stored a plan; if the plan is later than
-    /// `until` we wake it, and if it is earlier it will rescan by then anyway.
+    /// The worker registered the attempt in its slot before calling this. If the watchdog is
+    /// scanning (no plan), or plans to wake later than `until`, we mark it dirty and wake it:
+    /// it rescans before sleeping. If it plans to wake earlier, it rescans by then anyway and
+    /// sees this slot.
     pub(crate) fn watch(&self, until: Instant) {
         if self.nanos(until) < self.planned.load(Ordering::SeqCst) {
             self.lock().dirty = true;
@@ -81,7 +82,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
             return;
         }
         state.dirty = false;
-        watchdog.planned.store(0, Ordering::SeqCst);
+        watchdog.planned.store(NOT_PLANNED, Ordering::SeqCst);
         drop(state);
 
         let now = Instant::now();
