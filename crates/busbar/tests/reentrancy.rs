@@ -45,8 +45,7 @@ fn join_in_pool_handler() {
             Ok(EventResult::success())
         }),
     );
-    let mut handle =
-        bus.publish(Event::new("joiner").with_mode(ExecutionMode::Thread)).expect("accepted");
+    let mut handle = bus.publish(Event::new("joiner").with_mode(ExecutionMode::Thread)).expect("accepted");
     let result = handle.wait_timeout(Duration::from_secs(60)).expect("no deadlock");
     assert!(result.success);
 }

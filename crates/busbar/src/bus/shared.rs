@@ -29,9 +29,10 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
-    /// Joiners that wait for a count above zero (called from sync handlers): they need a
-    /// wake-up on every decrement, not only at zero.
-    nested_joiners: AtomicUsize,
+    /// Threads in `join`. Finishing an event wakes them only if there are any, so the common
+    /// case costs no syscall; they are woken on every finish, since a joiner inside sync
+    /// handlers waits for a count above zero.
+    joiners: AtomicUsize,
     counters: Counters,
     /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
     pub(super) owner: OnceLock<Weak<Owner>>,
@@ -74,7 +75,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
-            nested_joiners: AtomicUsize::new(0),
+            joiners: AtomicUsize::new(0),
             counters: Counters::default(),
             owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
@@ -196,10 +197,11 @@ impl Shared {
 
     fn finished(&self, result: &EventResult) {
         self.counters.record_result(result);
-        // A joiner inside sync handlers waits for a count above zero, so wake joiners on every
-        // decrement while anyone might wait; but only zero matters to the common case.
-        let remaining = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        if remaining == 0 || self.nested_joiners.load(Ordering::SeqCst) > 0 {
+        // SeqCst on both sides (here: decrement, then load `joiners`; in `join`: increment
+        // `joiners`, then load `in_flight`) means at least one of us sees the other's write:
+        // either we wake the joiner, or the joiner sees the new count.
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.joiners.load(Ordering::SeqCst) > 0 {
             // Take the lock so a joiner between its check and its wait cannot miss this.
             let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
@@ -221,17 +223,13 @@ impl Shared {
             return;
         }
         let own = context::handlers_running_here(self.address());
-        if own > 0 {
-            self.nested_joiners.fetch_add(1, Ordering::SeqCst);
-        }
+        self.joiners.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
         while self.in_flight() > own {
             guard = self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
         }
         drop(guard);
-        if own > 0 {
-            self.nested_joiners.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.joiners.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Refuses new events; queued ones still run. Does not wait.
