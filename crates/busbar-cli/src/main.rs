@@ -1,3 +1,37 @@
 //! The `busbar` command: `busbar demo` tours the event bus.
 
-fn main() {}
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// busbar: an event bus for Rust programs.
+///
+/// A program publishes an event; the bus runs the handler registered for the event's type
+/// in the event's execution mode: sync (on the publishing thread), thread (on a
+/// priority-ordered worker pool), corelet (an isolated process) or cmd (a command-line
+/// program). Corelet and cmd modes are not built yet.
+#[derive(Debug, Parser)]
+#[command(name = "busbar", version, after_help = "Start with `busbar demo`: it runs in a few seconds.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tour the event bus: publish events in every mode and print what happened.
+    ///
+    /// Runs in a few seconds: sync and thread events, priorities, retries, timeouts, a
+    /// captured panic, a chain of events with correlation ids, error handling, the modes that
+    /// are not built yet, statistics and shutdown. Exits with a non-zero code if anything
+    /// behaved unexpectedly.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Demo => demo::run(),
+    }
+}
