@@ -153,10 +153,26 @@ impl BusConfig {
         Self::default().with_env()
     }
 
-    fn checked(self, path: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Checks that these settings can build a bus.
+    ///
+    /// The loaders call this; call it yourself for a `BusConfig` that was deserialized as part
+    /// of your own configuration file ([`EventBus::from_config`](crate::EventBus::from_config)
+    /// checks too, but cannot name your file).
+    ///
+    /// # Errors
+    ///
+    /// Fails if `threads` or `queue_capacity` is zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         match check(self.threads, self.queue_capacity) {
-            Some(reason) => Err(ConfigError::new(path, reason)),
-            None => Ok(self),
+            Some(reason) => Err(ConfigError::new(None, reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn checked(self, path: Option<&Path>) -> Result<Self, ConfigError> {
+        match self.validate() {
+            Err(error) => Err(ConfigError { path: path.map(Path::to_owned), ..error }),
+            Ok(()) => Ok(self),
         }
     }
 }

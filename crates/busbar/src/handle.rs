@@ -1,7 +1,7 @@
 //! [`EventHandle`]: the publisher's side of one event's result.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ pub(crate) type ResultSender = oneshot::Sender<EventResult>;
 /// never hangs forever: timeouts, crashes and [`shutdown_now`](crate::EventBus::shutdown_now)
 /// all resolve it. Dropping a handle does not cancel the event; it still runs.
 ///
-/// The handle is also a [`Future`], so async code can `.await` it without busbar depending on
+/// Async code can `.await` a handle (it implements [`IntoFuture`]) without busbar depending on
 /// an async runtime.
 ///
 /// # Examples
@@ -47,7 +47,7 @@ pub struct EventHandle {
 enum State {
     Pending(oneshot::Receiver<EventResult>),
     Ready(EventResult),
-    /// The result was moved out by the `Future` implementation.
+    /// The result was moved out by the handle's future.
     Taken,
 }
 
@@ -156,33 +156,66 @@ fn lost(id: EventId) -> EventResult {
 fn taken(id: EventId) -> EventResult {
     let mut result = EventResult::failed(
         ErrorKind::Internal,
-        "the result was already taken by awaiting this handle".to_owned(),
+        "the result was already taken by awaiting this handle's future".to_owned(),
     );
     result.event_id = id;
     result
 }
 
-impl Future for EventHandle {
+impl IntoFuture for EventHandle {
+    type Output = EventResult;
+    type IntoFuture = EventFuture;
+
+    /// Turns the handle into a future of its result, so async code can write `handle.await`.
+    fn into_future(self) -> EventFuture {
+        EventFuture { handle: self }
+    }
+}
+
+/// The future of an event's result: what `handle.await` waits on.
+///
+/// [`EventHandle`] implements [`IntoFuture`] rather than `Future` itself, so that discarding a
+/// handle (`let _ = bus.publish(event)?;`, the fire-and-forget pattern) is not mistaken for
+/// forgetting to await a future.
+///
+/// # Examples
+///
+/// ```
+/// use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
+///
+/// let bus = EventBus::new();
+/// bus.subscribe("ping", handler_fn(|_| Ok(EventResult::success_with("pong".into()))));
+/// let handle = bus.publish(Event::new("ping").with_mode(ExecutionMode::Thread))?;
+/// let result = pollster::block_on(async { handle.await });
+/// assert_eq!(result.data, "pong");
+/// # Ok::<(), busbar::PublishError>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct EventFuture {
+    handle: EventHandle,
+}
+
+impl Future for EventFuture {
     type Output = EventResult;
 
     /// Resolves to the result. Polling again after it resolved yields an `Internal` failure
-    /// saying the result was already taken.
+    /// saying the result was already taken, rather than panicking.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EventResult> {
-        let id = self.id;
-        let this = &mut *self;
-        match &mut this.state {
+        let handle = &mut self.handle;
+        let id = handle.id;
+        match &mut handle.state {
             State::Pending(receiver) => match Pin::new(receiver).poll(cx) {
                 Poll::Ready(result) => {
-                    this.state = State::Taken;
+                    handle.state = State::Taken;
                     Poll::Ready(result.unwrap_or_else(|_| lost(id)))
                 }
                 Poll::Pending => Poll::Pending,
             },
-            State::Ready(_) => match std::mem::replace(&mut this.state, State::Taken) {
+            State::Ready(_) | State::Taken => match std::mem::replace(&mut handle.state, State::Taken) {
                 State::Ready(result) => Poll::Ready(result),
                 _ => Poll::Ready(taken(id)),
             },
-            State::Taken => Poll::Ready(taken(id)),
         }
     }
 }

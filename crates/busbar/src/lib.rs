@@ -114,8 +114,8 @@
 //!
 //! # Async
 //!
-//! An [`EventHandle`] is a [`Future`](std::future::Future): `handle.await` works on any
-//! executor, and busbar depends on none.
+//! An [`EventHandle`] can be awaited (it implements [`IntoFuture`](std::future::IntoFuture)):
+//! `handle.await` works on any executor, and busbar depends on none.
 //!
 //! # Shutdown
 //!
@@ -152,7 +152,7 @@ pub use crate::error::{
 };
 pub use crate::event::{Event, EventId, DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use crate::factory::EventFactory;
-pub use crate::handle::EventHandle;
+pub use crate::handle::{EventFuture, EventHandle};
 pub use crate::handler::{handler_fn, EventHandler, HandlerError, HandlerResult};
 pub use crate::mode::{
     ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD,

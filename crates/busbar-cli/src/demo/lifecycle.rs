@@ -48,7 +48,7 @@ pub(super) fn chain(tour: &mut Tour, bus: &EventBus) -> StepResult {
     }
     let root = Event::new("order.placed").with_mode(ExecutionMode::Thread);
     let root_id = root.id();
-    drop(bus.publish(root)?); // the handle is not needed: `join` waits for the chain
+    let _ = bus.publish(root)?; // the handle is not needed: `join` waits for the chain
     bus.join(); // waits for the children too
     let links = links.lock().unwrap_or_else(PoisonError::into_inner).clone();
     for link in &links {

@@ -159,7 +159,10 @@ impl Pool {
         while index < threads.live.len() {
             match threads.live[index].slot.cancel() {
                 Some(running) => {
-                    jobs.push(running.job);
+                    let mut job = running.job;
+                    // The attempt in progress (or, in a backoff pause, the last one) counts.
+                    job.attempts_made = running.attempt;
+                    jobs.push(job);
                     // Its handler may still run; it exits afterwards (the slot is retired).
                     drop(threads.live.swap_remove(index));
                 }
