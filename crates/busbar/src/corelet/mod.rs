@@ -29,18 +29,27 @@
 // until then only the tests use this module.
 #![allow(dead_code)]
 
+mod child;
 mod config;
 mod deadline;
 mod error;
 mod frame;
+mod keeper;
 mod message;
 mod panic;
+mod pool;
+mod process;
+mod spawn;
+mod stats;
 mod unit;
 
 #[cfg(test)]
 mod test;
 
+pub(crate) use child::{serve_if_corelet, Publisher, FD_ENV};
 pub(crate) use config::{ConfigError, CoreletConfig, Output};
 pub(crate) use error::{CoreletError, Payload, StartError};
 pub(crate) use frame::{FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use panic::PanicInfo;
+pub(crate) use pool::{CoreletPool, PoolBuildError};
+pub(crate) use stats::CoreletStats;
