@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use super::deadline::DeadlineStream;
-use super::frame::{self, FrameError, DEFAULT_MAX_FRAME};
+use super::channel::Channel;
+use super::frame::{FrameError, DEFAULT_MAX_FRAME};
 use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::panic;
 
@@ -58,7 +58,7 @@ where
     };
     // From here on this process is a corelet and never returns to the application.
     let code = match claim_channel(&fd) {
-        Ok((channel, limit)) => serve(&channel, limit, version, handle),
+        Ok((stream, limit)) => serve(&mut Channel::child(stream, limit), version, handle),
         Err(reason) => {
             eprintln!("busbar corelet: {FD_ENV}={fd:?} is not a usable channel: {reason}");
             EXIT_NO_CHANNEL
@@ -118,7 +118,7 @@ fn is_socket(fd: RawFd) -> bool {
 }
 
 /// Greets the parent and answers requests; returns the exit code.
-fn serve<H>(channel: &UnixStream, limit: u32, version: u32, mut handle: H) -> i32
+fn serve<H>(channel: &mut Channel, version: u32, mut handle: H) -> i32
 where
     H: FnMut(Value, &mut Publisher<'_>) -> Value,
 {
@@ -127,12 +127,12 @@ where
         protocol_version: version,
         pid: std::process::id(),
     };
-    if send(channel, &hello, limit).is_err() {
+    if send(channel, &hello).is_err() {
         // The parent is gone or gave up on us already; nobody is left to tell.
         return EXIT_PROTOCOL;
     }
     loop {
-        let body = match frame::read(&mut DeadlineStream::new(channel, None), limit) {
+        let body = match channel.read_frame(None) {
             Ok(body) => body,
             // The parent closed its end: it retired us without a word, or it died.
             Err(FrameError::Closed) => return 0,
@@ -149,8 +149,8 @@ where
                 return EXIT_PROTOCOL;
             }
         };
-        let answer = run(channel, limit, &mut handle, request);
-        if let Err(error) = frame::write(&mut DeadlineStream::new(channel, None), &answer) {
+        let answer = run(channel, &mut handle, request);
+        if let Err(error) = channel.write_frame(&answer, None) {
             eprintln!("busbar corelet: sending a reply failed: {error}");
             return EXIT_PROTOCOL;
         }
@@ -158,11 +158,12 @@ where
 }
 
 /// Runs the handler on one request and returns the sealed frame that answers it.
-fn run<H>(channel: &UnixStream, limit: u32, handle: &mut H, request: Value) -> Vec<u8>
+fn run<H>(channel: &mut Channel, handle: &mut H, request: Value) -> Vec<u8>
 where
     H: FnMut(Value, &mut Publisher<'_>) -> Value,
 {
-    let mut publish = |event: Value| send(channel, &ChildMessage::Publish { event }, limit);
+    let limit = channel.limit();
+    let mut publish = |event: Value| send(channel, &ChildMessage::Publish { event });
     let answer = match panic::catch(|| handle(request, &mut publish)) {
         Ok(reply) => ChildMessage::Reply { reply },
         Err(panic) => ChildMessage::Panic { panic },
@@ -181,7 +182,7 @@ where
 }
 
 /// Encodes and sends one message.
-fn send(channel: &UnixStream, message: &ChildMessage, limit: u32) -> Result<(), FrameError> {
-    let frame = message::encode(message, limit)?;
-    frame::write(&mut DeadlineStream::new(channel, None), &frame)
+fn send(channel: &mut Channel, message: &ChildMessage) -> Result<(), FrameError> {
+    let frame = message::encode(message, channel.limit())?;
+    channel.write_frame(&frame, None)
 }

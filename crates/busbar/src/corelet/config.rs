@@ -25,8 +25,9 @@ pub(crate) struct CoreletConfig {
     /// Default: none.
     #[serde(deserialize_with = "unit::opt_bytes")]
     pub(crate) memory_limit: Option<u64>,
-    /// CPU-time limit of each child in seconds (`RLIMIT_CPU`); counts across all the
-    /// requests a child serves. Default: none.
+    /// CPU-time limit of each child in seconds (`RLIMIT_CPU`). The kernel counts it over the
+    /// child's whole life, so the pool retires a child once it has used half of it: every
+    /// request starts with at least half the budget. Default: none.
     pub(crate) cpu_seconds: Option<u64>,
     /// Open-descriptor limit of each child (`RLIMIT_NOFILE`). Default: none.
     pub(crate) open_files: Option<u64>,

@@ -1,11 +1,10 @@
 //! Length-prefixed frames: the byte layer of the corelet protocol.
 //!
-//! A frame is a 4-byte big-endian body length followed by that many bytes. The reader checks
-//! the announced length against a limit *before* it allocates anything, and grows its buffer
-//! only as bytes actually arrive, so a child that announces 4 GiB and then sends nothing costs
-//! nothing but the wait.
+//! A frame is a 4-byte big-endian body length followed by that many bytes. [`parse`] checks
+//! the announced length against a limit *before* anything is allocated for the body, so a
+//! child that announces 4 GiB costs nothing. The I/O around it lives in `channel.rs`.
 
-use std::io::{self, Read, Write};
+use std::io;
 
 /// Size of the length prefix in front of every frame body.
 pub(crate) const HEADER_LEN: usize = 4;
@@ -13,13 +12,12 @@ pub(crate) const HEADER_LEN: usize = 4;
 /// Default upper bound for one frame body: 64 MiB.
 pub(crate) const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 
-/// How much the reader reserves up front for a frame body; larger bodies grow as they arrive.
-const INITIAL_RESERVE: usize = 64 << 10;
-
 /// Why a frame could not be read or written.
 ///
 /// After any error except [`FrameError::TooLarge`] from [`seal`], the channel is out of step
 /// (part of a frame may have been consumed or sent) and must not be used again.
+///
+/// `Io` errors of kind `WouldBlock` or `TimedOut` convert to `Timeout`.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FrameError {
     /// The peer closed the channel cleanly, between two frames.
@@ -52,8 +50,7 @@ pub(crate) enum FrameError {
 impl From<io::Error> for FrameError {
     fn from(error: io::Error) -> Self {
         match error.kind() {
-            // A socket read timeout surfaces as `WouldBlock` (EAGAIN) on Linux and as
-            // `TimedOut` elsewhere; both mean the deadline adapter's time ran out.
+            // Only the channel's deadline logic produces these, when its time is up.
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => FrameError::Timeout,
             _ => FrameError::Io(error),
         }
@@ -62,7 +59,7 @@ impl From<io::Error> for FrameError {
 
 /// Returns a buffer holding a placeholder header, ready for the body to be appended.
 ///
-/// Building header and body in one buffer lets [`write()`] send a frame with a single system
+/// Building header and body in one buffer lets the channel send a frame with a single system
 /// call, which matters for round-trip latency.
 pub(crate) fn start() -> Vec<u8> {
     vec![0; HEADER_LEN]
@@ -87,59 +84,45 @@ pub(crate) fn seal(buf: &mut [u8], limit: u32) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// Writes a sealed frame.
-pub(crate) fn write<W: Write>(writer: &mut W, sealed: &[u8]) -> Result<(), FrameError> {
-    writer.write_all(sealed)?;
-    Ok(())
+/// What [`parse`] found at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// A whole frame: the header and `body_len` bytes of body.
+    Complete {
+        /// Length of the body that follows the header.
+        body_len: usize,
+    },
+    /// Not a whole frame yet; the frame is `frame_len` bytes long, header included (just the
+    /// header's length while the header itself is incomplete).
+    Incomplete {
+        /// Bytes needed from the start of the buffer.
+        frame_len: usize,
+    },
 }
 
-/// Reads the next frame's body.
+/// Looks for a frame at the start of `buf`, checking its announced length against `limit`.
 ///
-/// Returns [`FrameError::Closed`] if the channel ends before the first header byte, and
-/// [`FrameError::Truncated`] if it ends anywhere later in the frame.
-pub(crate) fn read<R: Read>(reader: &mut R, limit: u32) -> Result<Vec<u8>, FrameError> {
-    let mut header = [0u8; HEADER_LEN];
-    let got = fill(reader, &mut header)?;
-    if got == 0 {
-        return Err(FrameError::Closed);
-    }
-    if got < HEADER_LEN {
-        return Err(FrameError::Truncated {
-            expected: HEADER_LEN as u64,
-            received: got as u64,
+/// Fails with [`FrameError::TooLarge`] as soon as the header is complete, before a single
+/// body byte is needed, so the caller never reserves memory for an oversized frame.
+pub(crate) fn parse(buf: &[u8], limit: u32) -> Result<Parsed, FrameError> {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(Parsed::Incomplete {
+            frame_len: HEADER_LEN,
         });
-    }
-    let len = u32::from_be_bytes(header);
+    };
+    let len = u32::from_be_bytes(*header);
     if len > limit {
         return Err(FrameError::TooLarge {
             len: u64::from(len),
             limit,
         });
     }
-    let len = len as usize;
-    let mut body = Vec::with_capacity(len.min(INITIAL_RESERVE));
-    // `take` bounds the read to this frame; `read_to_end` grows `body` only as bytes arrive
-    // and stops at the bound without an extra system call.
-    let received = reader.take(len as u64).read_to_end(&mut body)?;
-    if received < len {
-        return Err(FrameError::Truncated {
-            expected: (HEADER_LEN + len) as u64,
-            received: (HEADER_LEN + received) as u64,
-        });
+    let body_len = len as usize;
+    if buf.len() - HEADER_LEN >= body_len {
+        Ok(Parsed::Complete { body_len })
+    } else {
+        Ok(Parsed::Incomplete {
+            frame_len: HEADER_LEN + body_len,
+        })
     }
-    Ok(body)
-}
-
-/// Reads into `buf` until it is full or the reader reaches its end; returns the bytes read.
-fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

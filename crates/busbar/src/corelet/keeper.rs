@@ -33,8 +33,9 @@ pub(crate) struct Keeper {
 enum Job {
     /// Start a child and send it back.
     Spawn(oneshot::Sender<Result<Spawned, StartError>>),
-    /// Shut a child down politely and reap it.
-    Retire(Corelet),
+    /// Shut a child down politely and reap it (boxed: a `Corelet` holds a read buffer handle,
+    /// a `Child` and more, and jobs travel by value).
+    Retire(Box<Corelet>),
 }
 
 impl Keeper {
@@ -69,7 +70,7 @@ impl Keeper {
 
     /// Retires `corelet` on the keeper thread, or right here if the keeper has stopped.
     pub(crate) fn retire(&self, corelet: Corelet) {
-        if let Err(Job::Retire(corelet)) = self.send(Job::Retire(corelet)) {
+        if let Err(Job::Retire(corelet)) = self.send(Job::Retire(Box::new(corelet))) {
             corelet.retire();
         }
     }

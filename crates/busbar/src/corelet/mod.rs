@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `frame.rs` | length-prefixed, bounded frames |
 //! | `message.rs` | the messages and the protocol version |
-//! | `deadline.rs` | socket reads and writes that end at a deadline |
+//! | `channel.rs` | buffered frame I/O on the socketpair, within deadlines |
 //! | `panic.rs` | catching handler panics as data |
 //! | `child.rs` | the child's entry point and serve loop |
 //! | `spawn.rs` | the child's command line and inherited descriptors |
@@ -29,9 +29,9 @@
 // until then only the tests use this module.
 #![allow(dead_code)]
 
+mod channel;
 mod child;
 mod config;
-mod deadline;
 mod error;
 mod frame;
 mod keeper;

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,8 +64,10 @@ struct State {
     idle: Vec<Corelet>,
     /// Slots taken by lent children and by starts in progress.
     busy: usize,
-    /// Lent children, by lease number, with a channel handle that can end their request.
-    lent: Vec<(u64, Option<UnixStream>)>,
+    /// Lent children, by lease number, with their channel's socket to end their request.
+    lent: Vec<(u64, Arc<UnixStream>)>,
+    /// Threads waiting on `changed`; notifying nobody would still cost a system call.
+    waiters: usize,
     /// Number of the next lease.
     next_lease: u64,
     /// Whether requests are still accepted.
@@ -127,7 +130,8 @@ impl CoreletPool {
     /// Runs `request` in a child and returns its reply, waiting at most until `deadline`.
     ///
     /// Events the handler publishes meanwhile are passed to `on_publish`, on this thread, in
-    /// the order they were published. If every child is busy, the call waits for one until
+    /// the order they were published. If `on_publish` panics, the child is killed and the
+    /// panic continues to the caller. If every child is busy, the call waits for one until
     /// `deadline`. At the deadline a running child's process group is killed.
     ///
     /// # Errors
@@ -141,8 +145,19 @@ impl CoreletPool {
         on_publish: &mut dyn FnMut(Value),
     ) -> Result<Value, CoreletError> {
         let (mut corelet, lease) = self.checkout(deadline)?;
-        let result = corelet.execute(request, deadline, on_publish);
-        self.checkin(corelet, lease, result)
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            corelet.execute(request, deadline, on_publish)
+        }));
+        match result {
+            Ok(result) => self.checkin(corelet, lease, result),
+            Err(payload) => {
+                // `on_publish` panicked in the middle of a request: the child is out of step.
+                // Kill it and give the slot back before the panic continues to the caller.
+                corelet.abort();
+                let _ = self.checkin(corelet, lease, Err(CoreletError::Cancelled));
+                panic::resume_unwind(payload)
+            }
+        }
     }
 
     /// Returns the pool's counters.
@@ -162,13 +177,10 @@ impl CoreletPool {
             if state.phase == Phase::Open {
                 state.phase = Phase::Closing;
             }
+            // Requests waiting for a slot must learn that none will come.
             self.shared.changed.notify_all();
             while state.busy > 0 {
-                state = self
-                    .shared
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                (state, _) = self.shared.wait(state, None);
             }
             std::mem::take(&mut state.idle)
         };
@@ -185,11 +197,9 @@ impl CoreletPool {
         let idle = {
             let mut state = self.shared.lock();
             state.phase = Phase::Killed;
-            for (_, interrupter) in &state.lent {
-                if let Some(channel) = interrupter {
-                    // The child sees end-of-file and exits; the lender's read returns at once.
-                    let _ = channel.shutdown(Shutdown::Both);
-                }
+            for (_, socket) in &state.lent {
+                // The child sees end-of-file and exits; the lender's read returns at once.
+                let _ = socket.shutdown(Shutdown::Both);
             }
             self.shared.changed.notify_all();
             let idle = std::mem::take(&mut state.idle);
@@ -306,14 +316,9 @@ impl CoreletPool {
         result: Result<Value, CoreletError>,
     ) -> Result<Value, CoreletError> {
         let config = &self.shared.config;
-        let reusable = corelet.is_reusable();
-        let worn_out = reusable
-            && (config
-                .max_requests
-                .is_some_and(|max| corelet.served() >= max)
-                || config
-                    .max_resident
-                    .is_some_and(|max| corelet.resident_bytes().is_ok_and(|bytes| bytes > max)));
+        // A child that died unobserved after its reply is caught by `checkout`.
+        let reusable = !corelet.is_reaped();
+        let worn_out = reusable && is_worn_out(config, &corelet);
         let mut state = self.shared.lock();
         state.lent.retain(|(id, _)| *id != lease);
         state.release_slot(&self.shared.changed);
@@ -415,9 +420,7 @@ impl State {
     fn lend(&mut self, corelet: &Corelet) -> u64 {
         let lease = self.next_lease;
         self.next_lease += 1;
-        // Without a handle `kill_all` cannot interrupt this request; it still ends by its
-        // deadline, so a failed `dup` is tolerable.
-        self.lent.push((lease, corelet.interrupter().ok()));
+        self.lent.push((lease, corelet.socket()));
         lease
     }
 
@@ -425,8 +428,29 @@ impl State {
     fn release_slot(&mut self, changed: &Condvar) {
         debug_assert!(self.busy > 0, "released a corelet slot that was not taken");
         self.busy -= 1;
-        changed.notify_all();
+        if self.waiters > 0 {
+            changed.notify_all();
+        }
     }
+}
+
+/// Returns `true` if `corelet` should be retired rather than serve again.
+///
+/// The CPU limit (`RLIMIT_CPU`) counts over a child's whole life, not per request. Retiring a
+/// child once it has used half its CPU seconds guarantees every request at least the other
+/// half, instead of killing an innocent request that happens to cross a budget spent by others.
+fn is_worn_out(config: &CoreletConfig, corelet: &Corelet) -> bool {
+    config
+        .max_requests
+        .is_some_and(|max| corelet.served() >= max)
+        || config
+            .max_resident
+            .is_some_and(|max| corelet.resident_bytes().is_ok_and(|bytes| bytes > max))
+        || config.cpu_seconds.is_some_and(|limit| {
+            corelet
+                .cpu_time()
+                .is_ok_and(|used| used.as_secs_f64() * 2.0 >= limit as f64)
+        })
 }
 
 /// Returns the pause after `failures` failed starts in a row: doubling from `start_backoff`,

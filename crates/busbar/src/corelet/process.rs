@@ -4,13 +4,14 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::deadline::DeadlineStream;
+use super::channel::Channel;
 use super::error::{CoreletError, Payload, StartError};
-use super::frame::{self, FrameError};
+use super::frame::FrameError;
 use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::spawn::Spawned;
 use crate::sys;
@@ -25,9 +26,7 @@ pub(crate) struct Corelet {
     /// The child, leader of its own process group.
     child: Child,
     /// The parent's end of the channel.
-    channel: UnixStream,
-    /// Frame limit in both directions.
-    limit: u32,
+    channel: Channel,
     /// Time between SIGTERM and SIGKILL when the group is killed.
     kill_grace: Duration,
     /// Requests sent to this child so far.
@@ -59,10 +58,17 @@ impl Corelet {
         kill_grace: Duration,
     ) -> Result<Self, StartError> {
         let started = Instant::now();
+        let channel = match Channel::parent(spawned.channel, limit) {
+            Ok(channel) => channel,
+            Err(error) => {
+                let mut child = spawned.child;
+                let _ = sys::terminate_group(&mut child, Duration::ZERO);
+                return Err(StartError::spawn(program.to_owned(), error));
+            }
+        };
         let mut corelet = Corelet {
             child: spawned.child,
-            channel: spawned.channel,
-            limit,
+            channel,
             kill_grace,
             served: 0,
             last_used: Instant::now(),
@@ -111,20 +117,23 @@ impl Corelet {
         deadline: Option<Instant>,
         on_publish: &mut dyn FnMut(Value),
     ) -> Result<Value, CoreletError> {
-        let frame = message::encode_execute(request, self.limit).map_err(|error| match error {
-            FrameError::TooLarge { len, limit } => CoreletError::TooLarge {
-                what: Payload::Request,
-                len,
-                limit,
-            },
-            other => CoreletError::Protocol(format!("cannot encode the request: {other}")),
-        })?;
+        let frame =
+            message::encode_execute(request, self.channel.limit()).map_err(
+                |error| match error {
+                    FrameError::TooLarge { len, limit } => CoreletError::TooLarge {
+                        what: Payload::Request,
+                        len,
+                        limit,
+                    },
+                    other => CoreletError::Protocol(format!("cannot encode the request: {other}")),
+                },
+            )?;
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             // Nothing was sent, so the child is still in step and stays usable.
             return Err(CoreletError::Timeout);
         }
         self.served += 1;
-        match frame::write(&mut DeadlineStream::new(&self.channel, deadline), &frame) {
+        match self.channel.write_frame(&frame, deadline) {
             Ok(()) => {}
             Err(FrameError::Timeout) => return Err(self.timed_out()),
             // The child is gone (EPIPE, ECONNRESET) or going.
@@ -162,8 +171,15 @@ impl Corelet {
     }
 
     /// Returns `true` if the child can serve another request: not reaped, not exited.
+    ///
+    /// Costs a system call; [`Corelet::is_reaped`] does not.
     pub(crate) fn is_reusable(&self) -> bool {
         self.status.is_none() && matches!(sys::has_exited(&self.child), Ok(false))
+    }
+
+    /// Returns `true` if the child was killed or found dead, and reaped.
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.status.is_some()
     }
 
     /// Returns how many requests were sent to this child.
@@ -187,23 +203,41 @@ impl Corelet {
         Ok(pages.saturating_mul(page_size()))
     }
 
-    /// Returns a second handle on the channel, with which another thread can end a request.
+    /// Returns the CPU time (user and system) the child has used, from `/proc/<pid>/stat`.
+    pub(crate) fn cpu_time(&self) -> io::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // "pid (comm) state ppid ...": utime and stime are fields 14 and 15, the 12th and 13th
+        // after the comm, whose parentheses may enclose spaces.
+        let mut fields = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split_whitespace().skip(11))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
+        let mut ticks = || -> io::Result<u64> {
+            fields
+                .next()
+                .and_then(|field| field.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+        };
+        let total = ticks()?.saturating_add(ticks()?);
+        Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+    }
+
+    /// Returns the channel's socket, with which another thread can end a request.
     ///
-    /// Shutting the handle down makes the child see end-of-file (it exits) and the parent's
+    /// Shutting the socket down makes the child see end-of-file (it exits) and the parent's
     /// pending read return at once; [`Corelet::execute`] then reaps the child.
-    pub(crate) fn interrupter(&self) -> io::Result<UnixStream> {
-        self.channel.try_clone()
+    pub(crate) fn socket(&self) -> Arc<UnixStream> {
+        self.channel.socket()
     }
 
     /// Asks the child to exit, gives it `kill_grace` to do so, then kills what is left of its
     /// group and reaps it.
     pub(crate) fn retire(mut self) {
         let deadline = Instant::now().checked_add(self.kill_grace);
-        if let Ok(frame) = message::encode(&ParentMessage::Shutdown, self.limit) {
-            let sent = frame::write(&mut DeadlineStream::new(&self.channel, deadline), &frame);
-            if sent.is_ok() {
+        if let Ok(frame) = message::encode(&ParentMessage::Shutdown, self.channel.limit()) {
+            if self.channel.write_frame(&frame, deadline).is_ok() {
                 // The child exits on `Shutdown`; its end-of-file is the sign it did.
-                let _ = frame::read(&mut DeadlineStream::new(&self.channel, deadline), 0);
+                let _ = self.channel.read_frame(deadline);
             }
         }
         self.kill();
@@ -211,17 +245,21 @@ impl Corelet {
 
     /// Kills the process group at once and reaps the child.
     pub(crate) fn kill_now(mut self) {
+        self.abort();
+    }
+
+    /// Kills the process group at once and reaps the child, leaving a reaped `Corelet`.
+    pub(crate) fn abort(&mut self) {
         self.kill_grace = Duration::ZERO;
         self.kill();
     }
 
     /// Reads and decodes one message.
     fn receive(&mut self, deadline: Option<Instant>) -> Result<ChildMessage, ReceiveError> {
-        let body = frame::read(
-            &mut DeadlineStream::new(&self.channel, deadline),
-            self.limit,
-        )
-        .map_err(ReceiveError::Frame)?;
+        let body = self
+            .channel
+            .read_frame(deadline)
+            .map_err(ReceiveError::Frame)?;
         message::decode(&body).map_err(ReceiveError::Decode)
     }
 
@@ -277,6 +315,13 @@ impl Drop for Corelet {
         self.kill_grace = Duration::ZERO;
         self.kill();
     }
+}
+
+/// Returns the number of clock ticks per second, the unit of CPU times in `/proc`.
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf takes a plain integer and touches no memory.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
 }
 
 /// Returns the size of a memory page.

@@ -8,15 +8,15 @@ mod child;
 mod isolated;
 mod pool;
 
-use std::io::{self, Read};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::channel::Channel;
 use super::config::{CoreletConfig, Output};
-use super::deadline::DeadlineStream;
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameError, Parsed};
 use super::message::{self, ChildMessage, ParentMessage};
 use super::panic;
 use super::unit::{parse_bytes, parse_duration};
@@ -29,19 +29,15 @@ fn framed(body: &[u8]) -> Vec<u8> {
     buf
 }
 
-#[test]
-fn frame_round_trip() {
-    let mut bytes = framed(b"hello");
-    bytes.extend(framed(b""));
-    bytes.extend(framed(b"world"));
-    let mut reader = bytes.as_slice();
-    assert_eq!(frame::read(&mut reader, 16).unwrap(), b"hello");
-    assert_eq!(frame::read(&mut reader, 16).unwrap(), b"");
-    assert_eq!(frame::read(&mut reader, 16).unwrap(), b"world");
-    assert!(matches!(
-        frame::read(&mut reader, 16),
-        Err(FrameError::Closed)
-    ));
+/// Returns a parent channel with frame limit `limit`, and the raw socket of its peer.
+fn channel_pair(limit: u32) -> (Channel, UnixStream) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    (Channel::parent(ours, limit).unwrap(), theirs)
+}
+
+/// A deadline far enough away for a loaded machine.
+fn soon() -> Option<Instant> {
+    Some(Instant::now() + Duration::from_secs(30))
 }
 
 #[test]
@@ -50,12 +46,64 @@ fn frame_header_is_big_endian_length() {
 }
 
 #[test]
+fn frame_parse() {
+    assert_eq!(
+        frame::parse(b"", 16).unwrap(),
+        Parsed::Incomplete { frame_len: 4 }
+    );
+    assert_eq!(
+        frame::parse(b"\x00\x00", 16).unwrap(),
+        Parsed::Incomplete { frame_len: 4 }
+    );
+    assert_eq!(
+        frame::parse(b"\x00\x00\x00\x05abc", 16).unwrap(),
+        Parsed::Incomplete { frame_len: 9 }
+    );
+    assert_eq!(
+        frame::parse(b"\x00\x00\x00\x03abcdef", 16).unwrap(),
+        Parsed::Complete { body_len: 3 }
+    );
+    assert_eq!(
+        frame::parse(b"\x00\x00\x00\x00", 16).unwrap(),
+        Parsed::Complete { body_len: 0 }
+    );
+    // "GET " read as a length is about 1.2 GB: a child printing HTTP at us. The verdict comes
+    // from the header alone.
+    assert!(matches!(
+        frame::parse(b"GET ", frame::DEFAULT_MAX_FRAME),
+        Err(FrameError::TooLarge {
+            len: 0x4745_5420,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn frame_round_trip() {
+    let (mut channel, mut peer) = channel_pair(16);
+    let mut bytes = framed(b"hello");
+    bytes.extend(framed(b""));
+    bytes.extend(framed(b"world"));
+    peer.write_all(&bytes).unwrap();
+    drop(peer);
+    assert_eq!(channel.read_frame(soon()).unwrap(), b"hello");
+    assert_eq!(channel.read_frame(soon()).unwrap(), b"");
+    assert_eq!(channel.read_frame(soon()).unwrap(), b"world");
+    assert!(matches!(
+        channel.read_frame(soon()),
+        Err(FrameError::Closed)
+    ));
+}
+
+#[test]
 fn frame_exact_limit() {
     let body = vec![7u8; 100];
     let mut buf = frame::start();
     buf.extend_from_slice(&body);
     frame::seal(&mut buf, 100).expect("a body of exactly the limit is allowed");
-    assert_eq!(frame::read(&mut buf.as_slice(), 100).unwrap(), body);
+    let (mut channel, mut peer) = channel_pair(100);
+    peer.write_all(&buf).unwrap();
+    assert_eq!(channel.read_frame(soon()).unwrap(), body);
 
     let mut over = frame::start();
     over.extend_from_slice(&[7u8; 101]);
@@ -72,7 +120,8 @@ fn frame_exact_limit() {
         "frame of 101 bytes exceeds the limit of 100 bytes"
     );
     // Read side: the same frame against a limit one byte short.
-    let error = frame::read(&mut framed(&[7u8; 101]).as_slice(), 100).unwrap_err();
+    peer.write_all(&framed(&[7u8; 101])).unwrap();
+    let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(
         error,
         FrameError::TooLarge {
@@ -83,32 +132,28 @@ fn frame_exact_limit() {
 }
 
 #[test]
-fn frame_oversize_header_allocates_nothing() {
-    /// A reader that fails the test if asked for more than the header.
-    struct HeaderOnly(&'static [u8]);
-    impl Read for HeaderOnly {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            assert!(!self.0.is_empty(), "read past the header");
-            let n = buf.len().min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-    // "GET " read as a length is about 1.2 GB: a child printing HTTP at us.
-    let error = frame::read(&mut HeaderOnly(b"GET "), frame::DEFAULT_MAX_FRAME).unwrap_err();
-    assert!(matches!(
-        error,
-        FrameError::TooLarge {
-            len: 0x4745_5420,
-            ..
-        }
-    ));
+fn frame_larger_than_the_buffer() {
+    let limit = 8 << 20;
+    let (mut channel, mut peer) = channel_pair(limit);
+    let body: Vec<u8> = (0..limit).map(|n| n as u8).collect();
+    let sealed = framed(&body);
+    std::thread::scope(|scope| {
+        // The socket buffer is far smaller than the frame: the writer needs a reader.
+        scope.spawn(|| {
+            peer.write_all(&sealed).unwrap();
+            peer.write_all(&framed(b"next")).unwrap();
+        });
+        assert_eq!(channel.read_frame(soon()).unwrap(), body);
+        assert_eq!(channel.read_frame(soon()).unwrap(), b"next");
+    });
 }
 
 #[test]
 fn frame_truncated() {
-    let error = frame::read(&mut &b"\x00\x00"[..], 16).unwrap_err();
+    let (mut channel, mut peer) = channel_pair(16);
+    peer.write_all(b"\x00\x00").unwrap();
+    drop(peer);
+    let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(
         error,
         FrameError::Truncated {
@@ -116,7 +161,11 @@ fn frame_truncated() {
             received: 2
         }
     ));
-    let error = frame::read(&mut &b"\x00\x00\x00\x05abc"[..], 16).unwrap_err();
+
+    let (mut channel, mut peer) = channel_pair(16);
+    peer.write_all(b"\x00\x00\x00\x05abc").unwrap();
+    drop(peer);
+    let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(
         error,
         FrameError::Truncated {
@@ -128,30 +177,17 @@ fn frame_truncated() {
         error.to_string(),
         "channel closed in the middle of a frame (7 of 9 bytes)"
     );
-    assert!(matches!(
-        frame::read(&mut &b""[..], 16),
-        Err(FrameError::Closed)
-    ));
-}
 
-#[test]
-fn frame_read_error_kinds() {
-    /// A reader that always fails with one kind of error.
-    struct Failing(io::ErrorKind);
-    impl Read for Failing {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(self.0.into())
-        }
-    }
-    for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
-        assert!(matches!(
-            frame::read(&mut Failing(kind), 16),
-            Err(FrameError::Timeout)
-        ));
-    }
+    // Also when the frame is read past the buffer, into its own allocation.
+    let (mut channel, mut peer) = channel_pair(1 << 20);
+    peer.write_all(b"\x00\x10\x00\x00abc").unwrap();
+    drop(peer);
     assert!(matches!(
-        frame::read(&mut Failing(io::ErrorKind::ConnectionReset), 16),
-        Err(FrameError::Io(_))
+        channel.read_frame(soon()),
+        Err(FrameError::Truncated {
+            expected: 0x10_0004,
+            received: 7
+        })
     ));
 }
 
@@ -184,8 +220,7 @@ fn message_encoding() {
     )
     .unwrap();
     assert_eq!(message::encode_execute(&request, 1024).unwrap(), owned);
-    let body = frame::read(&mut owned.as_slice(), 1024).unwrap();
-    let decoded: ParentMessage = message::decode(&body).unwrap();
+    let decoded: ParentMessage = message::decode(&owned[4..]).unwrap();
     assert!(matches!(decoded, ParentMessage::Execute { request: r } if r == request));
 
     let hello = message::encode(
@@ -208,26 +243,51 @@ fn message_encoding() {
 }
 
 #[test]
-fn deadline_stream_times_out() {
-    let (ours, _theirs) = UnixStream::pair().unwrap();
+fn channel_deadline() {
+    let (mut channel, _peer) = channel_pair(16);
     let start = Instant::now();
-    let deadline = start + Duration::from_millis(100);
-    let error = frame::read(&mut DeadlineStream::new(&ours, Some(deadline)), 16).unwrap_err();
+    let error = channel
+        .read_frame(Some(start + Duration::from_millis(100)))
+        .unwrap_err();
     assert!(matches!(error, FrameError::Timeout), "{error:?}");
     assert!(start.elapsed() >= Duration::from_millis(100));
     // A passed deadline fails at once.
-    let error = frame::read(&mut DeadlineStream::new(&ours, Some(start)), 16).unwrap_err();
+    let error = channel.read_frame(Some(start)).unwrap_err();
+    assert!(matches!(error, FrameError::Timeout), "{error:?}");
+    // A peer that does not read blocks writes only until the deadline.
+    let big = framed(&[0u8; 15]);
+    let error = loop {
+        if let Err(error) =
+            channel.write_frame(&big, Some(Instant::now() + Duration::from_millis(50)))
+        {
+            break error;
+        }
+    };
     assert!(matches!(error, FrameError::Timeout), "{error:?}");
 }
 
 #[test]
-fn deadline_stream_reports_a_dead_peer() {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    drop(theirs);
+fn channel_reports_a_dead_peer() {
+    let (mut channel, peer) = channel_pair(64);
+    drop(peer);
     let frame = message::encode(&ParentMessage::Shutdown, 64).unwrap();
     // EPIPE, not SIGPIPE: the test process survives to see the error.
-    let error = frame::write(&mut DeadlineStream::new(&ours, None), &frame).unwrap_err();
+    let error = channel.write_frame(&frame, None).unwrap_err();
     assert!(matches!(error, FrameError::Io(ref e) if e.kind() == io::ErrorKind::BrokenPipe));
+}
+
+#[test]
+fn channel_shutdown_from_another_thread() {
+    let (mut channel, _peer) = channel_pair(64);
+    let socket = channel.socket();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Give the reader a moment to block; correctness does not depend on it.
+            std::thread::sleep(Duration::from_millis(20));
+            socket.shutdown(std::net::Shutdown::Both).unwrap();
+        });
+        assert!(matches!(channel.read_frame(None), Err(FrameError::Closed)));
+    });
 }
 
 #[test]

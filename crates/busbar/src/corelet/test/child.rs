@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::corelet::channel::Channel;
 use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, Publisher, FD_ENV};
 use crate::corelet::config::{CoreletConfig, Output};
-use crate::corelet::frame;
+use crate::corelet::frame::DEFAULT_MAX_FRAME;
 use crate::corelet::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 
 /// Module path of this file as libtest names tests.
@@ -116,6 +117,7 @@ fn handle(request: Value, publish: &mut Publisher<'_>) -> Value {
         }
         "spin" => spin(request["grandchild"].as_bool().unwrap_or(false), publish),
         "fds" => open_fds(),
+        "burn" => burn(Duration::from_millis(request["ms"].as_u64().unwrap_or(0))),
         _ => json!({"error": format!("unknown op {op:?}")}),
     }
 }
@@ -175,6 +177,25 @@ fn spin(grandchild: bool, publish: &mut Publisher<'_>) -> Value {
     }
 }
 
+/// Spins until this process has used `cpu` of CPU time.
+fn burn(cpu: Duration) -> Value {
+    loop {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes to the timespec it is given.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now);
+        }
+        let used = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+        if used >= cpu {
+            return json!(used.as_secs_f64());
+        }
+        std::hint::black_box(());
+    }
+}
+
 /// Lists this process's descriptors above the standard streams, with what they point at.
 fn open_fds() -> Value {
     let mut fds = Vec::new();
@@ -194,43 +215,43 @@ fn serve_raw() {
     let Some(fd) = std::env::var(FD_ENV).ok().and_then(|fd| fd.parse().ok()) else {
         return;
     };
+    let limit = DEFAULT_MAX_FRAME;
     // SAFETY: the pool passed this descriptor to this process for the channel and nothing
     // else in the process uses it: this entry replaces the real one.
-    let channel = unsafe { UnixStream::from_raw_fd(fd) };
-    let limit = frame::DEFAULT_MAX_FRAME;
-    let send = |bytes: &[u8]| {
-        let mut stream = &channel;
-        let _ = stream.write_all(bytes);
-    };
-    let hello = ChildMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
-        pid: std::process::id(),
-    };
-    send(&message::encode(&hello, limit).unwrap_or_default());
+    let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, limit);
+    let hello = message::encode(
+        &ChildMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            pid: std::process::id(),
+        },
+        limit,
+    )
+    .unwrap_or_default();
+    let _ = channel.write_frame(&hello, None);
     loop {
-        let mut stream = &channel;
-        let Ok(body) = frame::read(&mut stream, limit) else {
+        let Ok(body) = channel.read_frame(None) else {
             std::process::exit(0);
         };
         let request = match message::decode::<ParentMessage>(&body) {
             Ok(ParentMessage::Execute { request }) => request,
             _ => std::process::exit(0),
         };
-        match request["op"].as_str().unwrap_or_default() {
+        let answer = match request["op"].as_str().unwrap_or_default() {
             "echo" => {
                 let reply = ChildMessage::Reply {
                     reply: request["value"].clone(),
                 };
-                send(&message::encode(&reply, limit).unwrap_or_default());
+                message::encode(&reply, limit).unwrap_or_default()
             }
-            "garbage" => send(b"\x00\x00\x00\x0bnot json!!!"),
-            "oversize" => send(b"\xff\xff\xff\xff"),
-            "hello" => send(&message::encode(&hello, limit).unwrap_or_default()),
+            "garbage" => b"\x00\x00\x00\x0bnot json!!!".to_vec(),
+            "oversize" => b"\xff\xff\xff\xff".to_vec(),
+            "hello" => hello.clone(),
             "truncate" => {
-                send(b"\x00\x00\x01\x00{\"reply\"");
+                let _ = channel.write_frame(b"\x00\x00\x01\x00{\"reply\"", None);
                 std::process::exit(0);
             }
             _ => std::process::exit(9),
-        }
+        };
+        let _ = channel.write_frame(&answer, None);
     }
 }

@@ -213,6 +213,25 @@ fn memory_limit() {
 }
 
 #[test]
+fn cpu_limit() {
+    let pool = pool(CoreletConfig {
+        cpu_seconds: Some(1),
+        ..config("entry")
+    });
+    // Half the lifetime budget spent: the child is retired rather than trusted with more.
+    let first = pid(&pool);
+    run(&pool, json!({"op": "burn", "ms": 600})).expect("burn");
+    assert_eq!(pool.stats().recycles, 1);
+    assert_ne!(pid(&pool), first);
+    // A fresh child that spins past its budget dies of SIGXCPU.
+    let error = run(&pool, json!({"op": "spin"})).expect_err("a CPU-limit kill");
+    assert!(
+        matches!(&error, CoreletError::Crashed { description } if description.contains("SIGXCPU")),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn timeout() {
     let pool = pool(config("entry"));
     let mut grandchild = None;
@@ -485,4 +504,34 @@ fn kill_all_cancels_running_requests() {
         run(&pool, json!({"op": "pid"})),
         Err(CoreletError::ShutDown)
     ));
+}
+
+#[test]
+fn children_outlive_the_thread_that_needed_them() {
+    let pool = pool(config("entry"));
+    // The parent-death signal follows the thread that forked a child. Children are forked by
+    // the pool's keeper, so a request thread that ends takes no child with it.
+    let first = thread::scope(|scope| scope.spawn(|| pid(&pool)).join().expect("thread"));
+    assert_eq!(pid(&pool), first);
+}
+
+#[test]
+fn panicking_publish_callback() {
+    let pool = pool(CoreletConfig {
+        pool_size: Some(1),
+        ..config("entry")
+    });
+    let child = pid(&pool);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.execute(
+            &json!({"op": "publish", "count": 1}),
+            Some(Instant::now() + PATIENCE),
+            &mut |_| panic!("the caller's callback broke"),
+        )
+    }));
+    assert!(caught.is_err(), "the panic reaches the caller");
+    assert!(is_gone(child), "the child, out of step, was killed");
+    // The slot came back: the pool of one still serves.
+    assert_ne!(pid(&pool), child);
+    assert_eq!(pool.stats().live, 1);
 }
