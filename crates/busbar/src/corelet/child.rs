@@ -141,15 +141,15 @@ where
                 return EXIT_PROTOCOL;
             }
         };
-        let request = match message::decode(&body) {
-            Ok(ParentMessage::Execute { request }) => request,
+        let (seq, request) = match message::decode(&body) {
+            Ok(ParentMessage::Execute { seq, request }) => (seq, request),
             Ok(ParentMessage::Shutdown) => return 0,
             Err(error) => {
                 eprintln!("busbar corelet: undecodable request: {error}");
                 return EXIT_PROTOCOL;
             }
         };
-        let answer = run(channel, &mut handle, request);
+        let answer = run(channel, &mut handle, seq, request);
         if let Err(error) = channel.write_frame(&answer, None) {
             eprintln!("busbar corelet: sending a reply failed: {error}");
             return EXIT_PROTOCOL;
@@ -158,15 +158,15 @@ where
 }
 
 /// Runs the handler on one request and returns the sealed frame that answers it.
-fn run<H>(channel: &mut Channel, handle: &mut H, request: Value) -> Vec<u8>
+fn run<H>(channel: &mut Channel, handle: &mut H, seq: u64, request: Value) -> Vec<u8>
 where
     H: FnMut(Value, &mut Publisher<'_>) -> Value,
 {
     let limit = channel.limit();
-    let mut publish = |event: Value| send(channel, &ChildMessage::Publish { event });
+    let mut publish = |event: Value| send(channel, &ChildMessage::Publish { seq, event });
     let answer = match panic::catch(|| handle(request, &mut publish)) {
-        Ok(reply) => ChildMessage::Reply { reply },
-        Err(panic) => ChildMessage::Panic { panic },
+        Ok(reply) => ChildMessage::Reply { seq, reply },
+        Err(panic) => ChildMessage::Panic { seq, panic },
     };
     match message::encode(&answer, limit) {
         Ok(frame) => frame,
@@ -176,7 +176,7 @@ where
                 _ => 0,
             };
             // A two-number message is far below the smallest accepted limit.
-            message::encode(&ChildMessage::TooLarge { len, limit }, limit).unwrap_or_default()
+            message::encode(&ChildMessage::TooLarge { seq, len, limit }, limit).unwrap_or_default()
         }
     }
 }

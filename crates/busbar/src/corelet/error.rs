@@ -43,7 +43,7 @@ pub(crate) enum CoreletError {
         limit: u32,
     },
     /// The child sent something that is not a valid frame or message; it was killed.
-    #[error("corelet broke the protocol and was killed: {0}")]
+    #[error("corelet protocol error, the child was killed: {0}")]
     Protocol(String),
     /// No child could be started.
     #[error(transparent)]

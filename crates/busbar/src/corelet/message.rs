@@ -22,6 +22,8 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 pub(crate) enum ParentMessage {
     /// Run the handler on `request` and answer with [`ChildMessage::Reply`].
     Execute {
+        /// Number of the request, repeated in every message about it.
+        seq: u64,
         /// The request, for busbar the serialized event.
         request: Value,
     },
@@ -36,6 +38,8 @@ pub(crate) enum ParentMessage {
 enum ParentMessageRef<'a> {
     /// See [`ParentMessage::Execute`].
     Execute {
+        /// Number of the request.
+        seq: u64,
         /// The request.
         request: &'a Value,
     },
@@ -54,21 +58,29 @@ pub(crate) enum ChildMessage {
     },
     /// A follow-up event published by the handler that is running; more frames follow.
     Publish {
+        /// Number of the request whose handler published it.
+        seq: u64,
         /// The event, for busbar a serialized `Event`.
         event: Value,
     },
     /// The handler's answer; ends the request.
     Reply {
+        /// Number of the request answered.
+        seq: u64,
         /// The handler's result.
         reply: Value,
     },
     /// The handler panicked; ends the request. The child survives.
     Panic {
+        /// Number of the request whose handler panicked.
+        seq: u64,
         /// What the panic said and where.
         panic: PanicInfo,
     },
     /// The handler's reply would not fit in a frame; ends the request.
     TooLarge {
+        /// Number of the request answered.
+        seq: u64,
         /// Encoded size of the reply.
         len: u64,
         /// The frame limit it exceeded.
@@ -87,9 +99,23 @@ impl ChildMessage {
             ChildMessage::TooLarge { .. } => "too_large",
         }
     }
+
+    /// Returns the number of the request the message is about; `None` for `Hello`.
+    ///
+    /// The parent checks it on every message, so a reply that arrives late, or twice, is
+    /// caught as a protocol error instead of being taken as the answer to a later request.
+    pub(crate) fn seq(&self) -> Option<u64> {
+        match self {
+            ChildMessage::Hello { .. } => None,
+            ChildMessage::Publish { seq, .. }
+            | ChildMessage::Reply { seq, .. }
+            | ChildMessage::Panic { seq, .. }
+            | ChildMessage::TooLarge { seq, .. } => Some(*seq),
+        }
+    }
 }
 
-/// Encodes a message as one sealed frame, ready for [`frame::write()`].
+/// Encodes a message as one sealed frame, ready to send.
 ///
 /// Fails with [`FrameError::TooLarge`] if the encoded message exceeds `limit`.
 pub(crate) fn encode<M: Serialize>(message: &M, limit: u32) -> Result<Vec<u8>, FrameError> {
@@ -102,9 +128,9 @@ pub(crate) fn encode<M: Serialize>(message: &M, limit: u32) -> Result<Vec<u8>, F
     Ok(buf)
 }
 
-/// Encodes `ParentMessage::Execute { request }` as one sealed frame, borrowing `request`.
-pub(crate) fn encode_execute(request: &Value, limit: u32) -> Result<Vec<u8>, FrameError> {
-    encode(&ParentMessageRef::Execute { request }, limit)
+/// Encodes `ParentMessage::Execute { seq, request }` as one sealed frame, borrowing `request`.
+pub(crate) fn encode_execute(seq: u64, request: &Value, limit: u32) -> Result<Vec<u8>, FrameError> {
+    encode(&ParentMessageRef::Execute { seq, request }, limit)
 }
 
 /// Decodes a frame body into a message.

@@ -353,8 +353,14 @@ impl CoreletPool {
                 drop(state);
                 self.keeper.retire(corelet);
             }
-            // Killed pools and dead children: dropping kills and reaps.
-            _ => drop(state),
+            (true, Phase::Killed) => {
+                // `kill_all` ran while this request finished; the child goes like the others.
+                state.stats.kills += 1;
+                drop(state);
+                corelet.kill_now();
+            }
+            // Already killed and reaped.
+            (false, _) => drop(state),
         }
         result
     }

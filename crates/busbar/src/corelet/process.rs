@@ -117,22 +117,26 @@ impl Corelet {
         deadline: Option<Instant>,
         on_publish: &mut dyn FnMut(Value),
     ) -> Result<Value, CoreletError> {
+        let seq = self.served + 1;
         let frame =
-            message::encode_execute(request, self.channel.limit()).map_err(
-                |error| match error {
+            message::encode_execute(seq, request, self.channel.limit()).map_err(|error| {
+                match error {
                     FrameError::TooLarge { len, limit } => CoreletError::TooLarge {
                         what: Payload::Request,
                         len,
                         limit,
                     },
-                    other => CoreletError::Protocol(format!("cannot encode the request: {other}")),
-                },
-            )?;
+                    // Unreachable for JSON values, whose map keys are always strings.
+                    other => {
+                        CoreletError::Protocol(format!("the request cannot be encoded: {other}"))
+                    }
+                }
+            })?;
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             // Nothing was sent, so the child is still in step and stays usable.
             return Err(CoreletError::Timeout);
         }
-        self.served += 1;
+        self.served = seq;
         match self.channel.write_frame(&frame, deadline) {
             Ok(()) => {}
             Err(FrameError::Timeout) => return Err(self.timed_out()),
@@ -141,27 +145,35 @@ impl Corelet {
         }
         let result = loop {
             match self.receive(deadline) {
-                Ok(ChildMessage::Publish { event }) => on_publish(event),
-                Ok(ChildMessage::Reply { reply }) => break Ok(reply),
-                Ok(ChildMessage::Panic { panic }) => break Err(CoreletError::Panicked(panic)),
-                Ok(ChildMessage::TooLarge { len, limit }) => {
+                Ok(ChildMessage::Hello { .. }) => {
+                    let reason = "the child sent `hello` during a request".to_owned();
+                    return Err(self.broke_protocol(reason));
+                }
+                Ok(message) if message.seq() != Some(seq) => {
+                    let reason = format!(
+                        "the child sent `{}` for request {} during request {seq}",
+                        message.name(),
+                        message.seq().unwrap_or_default()
+                    );
+                    return Err(self.broke_protocol(reason));
+                }
+                Ok(ChildMessage::Publish { event, .. }) => on_publish(event),
+                Ok(ChildMessage::Reply { reply, .. }) => break Ok(reply),
+                Ok(ChildMessage::Panic { panic, .. }) => break Err(CoreletError::Panicked(panic)),
+                Ok(ChildMessage::TooLarge { len, limit, .. }) => {
                     break Err(CoreletError::TooLarge {
                         what: Payload::Reply,
                         len,
                         limit,
                     })
                 }
-                Ok(other @ ChildMessage::Hello { .. }) => {
-                    let reason = format!("it sent `{}` during a request", other.name());
-                    return Err(self.broke_protocol(reason));
-                }
                 Err(ReceiveError::Frame(FrameError::Timeout)) => return Err(self.timed_out()),
                 Err(ReceiveError::Frame(error @ FrameError::TooLarge { .. })) => {
-                    return Err(self.broke_protocol(format!("it sent a {error}")));
+                    return Err(self.broke_protocol(format!("the child sent a {error}")));
                 }
                 Err(ReceiveError::Frame(_)) => return Err(self.crashed()),
                 Err(ReceiveError::Decode(error)) => {
-                    let reason = format!("it sent an undecodable message: {error}");
+                    let reason = format!("the child sent an undecodable message: {error}");
                     return Err(self.broke_protocol(reason));
                 }
             }

@@ -214,14 +214,15 @@ fn message_encoding() {
     let request = json!({"a": [1, "two", null], "ü": "ß"});
     let owned = message::encode(
         &ParentMessage::Execute {
+            seq: 7,
             request: request.clone(),
         },
         1024,
     )
     .unwrap();
-    assert_eq!(message::encode_execute(&request, 1024).unwrap(), owned);
+    assert_eq!(message::encode_execute(7, &request, 1024).unwrap(), owned);
     let decoded: ParentMessage = message::decode(&owned[4..]).unwrap();
-    assert!(matches!(decoded, ParentMessage::Execute { request: r } if r == request));
+    assert!(matches!(decoded, ParentMessage::Execute { seq: 7, request: r } if r == request));
 
     let hello = message::encode(
         &ChildMessage::Hello {
@@ -237,7 +238,7 @@ fn message_encoding() {
         "the handshake's shape is frozen across protocol versions"
     );
     assert!(matches!(
-        message::encode_execute(&json!("x".repeat(100)), 64),
+        message::encode_execute(1, &json!("x".repeat(100)), 64),
         Err(FrameError::TooLarge { limit: 64, .. })
     ));
 }

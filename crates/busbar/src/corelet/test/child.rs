@@ -232,13 +232,14 @@ fn serve_raw() {
         let Ok(body) = channel.read_frame(None) else {
             std::process::exit(0);
         };
-        let request = match message::decode::<ParentMessage>(&body) {
-            Ok(ParentMessage::Execute { request }) => request,
+        let (seq, request) = match message::decode::<ParentMessage>(&body) {
+            Ok(ParentMessage::Execute { seq, request }) => (seq, request),
             _ => std::process::exit(0),
         };
         let answer = match request["op"].as_str().unwrap_or_default() {
             "echo" => {
                 let reply = ChildMessage::Reply {
+                    seq,
                     reply: request["value"].clone(),
                 };
                 message::encode(&reply, limit).unwrap_or_default()
@@ -246,6 +247,16 @@ fn serve_raw() {
             "garbage" => b"\x00\x00\x00\x0bnot json!!!".to_vec(),
             "oversize" => b"\xff\xff\xff\xff".to_vec(),
             "hello" => hello.clone(),
+            "stale" => {
+                // Answer twice: the second reply would answer the next request.
+                let reply = ChildMessage::Reply {
+                    seq,
+                    reply: json!("stale"),
+                };
+                let reply = message::encode(&reply, limit).unwrap_or_default();
+                let _ = channel.write_frame(&reply, None);
+                reply
+            }
             "truncate" => {
                 let _ = channel.write_frame(b"\x00\x00\x01\x00{\"reply\"", None);
                 std::process::exit(0);

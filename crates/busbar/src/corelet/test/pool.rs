@@ -87,7 +87,7 @@ fn frame_limit() {
         ..config("entry")
     });
     let request = |len: usize| json!({"op": "echo", "value": "x".repeat(len)});
-    let overhead = message::encode_execute(&request(0), limit)
+    let overhead = message::encode_execute(1, &request(0), limit)
         .expect("small")
         .len()
         - 4;
@@ -289,19 +289,30 @@ fn protocol_errors() {
         );
         assert!(error
             .to_string()
-            .starts_with("corelet broke the protocol and was killed: "));
+            .starts_with("corelet protocol error, the child was killed: the child sent "));
         assert_eq!(
             run(&pool, json!({"op": "echo", "value": op})).expect("echo"),
             op
         );
     }
+    // A second reply to one request would answer the next one with stale data.
+    assert_eq!(
+        run(&pool, json!({"op": "stale"})).expect("first reply"),
+        "stale"
+    );
+    let error = run(&pool, json!({"op": "echo", "value": 1})).expect_err("stale reply");
+    assert!(
+        matches!(&error, CoreletError::Protocol(r)
+            if r.contains("sent `reply` for request 2 during request 3")),
+        "{error:?}"
+    );
     let error = run(&pool, json!({"op": "truncate"})).expect_err("a half frame, then exit");
     assert!(
         matches!(&error, CoreletError::Crashed { description } if description == "exited with code 0"),
         "{error:?}"
     );
     let stats = pool.stats();
-    assert_eq!((stats.kills, stats.crashes, stats.spawns), (3, 1, 4));
+    assert_eq!((stats.kills, stats.crashes, stats.spawns), (4, 1, 5));
 }
 
 #[test]
