@@ -5,5 +5,4 @@
 mod sys;
 
 // Corelet mode's process mechanics; the lead wires it to the attempt loop at integration.
-#[allow(unused_imports)]
 mod corelet;

@@ -151,6 +151,8 @@ impl StartError {
     }
 
     /// Returns `true` if no start was tried because earlier ones failed.
+    // For the mode layer's error reporting, wired at integration; tests use it now.
+    #[allow(dead_code)]
     pub(crate) fn is_backoff(&self) -> bool {
         matches!(self.kind, StartErrorKind::Backoff { .. })
     }
@@ -161,6 +163,8 @@ impl StartError {
     }
 
     /// Returns `true` if the child spoke another protocol version.
+    // For the mode layer's error reporting, wired at integration; tests use it now.
+    #[allow(dead_code)]
     pub(crate) fn is_version_mismatch(&self) -> bool {
         matches!(self.kind, StartErrorKind::Version { .. })
     }

@@ -25,10 +25,6 @@
 //! | `config.rs`, `unit.rs` | settings, with human units |
 //! | `error.rs`, `stats.rs` | what callers get back |
 
-// The attempt loop and the public entry point are wired in when corelet mode joins the bus;
-// until then only the tests use this module.
-#![allow(dead_code)]
-
 mod channel;
 mod child;
 mod config;
@@ -46,10 +42,14 @@ mod unit;
 #[cfg(test)]
 mod test;
 
-pub(crate) use child::{serve_if_corelet, Publisher, FD_ENV};
-pub(crate) use config::{ConfigError, CoreletConfig, Output};
-pub(crate) use error::{CoreletError, Payload, StartError};
-pub(crate) use frame::{FrameError, DEFAULT_MAX_FRAME};
-pub(crate) use panic::PanicInfo;
-pub(crate) use pool::{CoreletPool, PoolBuildError};
-pub(crate) use stats::CoreletStats;
+// The seam for the mode layer; unused until integration.
+#[allow(unused_imports)]
+pub(crate) use {
+    child::{serve_if_corelet, Publisher, FD_ENV},
+    config::{ConfigError, CoreletConfig, Output},
+    error::{CoreletError, Payload, StartError},
+    frame::{FrameError, DEFAULT_MAX_FRAME},
+    panic::PanicInfo,
+    pool::{CoreletPool, PoolBuildError},
+    stats::CoreletStats,
+};

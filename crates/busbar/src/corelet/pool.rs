@@ -105,6 +105,8 @@ pub(crate) enum PoolBuildError {
     Io(#[from] io::Error),
 }
 
+// Until corelet mode joins the attempt loop at integration, only tests use the pool.
+#[allow(dead_code)]
 impl CoreletPool {
     /// Validates `config` and starts the keeper thread; no child is started yet.
     pub(crate) fn new(config: CoreletConfig) -> Result<Self, PoolBuildError> {
