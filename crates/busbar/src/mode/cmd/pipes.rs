@@ -5,9 +5,10 @@
 //! served. All three ends are non-blocking; a readiness report only says that *some* progress is
 //! possible.
 //!
-//! Writing to a pipe whose reader is gone raises SIGPIPE. Rust programs (and Python) ignore
-//! SIGPIPE, so the write fails with EPIPE instead and the feeder stops; a host program that
-//! restores the default disposition would be killed, which is why the bus never does that.
+//! Writing to a pipe whose reader is gone raises SIGPIPE. Rust programs ignore SIGPIPE from the
+//! start (so does Python), so the write fails with EPIPE instead and the feeder stops. busbar
+//! relies on that and never touches the disposition; a host program that restored the default
+//! would be killed by such a write.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -70,14 +71,13 @@ impl<'a> Pipes<'a> {
         input: &'a [u8],
         limit: usize,
     ) -> io::Result<Pipes<'a>> {
-        let stdin = stdin
-            .map(|pipe| {
-                Ok::<_, io::Error>(Feeder {
-                    pipe: non_blocking(pipe.into())?,
-                    rest: input,
-                })
-            })
-            .transpose()?;
+        let stdin = match stdin {
+            Some(pipe) => Some(Feeder {
+                pipe: non_blocking(pipe.into())?,
+                rest: input,
+            }),
+            None => None,
+        };
         let drain = |pipe: Option<OwnedFd>| -> io::Result<Drain> {
             Ok(Drain {
                 pipe: pipe.map(non_blocking).transpose()?,

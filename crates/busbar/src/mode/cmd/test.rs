@@ -1,9 +1,7 @@
 #![cfg(test)]
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use std::{env, fs, process};
@@ -12,7 +10,10 @@ use serde_json::{json, Value};
 
 use super::run::WITHOUT_PIDFD;
 use super::*;
-use crate::sys::{self, ProcessLimits};
+use crate::sys::ProcessLimits;
+
+mod hygiene;
+mod spec;
 
 /// A bound for things that should take milliseconds, generous enough for a loaded 2-core box.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -456,123 +457,6 @@ fn limits() {
     assert_eq!(outcome.output().stdout(), "50\n");
 }
 
-/// Returns the descriptors of this process that a child would inherit (no FD_CLOEXEC).
-fn inheritable_fds() -> BTreeSet<String> {
-    let entries = fs::read_dir("/proc/self/fd").expect("list fds");
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| {
-            let Ok(fd) = name.parse::<libc::c_int>() else {
-                return false;
-            };
-            // SAFETY: F_GETFD touches no memory; a descriptor closed meanwhile just fails.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-            flags != -1 && flags & libc::FD_CLOEXEC == 0
-        })
-        .collect()
-}
-
-#[test]
-fn no_fd_leak_into_children() {
-    // A command in flight, all three pipes open, while the others spawn.
-    let dir = TempDir::new("inflight");
-    let ready = dir.file("ready");
-    let done = Arc::new(AtomicBool::new(false));
-    let in_flight = {
-        let (ready, done) = (ready.clone(), Arc::clone(&done));
-        thread::spawn(move || {
-            // sleep never reads, so the 1 MiB of stdin keeps that pipe open too.
-            let data = json!({
-                "executable": "sh", "args": ["-c", r#"echo > "$READY"; exec sleep 1000"#],
-                "env": {"READY": ready}, "stdin": "x".repeat(1 << 20),
-            });
-            let is_cancelled = || done.load(Ordering::SeqCst);
-            run(
-                &spec(data),
-                Instant::now() + PATIENCE,
-                &is_cancelled,
-                &RunOptions::default(),
-            )
-        })
-    };
-    assert!(eventually(when_written(ready)));
-    for die_with_parent in [false, true] {
-        let options = RunOptions {
-            die_with_parent,
-            ..RunOptions::default()
-        };
-        let allowed = inheritable_fds();
-        let outcome = run_with(
-            json!({"executable": "ls", "args": ["/proc/self/fd"], "stdin": "x"}),
-            PATIENCE,
-            &options,
-        );
-        // 0-2 are the standard streams and 3 is ls's own handle on the directory.
-        let leaked: Vec<&str> = outcome
-            .output()
-            .stdout()
-            .lines()
-            .filter(|fd| !["0", "1", "2", "3"].contains(fd) && !allowed.contains(*fd))
-            .collect();
-        assert!(leaked.is_empty(), "leaked into child: {leaked:?}");
-    }
-    done.store(true, Ordering::SeqCst);
-    let outcome = in_flight
-        .join()
-        .expect("in-flight thread")
-        .expect("in-flight run");
-    assert!(
-        matches!(outcome, CommandOutcome::Cancelled { .. }),
-        "{outcome:?}"
-    );
-}
-
-#[test]
-#[ignore = "run by `no_fd_leak_in_bus`, alone in a process of its own"]
-fn fd_leak_child() {
-    let dir = TempDir::new("leak");
-    let runs = [
-        json!({"executable": "sh", "args": ["-c", "echo out; echo err >&2"], "stdin": "in"}),
-        json!({"executable": "true", "stdout_file": dir.file("o"), "stderr_file": dir.file("o")}),
-        json!({"executable": "sleep", "args": ["1000"]}),
-        json!({"executable": "busbar-no-such-program"}),
-        json!({"executable": "true", "cwd": dir.file("missing")}),
-    ];
-    let before = sys::open_fd_count().expect("count fds");
-    for data in runs {
-        let _ = run(
-            &spec(data),
-            Instant::now() + Duration::from_millis(50),
-            &|| false,
-            &RunOptions::default(),
-        );
-    }
-    assert_eq!(sys::open_fd_count().expect("count fds"), before);
-}
-
-#[test]
-fn no_fd_leak_in_bus() {
-    // Other tests open descriptors concurrently, so the count is taken in a process of its own.
-    let test_path = module_path!().split_once("::").map_or("", |(_, path)| path);
-    let exe = env::current_exe().expect("test binary");
-    let outcome = run_with(
-        json!({
-            "executable": exe.to_str().expect("utf-8 path"),
-            "args": [format!("{test_path}::fd_leak_child"), "--exact", "--ignored", "--test-threads=1"],
-        }),
-        PATIENCE,
-        &RunOptions::default(),
-    );
-    let output = outcome.output();
-    assert!(
-        outcome.is_success(),
-        "{}\n{}",
-        output.stdout(),
-        output.stderr()
-    );
-    assert!(output.stdout().contains("1 passed"), "{}", output.stdout());
-}
-
 #[test]
 fn missing_program() {
     let error = run_error(json!({"executable": "busbar-no-such-program"}));
@@ -627,119 +511,6 @@ fn bad_output_file() {
         error.to_string().ends_with("Is a directory (os error 21)"),
         "{error}"
     );
-}
-
-#[test]
-fn bad_data() {
-    let cases = [
-        (json!(null), "expected an object with at least an `executable` string, found null"),
-        (json!([1]), "expected an object with at least an `executable` string, found array"),
-        (json!("ls"), "expected an object with at least an `executable` string, found string"),
-        (json!({}), "`executable` is missing; expected the program to run, as a name looked up in PATH or a path"),
-        (json!({"executable": null}), "`executable` is missing"),
-        (json!({"executable": ""}), "`executable` must not be empty"),
-        (json!({"executable": 5}), "`executable` must be a string, found number"),
-        (json!({"executable": "a\0b"}), "`executable` must not contain NUL bytes"),
-        (json!({"executable": "ls", "args": "-l"}), "`args` must be an array of strings, found string"),
-        (json!({"executable": "ls", "args": ["-l", 1]}), "`args` must be an array of strings, found number at index 1"),
-        (json!({"executable": "ls", "args": ["\0"]}), "`args` must not contain NUL bytes, found one at index 0"),
-        (json!({"executable": "ls", "cwd": 7}), "`cwd` must be a string, found number"),
-        (json!({"executable": "ls", "cwd": ""}), "`cwd` must not be empty"),
-        (json!({"executable": "ls", "env": ["A=1"]}), "`env` must be an object of strings, found array"),
-        (json!({"executable": "ls", "env": {"A": 1}}), "`env` must be an object of strings, found number at key `A`"),
-        (json!({"executable": "ls", "env": {"A=B": "x"}}), "`env` key `A=B` is not a variable name"),
-        (json!({"executable": "ls", "env": {"": "x"}}), "`env` key `` is not a variable name"),
-        (json!({"executable": "ls", "env": {"A": "x\0"}}), "`env` must not contain NUL bytes, found one at key `A`"),
-        (json!({"executable": "ls", "stdin": 5}), "`stdin` must be a string, found number"),
-        (json!({"executable": "ls", "stdout_file": true}), "`stdout_file` must be a string, found boolean"),
-        (json!({"executable": "ls", "stderr_file": ""}), "`stderr_file` must not be empty"),
-        (json!({"executable": "ls", "arg": ["-l"]}), "unknown field `arg`, expected one of `executable`, `args`, `cwd`, `env`, `stdin`, `stdout_file`, `stderr_file`"),
-    ];
-    for (data, expected) in cases {
-        let message = spec_error(data.clone());
-        assert!(message.starts_with("cmd event data: "), "{message}");
-        assert!(message.contains(expected), "{data}: {message}");
-    }
-    // Input quoted back is shortened.
-    let long = "k".repeat(10_000);
-    assert!(spec_error(json!({"executable": "ls", long.clone(): 1})).len() < 300);
-    assert_eq!(
-        CommandSpec::from_value(&json!({"executable": "ls", "args": 1})).map_err(|e| e.field()),
-        Err(Some("args"))
-    );
-}
-
-#[test]
-fn any_json_is_safe() {
-    let values = [
-        json!(null),
-        json!(true),
-        json!(-1),
-        json!(1.5),
-        json!(""),
-        json!("\0"),
-        json!("x"),
-        json!([]),
-        json!([null]),
-        json!(["a", ["b"]]),
-        json!({}),
-        json!({"": {"": null}}),
-    ];
-    for field in [
-        "executable",
-        "args",
-        "cwd",
-        "env",
-        "stdin",
-        "stdout_file",
-        "stderr_file",
-        "",
-    ] {
-        for value in &values {
-            let mut data = json!({"executable": "ls"});
-            data[field] = value.clone();
-            // Ok or a clear error, never a panic.
-            if let Err(error) = CommandSpec::from_value(&data) {
-                assert!(error.to_string().starts_with("cmd event data: "));
-            }
-        }
-    }
-    let ok = spec(json!({"executable": "ls", "args": null, "env": {}, "stdin": "a\0b"}));
-    assert_eq!(ok.executable(), "ls");
-}
-
-/// Spawns `true` `count` times through `run` with `options` and as often through bare
-/// `Command::output`, alternating so that both see the same load; returns the ratio of their
-/// rates.
-fn rate_ratio(count: u32, options: &RunOptions) -> f64 {
-    let spec = spec(json!({"executable": "true"}));
-    let (mut bare, mut cmd) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..count {
-        let start = Instant::now();
-        let output = std::process::Command::new("true").output();
-        bare += start.elapsed();
-        assert!(output.expect("spawn true").status.success());
-        let start = Instant::now();
-        let outcome = run(&spec, Instant::now() + PATIENCE, &|| false, options);
-        cmd += start.elapsed();
-        assert!(outcome.expect("run true").is_success());
-    }
-    bare.as_secs_f64() / cmd.as_secs_f64()
-}
-
-#[test]
-#[ignore = "a measurement, run by hand with --nocapture"]
-fn spawn_rate() {
-    let plain = RunOptions::default();
-    let _warm_up = rate_ratio(20, &plain);
-    let forked = RunOptions {
-        die_with_parent: true,
-        ..RunOptions::default()
-    };
-    for (name, options) in [("default options", &plain), ("die_with_parent", &forked)] {
-        let ratio = rate_ratio(500, options);
-        println!("{name}: cmd mode runs `true` at {ratio:.2}x the rate of Command::output");
-    }
 }
 
 #[test]
