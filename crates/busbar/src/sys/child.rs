@@ -1,7 +1,10 @@
 //! Process group, resource limits and parent-death signal for child processes.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 /// Resource limits and scheduling for a child process.
@@ -164,5 +167,31 @@ fn die_with(parent: libc::pid_t) -> io::Result<()> {
 /// Does nothing: only Linux has a parent-death signal.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn die_with(_parent: libc::pid_t) -> io::Result<()> {
+    Ok(())
+}
+
+/// Checks that `dir` exists, is a directory and may be entered by this process: what a child
+/// needs to start there.
+///
+/// Spawning reports a bad working directory with the same error codes as a missing program
+/// (both are plain ENOENT or EACCES), so a caller that wants to say which one was wrong asks
+/// here first.
+///
+/// # Errors
+///
+/// The reason `dir` cannot be used: the lookup error, ENOTDIR, EACCES, or EINVAL for a path
+/// with a NUL byte.
+pub(crate) fn check_searchable(dir: &Path) -> io::Result<()> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    let path = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // chdir needs search (execute) permission, not read permission; access(X_OK) asks exactly
+    // that.
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }

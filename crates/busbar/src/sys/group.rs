@@ -6,6 +6,7 @@
 //! `waitid(WNOWAIT)`, which leaves it waitable, and reap it only after the last signal.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,11 +69,18 @@ fn leader(child: &Child) -> io::Result<Leader> {
 
 /// Sends `signal` to every process in `child`'s process group.
 ///
-/// The child must have been spawned with [`configure_child`](super::configure_child) (which
-/// makes it a group leader) and must not have been reaped: call this only while
-/// [`has_exited`] is false, or before [`terminate_group`]. A child that is not a group leader
-/// gets the signal alone; a group with no members left is not an error.
+/// The child should have been spawned with [`configure_child`](super::configure_child), which
+/// makes it a group leader; one that is not gets the signal alone. A group with no members left
+/// is not an error.
+///
+/// Nothing is sent once the child has been reaped, since its pid may name a stranger by then.
+/// That check cannot see a pid reused by *another child of this process*, so callers must not
+/// reap the child themselves (with `Child::wait` or `try_wait`) before they are done signalling:
+/// watch it with [`has_exited`] and let [`terminate_group`] reap it.
 pub(crate) fn signal_group(child: &Child, signal: libc::c_int) -> io::Result<()> {
+    if leader(child)? == Leader::Reaped {
+        return Ok(());
+    }
     // Linux pids stay below 2^22, so this only fails on a corrupt `Child`.
     let pid = libc::pid_t::try_from(child.id())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "child pid out of range"))?;
@@ -144,4 +152,27 @@ fn wait_for_exit(child: &Child, grace: Duration) -> io::Result<()> {
         nap = (nap * 2).min(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Opens a pidfd for `child`: a descriptor that polls readable once the child has exited.
+///
+/// Returns `None` where pidfds are unavailable (Linux before 5.3, other unixes, or a seccomp
+/// filter that forbids them); callers then fall back to polling [`has_exited`] on a timer. The
+/// descriptor is close-on-exec, as pidfd_open always makes it.
+pub(crate) fn pidfd_open(child: &Child) -> Option<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let pid = libc::pid_t::try_from(child.id()).ok()?;
+        // SAFETY: pidfd_open takes a pid and flags by value and touches no memory. The child is
+        // unreaped (callers open this right after spawning), so the pid is still its own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: pidfd_open just returned this descriptor and nothing else owns it.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = child;
+        None
+    }
 }

@@ -3,6 +3,8 @@
 //! Children get a process group of their own, optional resource limits and, on request, a
 //! parent-death signal ([`configure_child`]); a group is stopped with a grace period and always
 //! reaped ([`terminate_group`]); exit statuses read the same everywhere ([`describe_exit`]).
+//! [`has_exited`], [`pidfd_open`] and [`poll`] let one thread watch a child and its pipes
+//! without blocking.
 //!
 //! Everything here is Linux first. The code compiles on other unixes, where the parent-death
 //! signal is not available and is silently skipped.
@@ -10,13 +12,15 @@
 mod child;
 mod exit;
 mod group;
+mod poll;
 
 #[cfg(test)]
 mod test;
 
-pub(crate) use child::{configure_child, ProcessLimits};
+pub(crate) use child::{check_searchable, configure_child, ProcessLimits};
 pub(crate) use exit::{describe_exit, signal_name};
-pub(crate) use group::{has_exited, signal_group, terminate_group};
+pub(crate) use group::{has_exited, pidfd_open, signal_group, terminate_group};
+pub(crate) use poll::{poll, set_nonblocking};
 
 /// Returns the number of open descriptors of this process, from `/proc/self/fd`.
 ///

@@ -174,6 +174,20 @@ fn limits_applied() {
 }
 
 #[test]
+fn cpu_limit() {
+    // The soft limit brings SIGXCPU, which names the cause, before the hard limit's SIGKILL.
+    let limits = ProcessLimits {
+        cpu_seconds: Some(1),
+        ..ProcessLimits::default()
+    };
+    let mut child = spawn_sh("while :; do :; done", &limits, false);
+    let stopped = eventually(|| has_exited(&child).expect("has_exited"));
+    let status = terminate_group(&mut child, Duration::ZERO).expect("reap");
+    assert!(stopped, "the CPU limit did not stop the loop");
+    assert_eq!(status.signal(), Some(libc::SIGXCPU), "{status}");
+}
+
+#[test]
 fn limit_clamped_to_hard() {
     // Asking for more descriptors than the hard limit allows tightens nothing and fails nothing.
     let limits = ProcessLimits {
