@@ -9,9 +9,10 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::frame::{self, FrameError, Parsed, HEADER_LEN};
+use crate::sys;
 
 /// Size of the receive buffer; larger frames are read straight into their own allocation.
 const BUFFER_LEN: usize = 64 << 10;
@@ -243,36 +244,26 @@ fn wait(
     deadline: Option<Instant>,
 ) -> Result<(), FrameError> {
     loop {
-        let timeout_ms = match deadline {
-            None => -1,
+        // Without a deadline, wait in the longest steps poll allows (about 24 days).
+        let timeout = match deadline {
+            None => Duration::MAX,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(FrameError::Timeout);
                 }
-                // Rounded up, so that poll never returns before the deadline and spins.
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+                left
             }
         };
-        let mut poll_fd = libc::pollfd {
+        let mut fds = [libc::pollfd {
             fd: stream.as_raw_fd(),
             events,
             revents: 0,
-        };
-        // SAFETY: `poll_fd` is a valid, exclusively borrowed pollfd array of length 1, and its
-        // descriptor stays open while `stream` is borrowed.
-        let ready = unsafe { libc::poll(&mut poll_fd, 1, timeout_ms) };
-        if ready > 0 {
-            // Ready, hung up or in error: the next read or write tells which.
+        }];
+        // Ready, hung up or in error: the next read or write tells which. Nothing ready means
+        // the time ran out or a signal interrupted; the loop re-checks the deadline.
+        if sys::poll(&mut fds, timeout).map_err(FrameError::Io)? > 0 {
             return Ok(());
         }
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(FrameError::Io(error));
-            }
-        }
-        // Timed out or interrupted: the loop re-checks the deadline.
     }
 }
