@@ -131,6 +131,7 @@ mod backoff;
 mod bus;
 mod config;
 mod context;
+mod corelet;
 mod error;
 mod event;
 mod factory;
@@ -140,6 +141,7 @@ mod mode;
 mod pool;
 mod result;
 mod stats;
+mod sys;
 mod unwind;
 
 pub use crate::backoff::RetryBackoff;

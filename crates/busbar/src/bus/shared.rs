@@ -13,6 +13,7 @@ use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
 use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
+use crate::mode::cmd::RunOptions;
 use crate::pool::{Admission, Job, Pool, PushError};
 use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// handlers waits for a count above zero.
     joiners: AtomicUsize,
     counters: Counters,
+    /// How cmd events run their programs.
+    command_options: RunOptions,
     /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
     pub(super) owner: OnceLock<Weak<Owner>>,
     /// Serialises graceful shutdowns: a second caller waits for the first to finish.
@@ -77,6 +80,7 @@ impl Shared {
             idle: Condvar::new(),
             joiners: AtomicUsize::new(0),
             counters: Counters::default(),
+            command_options: RunOptions::default(),
             owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
         }
@@ -92,6 +96,10 @@ impl Shared {
 
     pub(crate) fn backoff(&self) -> &RetryBackoff {
         &self.backoff
+    }
+
+    pub(crate) fn command_options(&self) -> &RunOptions {
+        &self.command_options
     }
 
     pub(crate) fn is_killed(&self) -> bool {

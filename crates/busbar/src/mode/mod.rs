@@ -3,7 +3,7 @@
 //! The public part is [`ExecutionMode`]; the private part is [`run_attempt`], the single seam
 //! through which the shared attempt loop (`crate::attempt`) runs an attempt in any mode.
 
-mod cmd;
+pub(crate) mod cmd;
 mod corelet;
 mod in_process;
 
@@ -164,6 +164,6 @@ pub(crate) fn run_attempt(
             in_process::run(shared, handlers, registration, event, attempt, deadline)
         }
         ExecutionMode::Corelet => corelet::run(shared, event, attempt, deadline),
-        ExecutionMode::Cmd => cmd::run(shared, event, attempt, deadline),
+        ExecutionMode::Cmd => cmd::run_attempt(shared, event, deadline),
     }
 }

@@ -1,0 +1,269 @@
+//! One end of the socketpair between parent and child: frames in and out, within deadlines.
+//!
+//! Round-trip latency is the point of a reused child, so the common case is kept to the
+//! fewest system calls: the parent sends a frame with one `send`, waits with one `poll` and
+//! usually receives the whole reply with one `recv` into a buffer kept across frames; the child,
+//! which never needs a deadline, blocks in `recv` and answers with `send`.
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::frame::{self, FrameError, Parsed, HEADER_LEN};
+use crate::sys;
+
+/// Size of the receive buffer; larger frames are read straight into their own allocation.
+const BUFFER_LEN: usize = 64 << 10;
+
+/// A framed, buffered end of the corelet socketpair.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    /// The socket; shared with whoever may need to cut the channel from another thread.
+    stream: Arc<UnixStream>,
+    /// Whether the socket is non-blocking: the parent's is, so that it can wait with `poll`
+    /// until a deadline; the child's is not, and it never passes a deadline.
+    nonblocking: bool,
+    /// Largest frame body accepted in either direction.
+    limit: u32,
+    /// Received bytes; `buf[start..end]` is not consumed yet. Always `BUFFER_LEN` long and
+    /// initialised, so reads need no zeroing.
+    buf: Box<[u8]>,
+    /// Start of the unconsumed bytes.
+    start: usize,
+    /// End of the received bytes.
+    end: usize,
+}
+
+impl Channel {
+    /// Wraps the parent's end, making it non-blocking so that reads and writes obey deadlines.
+    pub(crate) fn parent(stream: UnixStream, limit: u32) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Self::new(stream, true, limit))
+    }
+
+    /// Wraps the child's end, which blocks and must not be given deadlines.
+    pub(crate) fn child(stream: UnixStream, limit: u32) -> Self {
+        Self::new(stream, false, limit)
+    }
+
+    /// Builds a channel with an empty buffer.
+    fn new(stream: UnixStream, nonblocking: bool, limit: u32) -> Self {
+        Channel {
+            stream: Arc::new(stream),
+            nonblocking,
+            limit,
+            buf: vec![0; BUFFER_LEN].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Returns the frame limit.
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Returns the socket, with which another thread can `shutdown` the channel: the peer
+    /// then sees end-of-file and a pending read here returns at once.
+    pub(crate) fn socket(&self) -> Arc<UnixStream> {
+        Arc::clone(&self.stream)
+    }
+
+    /// Reads the next frame's body, waiting until `deadline` at most.
+    ///
+    /// Returns [`FrameError::Closed`] if the channel ends between frames and
+    /// [`FrameError::Truncated`] if it ends inside one.
+    pub(crate) fn read_frame(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, FrameError> {
+        loop {
+            let pending = &self.buf[self.start..self.end];
+            let frame_len = match frame::parse(pending, self.limit)? {
+                Parsed::Complete { body_len } => {
+                    let body = pending[HEADER_LEN..HEADER_LEN + body_len].to_vec();
+                    self.consume(HEADER_LEN + body_len);
+                    return Ok(body);
+                }
+                Parsed::Incomplete { frame_len } => frame_len,
+            };
+            if frame_len > self.buf.len() {
+                return self.read_large(frame_len, deadline);
+            }
+            if self.start + frame_len > self.buf.len() {
+                // Move the partial frame to the front so that the rest fits behind it.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let received = self.receive(self.end, deadline)?;
+            if received == 0 {
+                return Err(self.ended(frame_len));
+            }
+            self.end += received;
+        }
+    }
+
+    /// Sends a frame sealed by [`frame::seal`], waiting until `deadline` at most.
+    ///
+    /// Uses `MSG_NOSIGNAL`: a peer that died makes the send fail with `EPIPE` instead of
+    /// raising `SIGPIPE`, which would kill a host process that did not ignore it.
+    pub(crate) fn write_frame(
+        &mut self,
+        sealed: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), FrameError> {
+        let mut sent = 0;
+        while sent < sealed.len() {
+            let rest = &sealed[sent..];
+            // SAFETY: the descriptor is open while `self.stream` lives, and the pointer and
+            // length describe the initialised bytes of `rest`, which the kernel only reads.
+            let n = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            match usize::try_from(n) {
+                Ok(n) => sent += n,
+                Err(_) => {
+                    let error = io::Error::last_os_error();
+                    match error.kind() {
+                        io::ErrorKind::Interrupted => {}
+                        io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT, deadline)?,
+                        _ => return Err(FrameError::Io(error)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a frame too large for the buffer into an allocation of its own.
+    fn read_large(
+        &mut self,
+        frame_len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, FrameError> {
+        // Zeroed allocations this large come from fresh, already-zero pages: no memset.
+        let mut body = vec![0; frame_len - HEADER_LEN];
+        let buffered = &self.buf[self.start + HEADER_LEN..self.end];
+        body[..buffered.len()].copy_from_slice(buffered);
+        let mut filled = buffered.len();
+        self.start = 0;
+        self.end = 0;
+        while filled < body.len() {
+            let received = read_some(
+                &self.stream,
+                self.nonblocking,
+                &mut body[filled..],
+                deadline,
+            )?;
+            if received == 0 {
+                return Err(FrameError::Truncated {
+                    expected: frame_len as u64,
+                    received: (HEADER_LEN + filled) as u64,
+                });
+            }
+            filled += received;
+        }
+        Ok(body)
+    }
+
+    /// Receives into the buffer from `at`; returns the number of bytes, 0 at end-of-file.
+    fn receive(&mut self, at: usize, deadline: Option<Instant>) -> Result<usize, FrameError> {
+        read_some(
+            &self.stream,
+            self.nonblocking,
+            &mut self.buf[at..],
+            deadline,
+        )
+    }
+
+    /// Marks `len` buffered bytes as consumed.
+    fn consume(&mut self, len: usize) {
+        self.start += len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// The error for an end-of-file while waiting for a frame of `frame_len` bytes.
+    fn ended(&self, frame_len: usize) -> FrameError {
+        let received = self.end - self.start;
+        if received == 0 {
+            FrameError::Closed
+        } else {
+            FrameError::Truncated {
+                expected: frame_len as u64,
+                received: received as u64,
+            }
+        }
+    }
+
+    /// Waits until the socket is ready for `events` or `deadline` passes.
+    fn wait(&self, events: libc::c_short, deadline: Option<Instant>) -> Result<(), FrameError> {
+        wait(&self.stream, events, deadline)
+    }
+}
+
+/// Reads at least one byte into `dst`, waiting until `deadline`; 0 means end-of-file.
+fn read_some(
+    stream: &UnixStream,
+    nonblocking: bool,
+    dst: &mut [u8],
+    deadline: Option<Instant>,
+) -> Result<usize, FrameError> {
+    debug_assert!(
+        nonblocking || deadline.is_none(),
+        "a blocking channel cannot honour a deadline"
+    );
+    loop {
+        if nonblocking {
+            // Waiting first saves a read that would fail with EAGAIN: when the parent reads,
+            // the child has usually not answered yet.
+            wait(stream, libc::POLLIN, deadline)?;
+        }
+        let mut reader = stream;
+        match reader.read(dst) {
+            Ok(n) => return Ok(n),
+            Err(error) => match error.kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => {}
+                _ => return Err(FrameError::Io(error)),
+            },
+        }
+    }
+}
+
+/// Waits with `poll` until `stream` is ready for `events`, has hung up, or `deadline` passes.
+fn wait(
+    stream: &UnixStream,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+) -> Result<(), FrameError> {
+    loop {
+        // Without a deadline, wait in the longest steps poll allows (about 24 days).
+        let timeout = match deadline {
+            None => Duration::MAX,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(FrameError::Timeout);
+                }
+                left
+            }
+        };
+        let mut fds = [libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events,
+            revents: 0,
+        }];
+        // Ready, hung up or in error: the next read or write tells which. Nothing ready means
+        // the time ran out or a signal interrupted; the loop re-checks the deadline.
+        if sys::poll(&mut fds, timeout).map_err(FrameError::Io)? > 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Corelet mode: handlers run in a pool of reusable, isolated child processes.
+//!
+//! The child is the application's own binary, re-executed with the environment variable
+//! [`FD_ENV`] naming its end of a socketpair; `main` calls [`serve_if_corelet`] first, which
+//! in a child serves requests until the parent goes away and exits, and otherwise returns.
+//! The parent side is [`CoreletPool`]: `execute(request, deadline, on_publish)` lends a child,
+//! sends the request, forwards published events, and returns the reply, or a
+//! [`CoreletError`] saying how the child timed out, crashed or misbehaved.
+//!
+//! This layer moves `serde_json::Value`s and knows nothing of events or handlers; the mode
+//! file on top of it serializes events and results. How the pieces fit, and why, is in
+//! `README.md` next to this file.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | `frame.rs` | length-prefixed, bounded frames |
+//! | `message.rs` | the messages and the protocol version |
+//! | `channel.rs` | buffered frame I/O on the socketpair, within deadlines |
+//! | `panic.rs` | catching handler panics as data |
+//! | `child.rs` | the child's entry point and serve loop |
+//! | `spawn.rs` | the child's command line and inherited descriptors |
+//! | `process.rs` | one child: handshake, request, kill, reap |
+//! | `keeper.rs` | the thread that starts and retires children |
+//! | `pool.rs` | lending children, replacing the dead, backing off |
+//! | `config.rs`, `unit.rs` | settings, with human units |
+//! | `error.rs`, `stats.rs` | what callers get back |
+
+mod channel;
+mod child;
+mod config;
+mod error;
+mod frame;
+mod keeper;
+mod message;
+mod panic;
+mod pool;
+mod process;
+mod spawn;
+mod stats;
+mod unit;
+
+#[cfg(test)]
+mod test;
+
+// The seam for the mode layer; unused until integration.
+#[allow(unused_imports)]
+pub(crate) use {
+    child::{serve_if_corelet, Publisher, FD_ENV},
+    config::{ConfigError, CoreletConfig, Output},
+    error::{CoreletError, Payload, StartError},
+    frame::{FrameError, DEFAULT_MAX_FRAME},
+    panic::PanicInfo,
+    pool::{CoreletPool, PoolBuildError},
+    stats::CoreletStats,
+};

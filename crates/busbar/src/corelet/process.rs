@@ -1,0 +1,344 @@
+//! One child process: its handshake, its requests and its end.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::channel::Channel;
+use super::error::{CoreletError, Payload, StartError};
+use super::frame::FrameError;
+use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use super::spawn::Spawned;
+use crate::sys;
+
+/// A live child that has greeted and speaks our protocol version.
+///
+/// Invariant: while `status` is `None` the child has not been reaped, so its pid (and with it
+/// its process group id) cannot have been reused, and signalling the group reaches no
+/// stranger. Dropping a `Corelet` kills its group and reaps it, so none is ever left behind.
+#[derive(Debug)]
+pub(crate) struct Corelet {
+    /// The child, leader of its own process group.
+    child: Child,
+    /// The parent's end of the channel.
+    channel: Channel,
+    /// Time between SIGTERM and SIGKILL when the group is killed.
+    kill_grace: Duration,
+    /// Requests sent to this child so far.
+    served: u64,
+    /// When the child last finished a request (or greeted).
+    last_used: Instant,
+    /// The exit status, once the child has been reaped.
+    status: Option<ExitStatus>,
+}
+
+/// Why [`Corelet::receive`] got no message.
+#[derive(Debug)]
+enum ReceiveError {
+    /// No complete frame arrived.
+    Frame(FrameError),
+    /// A frame arrived but is not a message.
+    Decode(serde_json::Error),
+}
+
+impl Corelet {
+    /// Waits until `deadline` for a spawned child's greeting and checks its protocol version.
+    ///
+    /// On failure the child is killed and reaped; the error says what it did instead.
+    pub(crate) fn greet(
+        spawned: Spawned,
+        program: &Path,
+        deadline: Option<Instant>,
+        limit: u32,
+        kill_grace: Duration,
+    ) -> Result<Self, StartError> {
+        let started = Instant::now();
+        let channel = match Channel::parent(spawned.channel, limit) {
+            Ok(channel) => channel,
+            Err(error) => {
+                let mut child = spawned.child;
+                let _ = sys::terminate_group(&mut child, Duration::ZERO);
+                return Err(StartError::spawn(program.to_owned(), error));
+            }
+        };
+        let mut corelet = Corelet {
+            child: spawned.child,
+            channel,
+            kill_grace,
+            served: 0,
+            last_used: Instant::now(),
+            status: None,
+        };
+        let reason = match corelet.receive(deadline) {
+            Ok(ChildMessage::Hello {
+                protocol_version, ..
+            }) if protocol_version == PROTOCOL_VERSION => {
+                corelet.last_used = Instant::now();
+                return Ok(corelet);
+            }
+            Ok(ChildMessage::Hello {
+                protocol_version, ..
+            }) => {
+                corelet.kill();
+                return Err(StartError::version(
+                    program.to_owned(),
+                    protocol_version,
+                    PROTOCOL_VERSION,
+                ));
+            }
+            Ok(other) => format!("it sent `{}` instead of `hello`", other.name()),
+            Err(ReceiveError::Frame(FrameError::Timeout)) => {
+                corelet.kill();
+                return Err(StartError::silent(program.to_owned(), started.elapsed()));
+            }
+            Err(ReceiveError::Frame(
+                FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_),
+            )) => format!("it {} before greeting", corelet.reap_description()),
+            Err(ReceiveError::Frame(error)) => format!("its greeting was a {error}"),
+            Err(ReceiveError::Decode(error)) => format!("its greeting was garbage: {error}"),
+        };
+        corelet.kill();
+        Err(StartError::handshake(program.to_owned(), reason))
+    }
+
+    /// Sends `request`, passes published events to `on_publish`, and returns the reply.
+    ///
+    /// Never waits past `deadline`. After a `Timeout` with the deadline already passed on
+    /// entry, a `Panicked` or a `TooLarge`, the child is untouched; after any other error it has
+    /// been killed and reaped, and [`Corelet::is_reusable`] is `false`.
+    pub(crate) fn execute(
+        &mut self,
+        request: &Value,
+        deadline: Option<Instant>,
+        on_publish: &mut dyn FnMut(Value),
+    ) -> Result<Value, CoreletError> {
+        let seq = self.served + 1;
+        let frame =
+            message::encode_execute(seq, request, self.channel.limit()).map_err(|error| {
+                match error {
+                    FrameError::TooLarge { len, limit } => CoreletError::TooLarge {
+                        what: Payload::Request,
+                        len,
+                        limit,
+                    },
+                    // Unreachable for JSON values, whose map keys are always strings.
+                    other => {
+                        CoreletError::Protocol(format!("the request cannot be encoded: {other}"))
+                    }
+                }
+            })?;
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            // Nothing was sent, so the child is still in step and stays usable.
+            return Err(CoreletError::Timeout);
+        }
+        self.served = seq;
+        match self.channel.write_frame(&frame, deadline) {
+            Ok(()) => {}
+            Err(FrameError::Timeout) => return Err(self.timed_out()),
+            // The child is gone (EPIPE, ECONNRESET) or going.
+            Err(_) => return Err(self.crashed()),
+        }
+        let result = loop {
+            match self.receive(deadline) {
+                Ok(ChildMessage::Hello { .. }) => {
+                    let reason = "the child sent `hello` during a request".to_owned();
+                    return Err(self.broke_protocol(reason));
+                }
+                Ok(message) if message.seq() != Some(seq) => {
+                    let reason = format!(
+                        "the child sent `{}` for request {} during request {seq}",
+                        message.name(),
+                        message.seq().unwrap_or_default()
+                    );
+                    return Err(self.broke_protocol(reason));
+                }
+                Ok(ChildMessage::Publish { event, .. }) => on_publish(event),
+                Ok(ChildMessage::Reply { reply, .. }) => break Ok(reply),
+                Ok(ChildMessage::Panic { panic, .. }) => break Err(CoreletError::Panicked(panic)),
+                Ok(ChildMessage::TooLarge { len, limit, .. }) => {
+                    break Err(CoreletError::TooLarge {
+                        what: Payload::Reply,
+                        len,
+                        limit,
+                    })
+                }
+                Err(ReceiveError::Frame(FrameError::Timeout)) => return Err(self.timed_out()),
+                Err(ReceiveError::Frame(error @ FrameError::TooLarge { .. })) => {
+                    return Err(self.broke_protocol(format!("the child sent a {error}")));
+                }
+                Err(ReceiveError::Frame(_)) => return Err(self.crashed()),
+                Err(ReceiveError::Decode(error)) => {
+                    let reason = format!("the child sent an undecodable message: {error}");
+                    return Err(self.broke_protocol(reason));
+                }
+            }
+        };
+        self.last_used = Instant::now();
+        result
+    }
+
+    /// Returns `true` if the child can serve another request: not reaped, not exited.
+    ///
+    /// Costs a system call; [`Corelet::is_reaped`] does not.
+    pub(crate) fn is_reusable(&self) -> bool {
+        self.status.is_none() && matches!(sys::has_exited(&self.child), Ok(false))
+    }
+
+    /// Returns `true` if the child was killed or found dead, and reaped.
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Returns how many requests were sent to this child.
+    pub(crate) fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Returns when the child last finished a request.
+    pub(crate) fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    /// Returns the child's resident memory in bytes, from `/proc/<pid>/statm`.
+    pub(crate) fn resident_bytes(&self) -> io::Result<u64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))?;
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed statm"))?;
+        Ok(pages.saturating_mul(page_size()))
+    }
+
+    /// Returns the CPU time (user and system) the child has used, from `/proc/<pid>/stat`.
+    pub(crate) fn cpu_time(&self) -> io::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // "pid (comm) state ppid ...": utime and stime are fields 14 and 15, the 12th and 13th
+        // after the comm, whose parentheses may enclose spaces.
+        let mut fields = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split_whitespace().skip(11))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
+        let mut ticks = || -> io::Result<u64> {
+            fields
+                .next()
+                .and_then(|field| field.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))
+        };
+        let total = ticks()?.saturating_add(ticks()?);
+        Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+    }
+
+    /// Returns the channel's socket, with which another thread can end a request.
+    ///
+    /// Shutting the socket down makes the child see end-of-file (it exits) and the parent's
+    /// pending read return at once; [`Corelet::execute`] then reaps the child.
+    pub(crate) fn socket(&self) -> Arc<UnixStream> {
+        self.channel.socket()
+    }
+
+    /// Asks the child to exit, gives it `kill_grace` to do so, then kills what is left of its
+    /// group and reaps it.
+    pub(crate) fn retire(mut self) {
+        let deadline = Instant::now().checked_add(self.kill_grace);
+        if let Ok(frame) = message::encode(&ParentMessage::Shutdown, self.channel.limit()) {
+            if self.channel.write_frame(&frame, deadline).is_ok() {
+                // The child exits on `Shutdown`; its end-of-file is the sign it did.
+                let _ = self.channel.read_frame(deadline);
+            }
+        }
+        self.kill();
+    }
+
+    /// Kills the process group at once and reaps the child.
+    pub(crate) fn kill_now(mut self) {
+        self.abort();
+    }
+
+    /// Kills the process group at once and reaps the child, leaving a reaped `Corelet`.
+    pub(crate) fn abort(&mut self) {
+        self.kill_grace = Duration::ZERO;
+        self.kill();
+    }
+
+    /// Reads and decodes one message.
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<ChildMessage, ReceiveError> {
+        let body = self
+            .channel
+            .read_frame(deadline)
+            .map_err(ReceiveError::Frame)?;
+        message::decode(&body).map_err(ReceiveError::Decode)
+    }
+
+    /// Kills the group after a missed deadline.
+    fn timed_out(&mut self) -> CoreletError {
+        self.kill();
+        CoreletError::Timeout
+    }
+
+    /// Reaps a child whose channel broke, naming how it ended.
+    fn crashed(&mut self) -> CoreletError {
+        CoreletError::Crashed {
+            description: self.reap_description(),
+        }
+    }
+
+    /// Kills a child that sent something it should not have.
+    fn broke_protocol(&mut self, reason: String) -> CoreletError {
+        self.kill();
+        CoreletError::Protocol(reason)
+    }
+
+    /// Kills and reaps the child, then describes its exit status.
+    fn reap_description(&mut self) -> String {
+        match self.kill() {
+            Some(status) => sys::describe_exit(status),
+            None => "ended in an unknown way".to_owned(),
+        }
+    }
+
+    /// Kills the process group (SIGTERM, `kill_grace`, SIGKILL) and reaps the child, once.
+    ///
+    /// A child that already exited keeps its own status: the kernel fixes the status when the
+    /// exit begins, so the late SIGTERM cannot overwrite it. The SIGKILL still reaches anything
+    /// the child left running in its group.
+    fn kill(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            match sys::terminate_group(&mut self.child, self.kill_grace) {
+                Ok(status) => self.status = Some(status),
+                Err(error) => tracing::warn!(
+                    pid = self.child.id(),
+                    %error,
+                    "could not kill a corelet's process group"
+                ),
+            }
+        }
+        self.status
+    }
+}
+
+impl Drop for Corelet {
+    fn drop(&mut self) {
+        self.kill_grace = Duration::ZERO;
+        self.kill();
+    }
+}
+
+/// Returns the number of clock ticks per second, the unit of CPU times in `/proc`.
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf takes a plain integer and touches no memory.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+/// Returns the size of a memory page.
+fn page_size() -> u64 {
+    // SAFETY: sysconf takes a plain integer and touches no memory.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
