@@ -3,7 +3,7 @@
 //! Children get a process group of their own, optional resource limits and, on request, a
 //! parent-death signal ([`configure_child`]); a group is stopped with a grace period and always
 //! reaped ([`terminate_group`]); exit statuses read the same everywhere ([`describe_exit`]).
-//! [`has_exited`], [`pidfd_open`] and [`poll`] let one thread watch a child and its pipes
+//! [`has_exited`], [`pidfd_open`] and [`poll()`] let one thread watch a child and its pipes
 //! without blocking.
 //!
 //! Everything here is Linux first. The code compiles on other unixes, where the parent-death
