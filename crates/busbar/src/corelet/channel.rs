@@ -107,23 +107,14 @@ impl Channel {
     ///
     /// Uses `MSG_NOSIGNAL`: a peer that died makes the send fail with `EPIPE` instead of
     /// raising `SIGPIPE`, which would kill a host process that did not ignore it.
-    pub(crate) fn write_frame(
-        &mut self,
-        sealed: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), FrameError> {
+    pub(crate) fn write_frame(&mut self, sealed: &[u8], deadline: Option<Instant>) -> Result<(), FrameError> {
         let mut sent = 0;
         while sent < sealed.len() {
             let rest = &sealed[sent..];
             // SAFETY: the descriptor is open while `self.stream` lives, and the pointer and
             // length describe the initialised bytes of `rest`, which the kernel only reads.
             let n = unsafe {
-                libc::send(
-                    self.stream.as_raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    libc::MSG_NOSIGNAL,
-                )
+                libc::send(self.stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
             };
             match usize::try_from(n) {
                 Ok(n) => sent += n,
@@ -141,11 +132,7 @@ impl Channel {
     }
 
     /// Reads a frame too large for the buffer into an allocation of its own.
-    fn read_large(
-        &mut self,
-        frame_len: usize,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<u8>, FrameError> {
+    fn read_large(&mut self, frame_len: usize, deadline: Option<Instant>) -> Result<Vec<u8>, FrameError> {
         // Zeroed allocations this large come from fresh, already-zero pages: no memset.
         let mut body = vec![0; frame_len - HEADER_LEN];
         let buffered = &self.buf[self.start + HEADER_LEN..self.end];
@@ -154,12 +141,7 @@ impl Channel {
         self.start = 0;
         self.end = 0;
         while filled < body.len() {
-            let received = read_some(
-                &self.stream,
-                self.nonblocking,
-                &mut body[filled..],
-                deadline,
-            )?;
+            let received = read_some(&self.stream, self.nonblocking, &mut body[filled..], deadline)?;
             if received == 0 {
                 return Err(FrameError::Truncated {
                     expected: frame_len as u64,
@@ -173,12 +155,7 @@ impl Channel {
 
     /// Receives into the buffer from `at`; returns the number of bytes, 0 at end-of-file.
     fn receive(&mut self, at: usize, deadline: Option<Instant>) -> Result<usize, FrameError> {
-        read_some(
-            &self.stream,
-            self.nonblocking,
-            &mut self.buf[at..],
-            deadline,
-        )
+        read_some(&self.stream, self.nonblocking, &mut self.buf[at..], deadline)
     }
 
     /// Marks `len` buffered bytes as consumed.
@@ -196,10 +173,7 @@ impl Channel {
         if received == 0 {
             FrameError::Closed
         } else {
-            FrameError::Truncated {
-                expected: frame_len as u64,
-                received: received as u64,
-            }
+            FrameError::Truncated { expected: frame_len as u64, received: received as u64 }
         }
     }
 
@@ -216,10 +190,7 @@ fn read_some(
     dst: &mut [u8],
     deadline: Option<Instant>,
 ) -> Result<usize, FrameError> {
-    debug_assert!(
-        nonblocking || deadline.is_none(),
-        "a blocking channel cannot honour a deadline"
-    );
+    debug_assert!(nonblocking || deadline.is_none(), "a blocking channel cannot honour a deadline");
     loop {
         if nonblocking {
             // Waiting first saves a read that would fail with EAGAIN: when the parent reads,
@@ -238,11 +209,7 @@ fn read_some(
 }
 
 /// Waits with `poll` until `stream` is ready for `events`, has hung up, or `deadline` passes.
-fn wait(
-    stream: &UnixStream,
-    events: libc::c_short,
-    deadline: Option<Instant>,
-) -> Result<(), FrameError> {
+fn wait(stream: &UnixStream, events: libc::c_short, deadline: Option<Instant>) -> Result<(), FrameError> {
     loop {
         // Without a deadline, wait in the longest steps poll allows (about 24 days).
         let timeout = match deadline {
@@ -255,11 +222,7 @@ fn wait(
                 left
             }
         };
-        let mut fds = [libc::pollfd {
-            fd: stream.as_raw_fd(),
-            events,
-            revents: 0,
-        }];
+        let mut fds = [libc::pollfd { fd: stream.as_raw_fd(), events, revents: 0 }];
         // Ready, hung up or in error: the next read or write tells which. Nothing ready means
         // the time ran out or a signal interrupted; the loop re-checks the deadline.
         if sys::poll(&mut fds, timeout).map_err(FrameError::Io)? > 0 {

@@ -75,15 +75,10 @@ where
 /// corelets, and makes the channel close-on-exec, so that they do not inherit it either: a
 /// grandchild holding the channel would hide this child's death from the parent.
 fn claim_channel(fd: &OsStr) -> Result<(UnixStream, u32), String> {
-    let fd: RawFd = fd
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .filter(|fd| *fd >= 0)
-        .ok_or("not a descriptor number")?;
+    let fd: RawFd =
+        fd.to_str().and_then(|s| s.parse().ok()).filter(|fd| *fd >= 0).ok_or("not a descriptor number")?;
     let limit = match std::env::var(MAX_FRAME_ENV) {
-        Ok(text) => text
-            .parse()
-            .map_err(|_| format!("{MAX_FRAME_ENV}={text:?} is not a frame size"))?,
+        Ok(text) => text.parse().map_err(|_| format!("{MAX_FRAME_ENV}={text:?} is not a frame size"))?,
         Err(_) => DEFAULT_MAX_FRAME,
     };
     // Removing variables is only sound while no other thread reads the environment; the entry
@@ -102,9 +97,7 @@ fn claim_channel(fd: &OsStr) -> Result<(UnixStream, u32), String> {
     let inherited = unsafe { UnixStream::from_raw_fd(fd) };
     // `try_clone` duplicates with close-on-exec set; dropping the original closes the
     // inheritable descriptor.
-    let channel = inherited
-        .try_clone()
-        .map_err(|e| format!("cannot duplicate it: {e}"))?;
+    let channel = inherited.try_clone().map_err(|e| format!("cannot duplicate it: {e}"))?;
     drop(inherited);
     Ok((channel, limit))
 }
@@ -125,10 +118,7 @@ where
     H: FnMut(Value, &mut Publisher<'_>) -> Value,
 {
     panic::install_hook();
-    let hello = ChildMessage::Hello {
-        protocol_version: version,
-        pid: std::process::id(),
-    };
+    let hello = ChildMessage::Hello { protocol_version: version, pid: std::process::id() };
     if send(channel, &hello).is_err() {
         // The parent is gone or gave up on us already; nobody is left to tell.
         return EXIT_PROTOCOL;

@@ -105,8 +105,7 @@ impl Default for CoreletConfig {
 impl CoreletConfig {
     /// Checks values that deserialize but make no sense, naming the field at fault.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let fail =
-            |field: &'static str, expected: &'static str| Err(ConfigError { field, expected });
+        let fail = |field: &'static str, expected: &'static str| Err(ConfigError { field, expected });
         if self.pool_size == Some(0) {
             return fail("pool_size", "at least 1");
         }
@@ -142,9 +141,8 @@ impl CoreletConfig {
 
     /// Returns the pool size, defaulting to the number of logical cores.
     pub(crate) fn pool_size(&self) -> usize {
-        self.pool_size.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
+        self.pool_size
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
     }
 }
 

@@ -93,61 +93,35 @@ enum StartErrorKind {
     /// The child did not greet in time.
     Silent { program: PathBuf, waited: Duration },
     /// The child greeted with another protocol version.
-    Version {
-        program: PathBuf,
-        theirs: u32,
-        ours: u32,
-    },
+    Version { program: PathBuf, theirs: u32, ours: u32 },
     /// Earlier starts failed; the pool waits before it tries again.
-    Backoff {
-        failures: u32,
-        retry_in: Duration,
-        last: String,
-    },
+    Backoff { failures: u32, retry_in: Duration, last: String },
 }
 
 impl StartError {
     /// The program could not be executed at all.
     pub(crate) fn spawn(program: PathBuf, error: io::Error) -> Self {
-        StartError {
-            kind: StartErrorKind::Spawn { program, error },
-        }
+        StartError { kind: StartErrorKind::Spawn { program, error } }
     }
 
     /// The child ran but broke off before or during the handshake.
     pub(crate) fn handshake(program: PathBuf, reason: String) -> Self {
-        StartError {
-            kind: StartErrorKind::Handshake { program, reason },
-        }
+        StartError { kind: StartErrorKind::Handshake { program, reason } }
     }
 
     /// The child did not greet within `waited`.
     pub(crate) fn silent(program: PathBuf, waited: Duration) -> Self {
-        StartError {
-            kind: StartErrorKind::Silent { program, waited },
-        }
+        StartError { kind: StartErrorKind::Silent { program, waited } }
     }
 
     /// The child greeted with protocol version `theirs` instead of `ours`.
     pub(crate) fn version(program: PathBuf, theirs: u32, ours: u32) -> Self {
-        StartError {
-            kind: StartErrorKind::Version {
-                program,
-                theirs,
-                ours,
-            },
-        }
+        StartError { kind: StartErrorKind::Version { program, theirs, ours } }
     }
 
     /// The pool refuses to start a child for `retry_in` after `failures` failed starts.
     pub(crate) fn backoff(failures: u32, retry_in: Duration, last: String) -> Self {
-        StartError {
-            kind: StartErrorKind::Backoff {
-                failures,
-                retry_in,
-                last,
-            },
-        }
+        StartError { kind: StartErrorKind::Backoff { failures, retry_in, last } }
     }
 
     /// Returns `true` if no start was tried because earlier ones failed.
@@ -174,11 +148,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             StartErrorKind::Spawn { program, error } => {
-                write!(
-                    f,
-                    "failed to start corelet `{}`: {error}",
-                    program.display()
-                )
+                write!(f, "failed to start corelet `{}`: {error}", program.display())
             }
             StartErrorKind::Handshake { program, reason } => write!(
                 f,
@@ -192,21 +162,13 @@ impl fmt::Display for StartError {
                  (does the program call busbar's corelet entry first in `main`?)",
                 program.display()
             ),
-            StartErrorKind::Version {
-                program,
-                theirs,
-                ours,
-            } => write!(
+            StartErrorKind::Version { program, theirs, ours } => write!(
                 f,
                 "corelet `{}` speaks protocol version {theirs}, this process speaks {ours} \
                  (was it built against another busbar version?)",
                 program.display()
             ),
-            StartErrorKind::Backoff {
-                failures,
-                retry_in,
-                last,
-            } => write!(
+            StartErrorKind::Backoff { failures, retry_in, last } => write!(
                 f,
                 "not starting a corelet for another {retry_in:.1?} after {failures} failed \
                  start(s) in a row; last error: {last}"

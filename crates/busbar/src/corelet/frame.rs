@@ -70,10 +70,7 @@ pub(crate) fn start() -> Vec<u8> {
 /// Fails with [`FrameError::TooLarge`] if the body exceeds `limit`; the buffer is then useless
 /// but nothing has been sent, so the channel is still in step.
 pub(crate) fn seal(buf: &mut [u8], limit: u32) -> Result<(), FrameError> {
-    debug_assert!(
-        buf.len() >= HEADER_LEN,
-        "buffer was not made by frame::start"
-    );
+    debug_assert!(buf.len() >= HEADER_LEN, "buffer was not made by frame::start");
     let len = (buf.len() - HEADER_LEN) as u64;
     if len > u64::from(limit) {
         return Err(FrameError::TooLarge { len, limit });
@@ -106,23 +103,16 @@ pub(crate) enum Parsed {
 /// body byte is needed, so the caller never reserves memory for an oversized frame.
 pub(crate) fn parse(buf: &[u8], limit: u32) -> Result<Parsed, FrameError> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
-        return Ok(Parsed::Incomplete {
-            frame_len: HEADER_LEN,
-        });
+        return Ok(Parsed::Incomplete { frame_len: HEADER_LEN });
     };
     let len = u32::from_be_bytes(*header);
     if len > limit {
-        return Err(FrameError::TooLarge {
-            len: u64::from(len),
-            limit,
-        });
+        return Err(FrameError::TooLarge { len: u64::from(len), limit });
     }
     let body_len = len as usize;
     if buf.len() - HEADER_LEN >= body_len {
         Ok(Parsed::Complete { body_len })
     } else {
-        Ok(Parsed::Incomplete {
-            frame_len: HEADER_LEN + body_len,
-        })
+        Ok(Parsed::Incomplete { frame_len: HEADER_LEN + body_len })
     }
 }

@@ -46,17 +46,11 @@ impl Keeper {
         sweep: impl FnMut() + Send + 'static,
     ) -> io::Result<Self> {
         let (jobs, queue) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("busbar-corelet-keeper".to_owned())
-            .spawn({
-                let launch = Arc::clone(&launch);
-                move || run(&launch, &queue, period, sweep)
-            })?;
-        Ok(Keeper {
-            launch,
-            jobs: Mutex::new(Some(jobs)),
-            thread: Mutex::new(Some(thread)),
-        })
+        let thread = thread::Builder::new().name("busbar-corelet-keeper".to_owned()).spawn({
+            let launch = Arc::clone(&launch);
+            move || run(&launch, &queue, period, sweep)
+        })?;
+        Ok(Keeper { launch, jobs: Mutex::new(Some(jobs)), thread: Mutex::new(Some(thread)) })
     }
 
     /// Starts a child on the keeper thread and waits for it to be running (not greeted).

@@ -57,12 +57,9 @@ pub(crate) fn install_hook() {
 // Takes the location rather than the hook's info so as not to name `PanicHookInfo`, which
 // is newer than the crate's minimum Rust version (its older name is deprecated).
 fn record_panic(location: Option<&panic::Location<'_>>) {
-    let location = location
-        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
-        .unwrap_or_default();
+    let location = location.map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
     let backtrace = Backtrace::capture();
-    let backtrace =
-        (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
+    let backtrace = (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
     // `try_with` because a panic during thread teardown must not panic again here.
     let _ = LAST_PANIC.try_with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
@@ -78,16 +75,11 @@ fn record_panic(location: Option<&panic::Location<'_>>) {
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
     LAST_PANIC.with(|last| last.borrow_mut().take());
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let (location, backtrace) = LAST_PANIC
-            .with(|last| last.borrow_mut().take())
-            .map_or((None, None), |(location, backtrace)| {
+        let (location, backtrace) =
+            LAST_PANIC.with(|last| last.borrow_mut().take()).map_or((None, None), |(location, backtrace)| {
                 (Some(location).filter(|l| !l.is_empty()), backtrace)
             });
-        PanicInfo {
-            message: payload_message(payload.as_ref()),
-            location,
-            backtrace,
-        }
+        PanicInfo { message: payload_message(payload.as_ref()), location, backtrace }
     })
 }
 

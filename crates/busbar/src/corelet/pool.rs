@@ -147,9 +147,7 @@ impl CoreletPool {
         on_publish: &mut dyn FnMut(Value),
     ) -> Result<Value, CoreletError> {
         let (mut corelet, lease) = self.checkout(deadline)?;
-        let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            corelet.execute(request, deadline, on_publish)
-        }));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| corelet.execute(request, deadline, on_publish)));
         match result {
             Ok(result) => self.checkin(corelet, lease, result),
             Err(payload) => {
@@ -165,10 +163,7 @@ impl CoreletPool {
     /// Returns the pool's counters.
     pub(crate) fn stats(&self) -> CoreletStats {
         let state = self.shared.lock();
-        CoreletStats {
-            live: state.idle.len() + state.lent.len(),
-            ..state.stats
-        }
+        CoreletStats { live: state.idle.len() + state.lent.len(), ..state.stats }
     }
 
     /// Refuses new requests, waits for running ones to finish, then asks every child to exit
@@ -234,11 +229,7 @@ impl CoreletPool {
             if state.idle.len() + state.busy < self.shared.size {
                 if let Some(retry_at) = state.retry_at {
                     if let Some(retry_in) = retry_at.checked_duration_since(Instant::now()) {
-                        let error = StartError::backoff(
-                            state.failures,
-                            retry_in,
-                            state.last_failure.clone(),
-                        );
+                        let error = StartError::backoff(state.failures, retry_in, state.last_failure.clone());
                         return Err(error.into());
                     }
                 }
@@ -249,9 +240,7 @@ impl CoreletPool {
             let timed_out;
             (state, timed_out) = self.shared.wait(state, deadline);
             if timed_out {
-                return Err(CoreletError::Saturated {
-                    pool_size: self.shared.size,
-                });
+                return Err(CoreletError::Saturated { pool_size: self.shared.size });
             }
         }
     }
@@ -326,9 +315,7 @@ impl CoreletPool {
         state.release_slot(&self.shared.changed);
         let result = match result {
             // The child was not lost on its own: `kill_all` cut its channel.
-            Err(CoreletError::Crashed { .. } | CoreletError::Protocol(_))
-                if state.phase == Phase::Killed =>
-            {
+            Err(CoreletError::Crashed { .. } | CoreletError::Protocol(_)) if state.phase == Phase::Killed => {
                 state.stats.kills += 1;
                 Err(CoreletError::Cancelled)
             }
@@ -387,19 +374,13 @@ impl Shared {
         deadline: Option<Instant>,
     ) -> (MutexGuard<'a, State>, bool) {
         let Some(deadline) = deadline else {
-            let state = self
-                .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            let state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
             return (state, false);
         };
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return (state, true);
         };
-        let (state, _) = self
-            .changed
-            .wait_timeout(state, left)
-            .unwrap_or_else(PoisonError::into_inner);
+        let (state, _) = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner);
         // Spurious wake-ups and real changes look alike; the caller re-checks its condition.
         (state, false)
     }
@@ -409,9 +390,8 @@ impl Shared {
         let timeout = self.config.idle_timeout;
         let expired: Vec<Corelet> = {
             let mut state = self.lock();
-            let (expired, kept) = std::mem::take(&mut state.idle)
-                .into_iter()
-                .partition(|c| c.last_used().elapsed() >= timeout);
+            let (expired, kept) =
+                std::mem::take(&mut state.idle).into_iter().partition(|c| c.last_used().elapsed() >= timeout);
             state.idle = kept;
             state.stats.idle_exits += expired.len() as u64;
             expired
@@ -448,16 +428,10 @@ impl State {
 /// child once it has used half its CPU seconds guarantees every request at least the other
 /// half, instead of killing an innocent request that happens to cross a budget spent by others.
 fn is_worn_out(config: &CoreletConfig, corelet: &Corelet) -> bool {
-    config
-        .max_requests
-        .is_some_and(|max| corelet.served() >= max)
-        || config
-            .max_resident
-            .is_some_and(|max| corelet.resident_bytes().is_ok_and(|bytes| bytes > max))
+    config.max_requests.is_some_and(|max| corelet.served() >= max)
+        || config.max_resident.is_some_and(|max| corelet.resident_bytes().is_ok_and(|bytes| bytes > max))
         || config.cpu_seconds.is_some_and(|limit| {
-            corelet
-                .cpu_time()
-                .is_ok_and(|used| used.as_secs_f64() * 2.0 >= limit as f64)
+            corelet.cpu_time().is_ok_and(|used| used.as_secs_f64() * 2.0 >= limit as f64)
         })
 }
 
@@ -465,8 +439,5 @@ fn is_worn_out(config: &CoreletConfig, corelet: &Corelet) -> bool {
 /// capped at `max_start_backoff`.
 fn backoff(config: &CoreletConfig, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(31);
-    config
-        .start_backoff
-        .saturating_mul(1 << doublings)
-        .min(config.max_start_backoff)
+    config.start_backoff.saturating_mul(1 << doublings).min(config.max_start_backoff)
 }

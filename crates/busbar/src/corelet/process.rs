@@ -75,21 +75,13 @@ impl Corelet {
             status: None,
         };
         let reason = match corelet.receive(deadline) {
-            Ok(ChildMessage::Hello {
-                protocol_version, ..
-            }) if protocol_version == PROTOCOL_VERSION => {
+            Ok(ChildMessage::Hello { protocol_version, .. }) if protocol_version == PROTOCOL_VERSION => {
                 corelet.last_used = Instant::now();
                 return Ok(corelet);
             }
-            Ok(ChildMessage::Hello {
-                protocol_version, ..
-            }) => {
+            Ok(ChildMessage::Hello { protocol_version, .. }) => {
                 corelet.kill();
-                return Err(StartError::version(
-                    program.to_owned(),
-                    protocol_version,
-                    PROTOCOL_VERSION,
-                ));
+                return Err(StartError::version(program.to_owned(), protocol_version, PROTOCOL_VERSION));
             }
             Ok(other) => format!("it sent `{}` instead of `hello`", other.name()),
             Err(ReceiveError::Frame(FrameError::Timeout)) => {
@@ -118,20 +110,15 @@ impl Corelet {
         on_publish: &mut dyn FnMut(Value),
     ) -> Result<Value, CoreletError> {
         let seq = self.served + 1;
-        let frame =
-            message::encode_execute(seq, request, self.channel.limit()).map_err(|error| {
-                match error {
-                    FrameError::TooLarge { len, limit } => CoreletError::TooLarge {
-                        what: Payload::Request,
-                        len,
-                        limit,
-                    },
-                    // Unreachable for JSON values, whose map keys are always strings.
-                    other => {
-                        CoreletError::Protocol(format!("the request cannot be encoded: {other}"))
-                    }
+        let frame = message::encode_execute(seq, request, self.channel.limit()).map_err(|error| {
+            match error {
+                FrameError::TooLarge { len, limit } => {
+                    CoreletError::TooLarge { what: Payload::Request, len, limit }
                 }
-            })?;
+                // Unreachable for JSON values, whose map keys are always strings.
+                other => CoreletError::Protocol(format!("the request cannot be encoded: {other}")),
+            }
+        })?;
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             // Nothing was sent, so the child is still in step and stays usable.
             return Err(CoreletError::Timeout);
@@ -161,11 +148,7 @@ impl Corelet {
                 Ok(ChildMessage::Reply { reply, .. }) => break Ok(reply),
                 Ok(ChildMessage::Panic { panic, .. }) => break Err(CoreletError::Panicked(panic)),
                 Ok(ChildMessage::TooLarge { len, limit, .. }) => {
-                    break Err(CoreletError::TooLarge {
-                        what: Payload::Reply,
-                        len,
-                        limit,
-                    })
+                    break Err(CoreletError::TooLarge { what: Payload::Reply, len, limit })
                 }
                 Err(ReceiveError::Frame(FrameError::Timeout)) => return Err(self.timed_out()),
                 Err(ReceiveError::Frame(error @ FrameError::TooLarge { .. })) => {
@@ -268,10 +251,7 @@ impl Corelet {
 
     /// Reads and decodes one message.
     fn receive(&mut self, deadline: Option<Instant>) -> Result<ChildMessage, ReceiveError> {
-        let body = self
-            .channel
-            .read_frame(deadline)
-            .map_err(ReceiveError::Frame)?;
+        let body = self.channel.read_frame(deadline).map_err(ReceiveError::Frame)?;
         message::decode(&body).map_err(ReceiveError::Decode)
     }
 
@@ -283,9 +263,7 @@ impl Corelet {
 
     /// Reaps a child whose channel broke, naming how it ended.
     fn crashed(&mut self) -> CoreletError {
-        CoreletError::Crashed {
-            description: self.reap_description(),
-        }
+        CoreletError::Crashed { description: self.reap_description() }
     }
 
     /// Kills a child that sent something it should not have.

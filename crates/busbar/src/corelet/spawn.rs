@@ -53,11 +53,8 @@ impl Launch {
                 // Executing /proc/self/exe runs the very binary this process was started from,
                 // even if the file on disk has since been replaced or deleted (a rebuild while
                 // a long-running service is up); `program` still names it in messages.
-                let executable = if cfg!(target_os = "linux") {
-                    PathBuf::from("/proc/self/exe")
-                } else {
-                    program.clone()
-                };
+                let executable =
+                    if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { program.clone() };
                 (program, executable)
             }
         };
@@ -87,8 +84,7 @@ impl Launch {
     /// Warning: the child gets a parent-death signal tied to the calling *thread*; call this
     /// only from a thread that lives as long as the child should (the pool's keeper).
     pub(crate) fn spawn(&self) -> Result<Spawned, StartError> {
-        self.try_spawn()
-            .map_err(|error| StartError::spawn(self.program.clone(), error))
+        self.try_spawn().map_err(|error| StartError::spawn(self.program.clone(), error))
     }
 
     /// [`Launch::spawn`] with a plain I/O error.
@@ -122,10 +118,7 @@ impl Launch {
         // The child has its copy; ours must go, or the parent end would never see the
         // end-of-file that tells of the child's death.
         drop(child_end);
-        Ok(Spawned {
-            child,
-            channel: parent_end,
-        })
+        Ok(Spawned { child, channel: parent_end })
     }
 }
 
@@ -143,10 +136,7 @@ fn above_stdio(stream: UnixStream) -> io::Result<UnixStream> {
 
 /// Returns the soft descriptor limit, capped, as the bound for the fallback scan.
 fn descriptor_limit() -> libc::c_uint {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes to `limit`, a valid, exclusively borrowed rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return FALLBACK_MAX_FD;
@@ -187,14 +177,7 @@ fn mark_range(first: libc::c_uint, last: libc::c_uint) -> io::Result<()> {
     }
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags; it takes
     // plain integers and touches no memory.
-    let status = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            last,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let status = unsafe { libc::syscall(libc::SYS_close_range, first, last, libc::CLOSE_RANGE_CLOEXEC) };
     if status != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -47,34 +47,16 @@ fn frame_header_is_big_endian_length() {
 
 #[test]
 fn frame_parse() {
-    assert_eq!(
-        frame::parse(b"", 16).unwrap(),
-        Parsed::Incomplete { frame_len: 4 }
-    );
-    assert_eq!(
-        frame::parse(b"\x00\x00", 16).unwrap(),
-        Parsed::Incomplete { frame_len: 4 }
-    );
-    assert_eq!(
-        frame::parse(b"\x00\x00\x00\x05abc", 16).unwrap(),
-        Parsed::Incomplete { frame_len: 9 }
-    );
-    assert_eq!(
-        frame::parse(b"\x00\x00\x00\x03abcdef", 16).unwrap(),
-        Parsed::Complete { body_len: 3 }
-    );
-    assert_eq!(
-        frame::parse(b"\x00\x00\x00\x00", 16).unwrap(),
-        Parsed::Complete { body_len: 0 }
-    );
+    assert_eq!(frame::parse(b"", 16).unwrap(), Parsed::Incomplete { frame_len: 4 });
+    assert_eq!(frame::parse(b"\x00\x00", 16).unwrap(), Parsed::Incomplete { frame_len: 4 });
+    assert_eq!(frame::parse(b"\x00\x00\x00\x05abc", 16).unwrap(), Parsed::Incomplete { frame_len: 9 });
+    assert_eq!(frame::parse(b"\x00\x00\x00\x03abcdef", 16).unwrap(), Parsed::Complete { body_len: 3 });
+    assert_eq!(frame::parse(b"\x00\x00\x00\x00", 16).unwrap(), Parsed::Complete { body_len: 0 });
     // "GET " read as a length is about 1.2 GB: a child printing HTTP at us. The verdict comes
     // from the header alone.
     assert!(matches!(
         frame::parse(b"GET ", frame::DEFAULT_MAX_FRAME),
-        Err(FrameError::TooLarge {
-            len: 0x4745_5420,
-            ..
-        })
+        Err(FrameError::TooLarge { len: 0x4745_5420, .. })
     ));
 }
 
@@ -89,10 +71,7 @@ fn frame_round_trip() {
     assert_eq!(channel.read_frame(soon()).unwrap(), b"hello");
     assert_eq!(channel.read_frame(soon()).unwrap(), b"");
     assert_eq!(channel.read_frame(soon()).unwrap(), b"world");
-    assert!(matches!(
-        channel.read_frame(soon()),
-        Err(FrameError::Closed)
-    ));
+    assert!(matches!(channel.read_frame(soon()), Err(FrameError::Closed)));
 }
 
 #[test]
@@ -108,27 +87,12 @@ fn frame_exact_limit() {
     let mut over = frame::start();
     over.extend_from_slice(&[7u8; 101]);
     let error = frame::seal(&mut over, 100).unwrap_err();
-    assert!(matches!(
-        error,
-        FrameError::TooLarge {
-            len: 101,
-            limit: 100
-        }
-    ));
-    assert_eq!(
-        error.to_string(),
-        "frame of 101 bytes exceeds the limit of 100 bytes"
-    );
+    assert!(matches!(error, FrameError::TooLarge { len: 101, limit: 100 }));
+    assert_eq!(error.to_string(), "frame of 101 bytes exceeds the limit of 100 bytes");
     // Read side: the same frame against a limit one byte short.
     peer.write_all(&framed(&[7u8; 101])).unwrap();
     let error = channel.read_frame(soon()).unwrap_err();
-    assert!(matches!(
-        error,
-        FrameError::TooLarge {
-            len: 101,
-            limit: 100
-        }
-    ));
+    assert!(matches!(error, FrameError::TooLarge { len: 101, limit: 100 }));
 }
 
 #[test]
@@ -154,29 +118,14 @@ fn frame_truncated() {
     peer.write_all(b"\x00\x00").unwrap();
     drop(peer);
     let error = channel.read_frame(soon()).unwrap_err();
-    assert!(matches!(
-        error,
-        FrameError::Truncated {
-            expected: 4,
-            received: 2
-        }
-    ));
+    assert!(matches!(error, FrameError::Truncated { expected: 4, received: 2 }));
 
     let (mut channel, mut peer) = channel_pair(16);
     peer.write_all(b"\x00\x00\x00\x05abc").unwrap();
     drop(peer);
     let error = channel.read_frame(soon()).unwrap_err();
-    assert!(matches!(
-        error,
-        FrameError::Truncated {
-            expected: 9,
-            received: 7
-        }
-    ));
-    assert_eq!(
-        error.to_string(),
-        "channel closed in the middle of a frame (7 of 9 bytes)"
-    );
+    assert!(matches!(error, FrameError::Truncated { expected: 9, received: 7 }));
+    assert_eq!(error.to_string(), "channel closed in the middle of a frame (7 of 9 bytes)");
 
     // Also when the frame is read past the buffer, into its own allocation.
     let (mut channel, mut peer) = channel_pair(1 << 20);
@@ -184,26 +133,14 @@ fn frame_truncated() {
     drop(peer);
     assert!(matches!(
         channel.read_frame(soon()),
-        Err(FrameError::Truncated {
-            expected: 0x10_0004,
-            received: 7
-        })
+        Err(FrameError::Truncated { expected: 0x10_0004, received: 7 })
     ));
 }
 
 #[test]
 fn frame_garbage_bodies_are_decode_errors() {
-    for body in [
-        &b""[..],
-        b"not json",
-        b"\xff\xfe",
-        b"{\"reply\":",
-        b"{\"launch\":{}}",
-    ] {
-        assert!(
-            message::decode::<ChildMessage>(body).is_err(),
-            "{body:?} decoded"
-        );
+    for body in [&b""[..], b"not json", b"\xff\xfe", b"{\"reply\":", b"{\"launch\":{}}"] {
+        assert!(message::decode::<ChildMessage>(body).is_err(), "{body:?} decoded");
     }
     // Parent messages reject unknown fields: a child never guesses.
     assert!(message::decode::<ParentMessage>(br#"{"execute":{"request":1,"x":2}}"#).is_err());
@@ -212,26 +149,12 @@ fn frame_garbage_bodies_are_decode_errors() {
 #[test]
 fn message_encoding() {
     let request = json!({"a": [1, "two", null], "ü": "ß"});
-    let owned = message::encode(
-        &ParentMessage::Execute {
-            seq: 7,
-            request: request.clone(),
-        },
-        1024,
-    )
-    .unwrap();
+    let owned = message::encode(&ParentMessage::Execute { seq: 7, request: request.clone() }, 1024).unwrap();
     assert_eq!(message::encode_execute(7, &request, 1024).unwrap(), owned);
     let decoded: ParentMessage = message::decode(&owned[4..]).unwrap();
     assert!(matches!(decoded, ParentMessage::Execute { seq: 7, request: r } if r == request));
 
-    let hello = message::encode(
-        &ChildMessage::Hello {
-            protocol_version: 1,
-            pid: 42,
-        },
-        1024,
-    )
-    .unwrap();
+    let hello = message::encode(&ChildMessage::Hello { protocol_version: 1, pid: 42 }, 1024).unwrap();
     assert_eq!(
         &hello[4..],
         br#"{"hello":{"protocol_version":1,"pid":42}}"#,
@@ -247,9 +170,7 @@ fn message_encoding() {
 fn channel_deadline() {
     let (mut channel, _peer) = channel_pair(16);
     let start = Instant::now();
-    let error = channel
-        .read_frame(Some(start + Duration::from_millis(100)))
-        .unwrap_err();
+    let error = channel.read_frame(Some(start + Duration::from_millis(100))).unwrap_err();
     assert!(matches!(error, FrameError::Timeout), "{error:?}");
     assert!(start.elapsed() >= Duration::from_millis(100));
     // A passed deadline fails at once.
@@ -258,9 +179,7 @@ fn channel_deadline() {
     // A peer that does not read blocks writes only until the deadline.
     let big = framed(&[0u8; 15]);
     let error = loop {
-        if let Err(error) =
-            channel.write_frame(&big, Some(Instant::now() + Duration::from_millis(50)))
-        {
+        if let Err(error) = channel.write_frame(&big, Some(Instant::now() + Duration::from_millis(50))) {
             break error;
         }
     };
@@ -294,8 +213,7 @@ fn channel_shutdown_from_another_thread() {
 #[test]
 fn panic_capture() {
     panic::install_hook();
-    let info =
-        panic::catch(|| -> () { std::panic::panic_any(String::from("it broke")) }).unwrap_err();
+    let info = panic::catch(|| -> () { std::panic::panic_any(String::from("it broke")) }).unwrap_err();
     assert_eq!(info.message, "it broke");
     let location = info.location.as_deref().expect("the hook saw the location");
     assert!(location.contains("test.rs"), "{location}");
@@ -310,20 +228,14 @@ fn units() {
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert_eq!(parse_duration("1.5 s"), Ok(Duration::from_millis(1500)));
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert!(parse_duration("5")
-        .unwrap_err()
-        .contains("expected a number with a unit"));
+    assert!(parse_duration("5").unwrap_err().contains("expected a number with a unit"));
     assert!(parse_duration("fast").is_err());
     assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
     assert_eq!(parse_bytes("4096"), Ok(4096));
     assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
-    assert!(parse_bytes("1.5GiB")
-        .unwrap_err()
-        .contains("not a whole number"));
+    assert!(parse_bytes("1.5GiB").unwrap_err().contains("not a whole number"));
     assert!(parse_bytes("1GB").unwrap_err().contains("KiB, MiB"));
-    assert!(parse_bytes("99999999999TiB")
-        .unwrap_err()
-        .contains("too large"));
+    assert!(parse_bytes("99999999999TiB").unwrap_err().contains("too large"));
 }
 
 #[test]
@@ -351,25 +263,16 @@ fn config_from_toml() {
     config.validate().unwrap();
 
     let error = toml::from_str::<CoreletConfig>("pool_sise = 3").unwrap_err();
-    assert!(
-        error.to_string().contains("unknown field `pool_sise`"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("unknown field `pool_sise`"), "{error}");
     let error = toml::from_str::<CoreletConfig>("max_frame_size = \"8GiB\"").unwrap_err();
     assert!(error.to_string().contains("frames are at most"), "{error}");
 
-    let zero = CoreletConfig {
-        pool_size: Some(0),
-        ..CoreletConfig::default()
-    };
+    let zero = CoreletConfig { pool_size: Some(0), ..CoreletConfig::default() };
     assert_eq!(
         zero.validate().unwrap_err().to_string(),
         "invalid corelet setting `pool_size`: expected at least 1"
     );
-    let tiny = CoreletConfig {
-        max_frame_size: 10,
-        ..CoreletConfig::default()
-    };
+    let tiny = CoreletConfig { max_frame_size: 10, ..CoreletConfig::default() };
     assert!(tiny.validate().is_err());
     assert!(CoreletConfig::default().validate().is_ok());
 }

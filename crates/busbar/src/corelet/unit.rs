@@ -19,68 +19,41 @@ pub(crate) fn bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D
 }
 
 /// Like [`bytes`], for optional fields (a present field is always `Some`).
-pub(crate) fn opt_bytes<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     bytes(deserializer).map(Some)
 }
 
 /// Parses `"<number><unit>"` where unit is one of `ns`, `us`, `ms`, `s`, `m`, `h`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    const UNITS: [(&str, f64); 6] = [
-        ("ns", 1e-9),
-        ("us", 1e-6),
-        ("ms", 1e-3),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-    ];
+    const UNITS: [(&str, f64); 6] =
+        [("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
     let (number, unit) = split_unit(text);
-    let scale = UNITS
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|(_, scale)| *scale)
-        .ok_or_else(|| {
-            format!("invalid duration {text:?}: expected a number with a unit ns, us, ms, s, m or h, like \"250ms\"")
-        })?;
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: {number:?} is not a number"))?;
+    let scale = UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(|| {
+        format!(
+            "invalid duration {text:?}: expected a number with a unit ns, us, ms, s, m or h, like \"250ms\""
+        )
+    })?;
+    let value: f64 =
+        number.parse().map_err(|_| format!("invalid duration {text:?}: {number:?} is not a number"))?;
     seconds(value * scale).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
 /// Parses `"<integer><unit>"` where unit is one of `B`, `KiB`, `MiB`, `GiB`, `TiB`.
 pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
-    const UNITS: [(&str, u32); 6] = [
-        ("", 0),
-        ("B", 0),
-        ("KiB", 10),
-        ("MiB", 20),
-        ("GiB", 30),
-        ("TiB", 40),
-    ];
+    const UNITS: [(&str, u32); 6] = [("", 0), ("B", 0), ("KiB", 10), ("MiB", 20), ("GiB", 30), ("TiB", 40)];
     let (number, unit) = split_unit(text);
-    let shift = UNITS
-        .iter()
-        .find(|(name, _)| *name == unit)
-        .map(|(_, shift)| *shift)
-        .ok_or_else(|| {
-            format!("invalid size {text:?}: expected bytes with a unit B, KiB, MiB, GiB or TiB, like \"512MiB\"")
-        })?;
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: {number:?} is not a whole number"))?;
-    value
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("invalid size {text:?}: too large"))
+    let shift = UNITS.iter().find(|(name, _)| *name == unit).map(|(_, shift)| *shift).ok_or_else(|| {
+        format!("invalid size {text:?}: expected bytes with a unit B, KiB, MiB, GiB or TiB, like \"512MiB\"")
+    })?;
+    let value: u64 =
+        number.parse().map_err(|_| format!("invalid size {text:?}: {number:?} is not a whole number"))?;
+    value.checked_mul(1 << shift).ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// Splits `"1.5 s"` into `("1.5", "s")`, trimming spaces.
 fn split_unit(text: &str) -> (&str, &str) {
     let text = text.trim();
-    let at = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let at = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     (text[..at].trim(), text[at..].trim())
 }
 

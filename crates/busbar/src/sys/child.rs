@@ -105,10 +105,7 @@ type Resource = libc::c_int;
 
 /// Sets the soft and hard limits of `resource`, each clamped to the current hard limit.
 fn limit_resource(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes to `current`, a valid, exclusively borrowed rlimit.
     if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
         return Err(io::Error::last_os_error());
@@ -118,10 +115,7 @@ fn limit_resource(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
     let to_rlim = |value: u64| libc::rlim_t::try_from(value).unwrap_or(libc::RLIM_INFINITY);
     // RLIM_INFINITY is the largest rlim_t, so `min` treats an unlimited hard limit correctly.
     let max = to_rlim(hard).min(current.rlim_max);
-    let wanted = libc::rlimit {
-        rlim_cur: to_rlim(soft).min(max),
-        rlim_max: max,
-    };
+    let wanted = libc::rlimit { rlim_cur: to_rlim(soft).min(max), rlim_max: max };
     // SAFETY: setrlimit only reads `wanted`, a valid rlimit.
     if unsafe { libc::setrlimit(resource, &wanted) } != 0 {
         return Err(io::Error::last_os_error());
@@ -185,8 +179,8 @@ pub(crate) fn check_searchable(dir: &Path) -> io::Result<()> {
     if !std::fs::metadata(dir)?.is_dir() {
         return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
     }
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let path =
+        CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // chdir needs search (execute) permission, not read permission; access(X_OK) asks exactly
     // that.
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call.

@@ -12,11 +12,7 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
         return format!("exited with code {code}");
     }
     if let Some(signal) = status.signal() {
-        let core = if status.core_dumped() {
-            ", core dumped"
-        } else {
-            ""
-        };
+        let core = if status.core_dumped() { ", core dumped" } else { "" };
         return format!("killed by signal {signal} ({}){core}", signal_name(signal));
     }
     // Stopped and continued statuses only come from waits with WUNTRACED or WCONTINUED, which

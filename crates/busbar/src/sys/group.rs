@@ -40,12 +40,7 @@ fn leader(child: &Child) -> io::Result<Leader> {
         // SAFETY: waitid writes only to `info`, a valid, exclusively borrowed siginfo_t. WNOWAIT
         // leaves the child waitable, so std's own bookkeeping in `Child` stays correct.
         let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
         };
         if rc == 0 {
             break;

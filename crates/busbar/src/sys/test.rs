@@ -32,9 +32,7 @@ fn output_of(mut child: Child) -> String {
 fn first_line(child: &mut Child) -> String {
     let stdout = child.stdout.as_mut().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read line");
+    BufReader::new(stdout).read_line(&mut line).expect("read line");
     line.trim().to_owned()
 }
 
@@ -63,25 +61,16 @@ fn sleep_is_gone(pid: u32) -> bool {
 
 #[test]
 fn describe_code() {
-    let status = Command::new("sh")
-        .args(["-c", "exit 3"])
-        .status()
-        .expect("run sh");
+    let status = Command::new("sh").args(["-c", "exit 3"]).status().expect("run sh");
     assert_eq!(describe_exit(status), "exited with code 3");
 }
 
 #[test]
 fn describe_signal() {
-    let status = Command::new("sh")
-        .args(["-c", "kill -SEGV $$"])
-        .status()
-        .expect("run sh");
+    let status = Command::new("sh").args(["-c", "kill -SEGV $$"]).status().expect("run sh");
     // A core dump, if the machine allows one, adds a suffix.
     let description = describe_exit(status);
-    assert!(
-        description.starts_with("killed by signal 11 (SIGSEGV)"),
-        "{description}"
-    );
+    assert!(description.starts_with("killed by signal 11 (SIGSEGV)"), "{description}");
 }
 
 #[test]
@@ -96,29 +85,18 @@ fn signal_names() {
 
 #[test]
 fn terminate_kills_grandchild() {
-    let mut child = spawn_sh(
-        "sleep 1000 & echo $!; wait",
-        &ProcessLimits::default(),
-        false,
-    );
+    let mut child = spawn_sh("sleep 1000 & echo $!; wait", &ProcessLimits::default(), false);
     let grandchild: u32 = first_line(&mut child).parse().expect("grandchild pid");
     assert!(!has_exited(&child).expect("has_exited"));
 
     let status = terminate_group(&mut child, PATIENCE).expect("terminate");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
-    assert!(
-        eventually(|| sleep_is_gone(grandchild)),
-        "grandchild {grandchild} survived"
-    );
+    assert!(eventually(|| sleep_is_gone(grandchild)), "grandchild {grandchild} survived");
 }
 
 #[test]
 fn sigterm_ignored() {
-    let mut child = spawn_sh(
-        "trap '' TERM; echo ready; sleep 1000",
-        &ProcessLimits::default(),
-        false,
-    );
+    let mut child = spawn_sh("trap '' TERM; echo ready; sleep 1000", &ProcessLimits::default(), false);
     // Only once the trap is set does SIGTERM get ignored.
     assert_eq!(first_line(&mut child), "ready");
     let grace = Duration::from_millis(200);
@@ -155,11 +133,7 @@ fn own_group() {
 fn limits_applied() {
     let script = "ulimit -n; ulimit -t; ulimit -v; nice";
     let base = output_of(spawn_sh(script, &ProcessLimits::default(), false));
-    let base_nice: i32 = base
-        .lines()
-        .nth(3)
-        .and_then(|nice| nice.parse().ok())
-        .expect("niceness");
+    let base_nice: i32 = base.lines().nth(3).and_then(|nice| nice.parse().ok()).expect("niceness");
 
     let limits = ProcessLimits {
         address_space: Some(4 << 30),
@@ -176,10 +150,7 @@ fn limits_applied() {
 #[test]
 fn cpu_limit() {
     // The soft limit brings SIGXCPU, which names the cause, before the hard limit's SIGKILL.
-    let limits = ProcessLimits {
-        cpu_seconds: Some(1),
-        ..ProcessLimits::default()
-    };
+    let limits = ProcessLimits { cpu_seconds: Some(1), ..ProcessLimits::default() };
     let mut child = spawn_sh("while :; do :; done", &limits, false);
     let stopped = eventually(|| has_exited(&child).expect("has_exited"));
     let status = terminate_group(&mut child, Duration::ZERO).expect("reap");
@@ -190,10 +161,7 @@ fn cpu_limit() {
 #[test]
 fn limit_clamped_to_hard() {
     // Asking for more descriptors than the hard limit allows tightens nothing and fails nothing.
-    let limits = ProcessLimits {
-        open_files: Some(u64::MAX),
-        ..ProcessLimits::default()
-    };
+    let limits = ProcessLimits { open_files: Some(u64::MAX), ..ProcessLimits::default() };
     let hard = output_of(spawn_sh("ulimit -Hn", &ProcessLimits::default(), false));
     let out = output_of(spawn_sh("ulimit -n", &limits, false));
     assert_eq!(out, hard);
@@ -220,10 +188,7 @@ fn fd_count() {
 #[test]
 fn signal_without_group() {
     // Without configure_child there is no group of that id; the child alone gets the signal.
-    let mut child = Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .expect("spawn sleep");
+    let mut child = Command::new("sleep").arg("1000").spawn().expect("spawn sleep");
     signal_group(&child, libc::SIGKILL).expect("signal");
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");

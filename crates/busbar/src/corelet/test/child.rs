@@ -29,16 +29,9 @@ const HERE: &str = "corelet::test::child::";
 
 /// Returns libtest arguments that run only the ignored test `name` of `module`.
 pub(crate) fn test_args(module: &str, name: &str) -> Vec<String> {
-    [
-        format!("{module}{name}").as_str(),
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "--quiet",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    [format!("{module}{name}").as_str(), "--exact", "--ignored", "--nocapture", "--test-threads=1", "--quiet"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// A pool configuration whose children run the entry `name` of this file.
@@ -137,10 +130,7 @@ fn segfault() -> ! {
 
 /// Keeps a crash from writing a core file: a thousand crashing tests would fill the disk.
 fn no_core_dumps() {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit only reads the struct it is given.
     unsafe {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
@@ -180,10 +170,7 @@ fn spin(grandchild: bool, publish: &mut Publisher<'_>) -> Value {
 /// Spins until this process has used `cpu` of CPU time.
 fn burn(cpu: Duration) -> Value {
     loop {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime only writes to the timespec it is given.
         unsafe {
             libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now);
@@ -201,9 +188,8 @@ fn open_fds() -> Value {
     let mut fds = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
         for entry in entries.flatten() {
-            let target = std::fs::read_link(entry.path())
-                .map(|t| t.display().to_string())
-                .unwrap_or_default();
+            let target =
+                std::fs::read_link(entry.path()).map(|t| t.display().to_string()).unwrap_or_default();
             fds.push(json!([entry.file_name().to_string_lossy(), target]));
         }
     }
@@ -220,10 +206,7 @@ fn serve_raw() {
     // else in the process uses it: this entry replaces the real one.
     let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, limit);
     let hello = message::encode(
-        &ChildMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            pid: std::process::id(),
-        },
+        &ChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() },
         limit,
     )
     .unwrap_or_default();
@@ -238,10 +221,7 @@ fn serve_raw() {
         };
         let answer = match request["op"].as_str().unwrap_or_default() {
             "echo" => {
-                let reply = ChildMessage::Reply {
-                    seq,
-                    reply: request["value"].clone(),
-                };
+                let reply = ChildMessage::Reply { seq, reply: request["value"].clone() };
                 message::encode(&reply, limit).unwrap_or_default()
             }
             "garbage" => b"\x00\x00\x00\x0bnot json!!!".to_vec(),
@@ -249,10 +229,7 @@ fn serve_raw() {
             "hello" => hello.clone(),
             "stale" => {
                 // Answer twice: the second reply would answer the next request.
-                let reply = ChildMessage::Reply {
-                    seq,
-                    reply: json!("stale"),
-                };
+                let reply = ChildMessage::Reply { seq, reply: json!("stale") };
                 let reply = message::encode(&reply, limit).unwrap_or_default();
                 let _ = channel.write_frame(&reply, None);
                 reply

@@ -42,11 +42,7 @@ fn run_isolated(name: &str) {
         let _ = child.kill();
     }
     let status = child.wait().expect("reap the isolated test");
-    assert!(
-        finished,
-        "{name} did not finish within {:?}",
-        start.elapsed()
-    );
+    assert!(finished, "{name} did not finish within {:?}", start.elapsed());
     assert!(status.success(), "{name} failed: {status}");
 }
 
@@ -67,9 +63,7 @@ fn children() -> Vec<u32> {
             continue;
         };
         // "pid (comm) state ppid ...": fields after the last ')'.
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1));
         if ppid == Some(me.as_str()) {
             found.push(pid);
         }
@@ -91,27 +85,16 @@ fn crash_storm_inner() {
     let fds = sys::open_fd_count().expect("count descriptors");
     let pool = pool(config("entry"));
     for n in 0..1000 {
-        let request = if n % 2 == 0 {
-            json!({"op": "exit", "code": 3})
-        } else {
-            json!({"op": "segfault"})
-        };
+        let request = if n % 2 == 0 { json!({"op": "exit", "code": 3}) } else { json!({"op": "segfault"}) };
         let error = run(&pool, request).expect_err("a crash");
         assert!(matches!(error, CoreletError::Crashed { .. }), "{error:?}");
     }
-    assert_eq!(
-        run(&pool, json!({"op": "echo", "value": 1})).expect("echo"),
-        1
-    );
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("echo"), 1);
     let stats = pool.stats();
     assert_eq!((stats.crashes, stats.spawns, stats.live), (1000, 1001, 1));
     assert_eq!(children().len(), 1, "only the live child is left");
     drop(pool);
-    assert_eq!(
-        children(),
-        Vec::<u32>::new(),
-        "no child, zombie or not, is left"
-    );
+    assert_eq!(children(), Vec::<u32>::new(), "no child, zombie or not, is left");
     assert_eq!(sys::open_fd_count().expect("count descriptors"), fds);
 }
 
@@ -136,17 +119,9 @@ fn inherited_descriptors_inner() {
     let pool = pool(config("entry"));
     let fds = run(&pool, json!({"op": "fds"})).expect("fds");
     let _ = std::fs::remove_file(&marker);
-    let targets: Vec<&str> = fds
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|fd| fd[1].as_str())
-        .collect();
+    let targets: Vec<&str> = fds.as_array().expect("a list").iter().filter_map(|fd| fd[1].as_str()).collect();
     let marker = marker.display().to_string();
-    assert!(
-        !targets.iter().any(|t| t.starts_with(&marker)),
-        "the child inherited {marker}: {targets:?}"
-    );
+    assert!(!targets.iter().any(|t| t.starts_with(&marker)), "the child inherited {marker}: {targets:?}");
     let sockets = targets.iter().filter(|t| t.starts_with("socket:")).count();
     assert_eq!(sockets, 1, "the channel is the only socket: {targets:?}");
 }
@@ -159,15 +134,11 @@ fn parent_death() {
         .lines()
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("corelet ").map(str::to_owned));
-    let corelet: u32 = report
-        .and_then(|pid| pid.trim().parse().ok())
-        .expect("the parent reported its corelet's pid");
+    let corelet: u32 =
+        report.and_then(|pid| pid.trim().parse().ok()).expect("the parent reported its corelet's pid");
     parent.kill().expect("SIGKILL the parent");
     parent.wait().expect("reap the parent");
-    assert!(
-        eventually(|| is_gone(corelet)),
-        "corelet {corelet} outlived its parent"
-    );
+    assert!(eventually(|| is_gone(corelet)), "corelet {corelet} outlived its parent");
 }
 
 #[test]
@@ -179,14 +150,10 @@ fn parent_death_inner() {
     let pool = pool(config("entry"));
     // Warm up, so the child that hangs is not the first one ever started.
     let _ = pid(&pool);
-    let _ = pool.execute(
-        &json!({"op": "sleep"}),
-        Some(Instant::now() + PATIENCE),
-        &mut |event| {
-            // The child is busy and will not read its channel: only the parent-death signal
-            // can end it once we are killed.
-            println!("corelet {}", event["sleeping"]);
-        },
-    );
+    let _ = pool.execute(&json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |event| {
+        // The child is busy and will not read its channel: only the parent-death signal
+        // can end it once we are killed.
+        println!("corelet {}", event["sleeping"]);
+    });
     panic!("the parent should have been killed while its corelet slept");
 }

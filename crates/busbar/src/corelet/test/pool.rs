@@ -49,17 +49,13 @@ pub(super) fn is_gone(pid: u32) -> bool {
         return true;
     };
     // "pid (comm) state ...": the state follows the last ')'.
-    stat.rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
 }
 
 #[test]
 fn echo() {
     let pool = pool(config("entry"));
-    let nested = (0..40).fold(
-        json!("core"),
-        |inner, n| json!({"level": n, "inner": [inner]}),
-    );
+    let nested = (0..40).fold(json!("core"), |inner, n| json!({"level": n, "inner": [inner]}));
     let values = [
         json!(null),
         json!(true),
@@ -82,15 +78,9 @@ fn echo() {
 #[test]
 fn frame_limit() {
     let limit: u32 = 4 << 20;
-    let pool = pool(CoreletConfig {
-        max_frame_size: limit,
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { max_frame_size: limit, ..config("entry") });
     let request = |len: usize| json!({"op": "echo", "value": "x".repeat(len)});
-    let overhead = message::encode_execute(1, &request(0), limit)
-        .expect("small")
-        .len()
-        - 4;
+    let overhead = message::encode_execute(1, &request(0), limit).expect("small").len() - 4;
     let fits = limit as usize - overhead;
 
     let exact = request(fits);
@@ -109,21 +99,9 @@ fn frame_limit() {
     );
 
     let error = run(&pool, json!({"op": "grow", "len": limit})).expect_err("reply too large");
-    assert!(
-        matches!(
-            error,
-            CoreletError::TooLarge {
-                what: Payload::Reply,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, CoreletError::TooLarge { what: Payload::Reply, .. }), "{error:?}");
     // Neither message got near the channel, so the child is still the first one.
-    assert_eq!(
-        run(&pool, json!({"op": "echo", "value": 1})).expect("echo"),
-        1
-    );
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("echo"), 1);
     let stats = pool.stats();
     assert_eq!((stats.spawns, stats.kills, stats.crashes), (1, 0, 0));
 }
@@ -142,11 +120,9 @@ fn publish() {
     let pool = pool(config("entry"));
     let mut events = Vec::new();
     let reply = pool
-        .execute(
-            &json!({"op": "publish", "count": 3}),
-            Some(Instant::now() + PATIENCE),
-            &mut |event| events.push(event),
-        )
+        .execute(&json!({"op": "publish", "count": 3}), Some(Instant::now() + PATIENCE), &mut |event| {
+            events.push(event)
+        })
         .expect("publish");
     assert_eq!(reply, json!({"published": 3}));
     assert_eq!(events, [json!({"n": 0}), json!({"n": 1}), json!({"n": 2})]);
@@ -163,9 +139,7 @@ fn panic() {
     assert_eq!(info.message, "boom in a corelet");
     let location = info.location.as_deref().expect("a location");
     assert!(location.contains("test/child.rs"), "{location}");
-    assert!(error
-        .to_string()
-        .starts_with("corelet handler panicked: boom in a corelet at "));
+    assert!(error.to_string().starts_with("corelet handler panicked: boom in a corelet at "));
     assert_eq!(pid(&pool), before, "the child survived its handler's panic");
 }
 
@@ -184,9 +158,7 @@ fn crashes() {
             matches!(&error, CoreletError::Crashed { description } if description.starts_with(cause)),
             "{error:?}"
         );
-        assert!(error
-            .to_string()
-            .starts_with(&format!("corelet crashed: {cause}")));
+        assert!(error.to_string().starts_with(&format!("corelet crashed: {cause}")));
         assert!(is_gone(before));
         assert_ne!(pid(&pool), before, "the next request got a fresh child");
     }
@@ -196,28 +168,19 @@ fn crashes() {
 
 #[test]
 fn memory_limit() {
-    let pool = pool(CoreletConfig {
-        memory_limit: Some(1 << 30),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { memory_limit: Some(1 << 30), ..config("entry") });
     let error = run(&pool, json!({"op": "hog"})).expect_err("an allocation failure");
     // Rust aborts when an allocation fails.
     assert!(
         matches!(&error, CoreletError::Crashed { description } if description.contains("SIGABRT")),
         "{error:?}"
     );
-    assert_eq!(
-        run(&pool, json!({"op": "echo", "value": 1})).expect("echo"),
-        1
-    );
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("echo"), 1);
 }
 
 #[test]
 fn cpu_limit() {
-    let pool = pool(CoreletConfig {
-        cpu_seconds: Some(1),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { cpu_seconds: Some(1), ..config("entry") });
     // Half the lifetime budget spent: the child is retired rather than trusted with more.
     let first = pid(&pool);
     run(&pool, json!({"op": "burn", "ms": 600})).expect("burn");
@@ -250,24 +213,17 @@ fn timeout() {
     // slack for a loaded machine.
     assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
     let grandchild = grandchild.expect("the handler announced its grandchild") as u32;
-    assert!(
-        eventually(|| is_gone(grandchild)),
-        "grandchild {grandchild} survived"
-    );
+    assert!(eventually(|| is_gone(grandchild)), "grandchild {grandchild} survived");
     assert_eq!(pool.stats().kills, 1);
-    assert_eq!(
-        run(&pool, json!({"op": "echo", "value": 1})).expect("echo"),
-        1
-    );
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("echo"), 1);
 }
 
 #[test]
 fn deadline_passed_before_sending() {
     let pool = pool(config("entry"));
     let before = pid(&pool);
-    let error = pool
-        .execute(&json!({"op": "pid"}), Some(Instant::now()), &mut |_| {})
-        .expect_err("no time left");
+    let error =
+        pool.execute(&json!({"op": "pid"}), Some(Instant::now()), &mut |_| {}).expect_err("no time left");
     assert!(matches!(error, CoreletError::Timeout), "{error:?}");
     assert_eq!(pid(&pool), before, "an unsent request harms no child");
     assert_eq!(pool.stats().kills, 0);
@@ -283,23 +239,14 @@ fn protocol_errors() {
     ];
     for (op, reason) in cases {
         let error = run(&pool, json!({"op": op})).expect_err("a protocol error");
-        assert!(
-            matches!(&error, CoreletError::Protocol(r) if r.contains(reason)),
-            "{op}: {error:?}"
-        );
+        assert!(matches!(&error, CoreletError::Protocol(r) if r.contains(reason)), "{op}: {error:?}");
         assert!(error
             .to_string()
             .starts_with("corelet protocol error, the child was killed: the child sent "));
-        assert_eq!(
-            run(&pool, json!({"op": "echo", "value": op})).expect("echo"),
-            op
-        );
+        assert_eq!(run(&pool, json!({"op": "echo", "value": op})).expect("echo"), op);
     }
     // A second reply to one request would answer the next one with stale data.
-    assert_eq!(
-        run(&pool, json!({"op": "stale"})).expect("first reply"),
-        "stale"
-    );
+    assert_eq!(run(&pool, json!({"op": "stale"})).expect("first reply"), "stale");
     let error = run(&pool, json!({"op": "echo", "value": 1})).expect_err("stale reply");
     assert!(
         matches!(&error, CoreletError::Protocol(r)
@@ -323,12 +270,7 @@ fn version_mismatch() {
         panic!("expected a start error, got {error:?}");
     };
     assert!(start.is_version_mismatch(), "{error}");
-    assert!(
-        error
-            .to_string()
-            .contains("speaks protocol version 0, this process speaks 1"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("speaks protocol version 0, this process speaks 1"), "{error}");
     let stats = pool.stats();
     assert_eq!((stats.live, stats.spawns, stats.start_failures), (0, 1, 1));
 }
@@ -341,23 +283,16 @@ fn start_failures_back_off() {
         ..config("entry")
     });
     let error = run(&pool, json!({})).expect_err("no such program");
+    assert!(matches!(&error, CoreletError::Start(e) if !e.is_backoff()), "{error:?}");
     assert!(
-        matches!(&error, CoreletError::Start(e) if !e.is_backoff()),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .starts_with("failed to start corelet `/nonexistent/busbar-worker`: "),
+        error.to_string().starts_with("failed to start corelet `/nonexistent/busbar-worker`: "),
         "{error}"
     );
     for _ in 0..50 {
         let error = run(&pool, json!({})).expect_err("still no such program");
         if let CoreletError::Start(e) = &error {
             if e.is_backoff() {
-                assert!(error
-                    .to_string()
-                    .contains("after 1 failed start(s) in a row"));
+                assert!(error.to_string().contains("after 1 failed start(s) in a row"));
                 assert!(error.to_string().contains("/nonexistent/busbar-worker"));
             }
         }
@@ -378,9 +313,7 @@ fn handshake_failures() {
     });
     let error = run(&exits, json!({})).expect_err("no greeting");
     assert!(
-        error
-            .to_string()
-            .contains("failed its handshake: it exited with code 4 before greeting"),
+        error.to_string().contains("failed its handshake: it exited with code 4 before greeting"),
         "{error}"
     );
 
@@ -391,22 +324,13 @@ fn handshake_failures() {
         ..config("entry")
     });
     let error = run(&silent, json!({})).expect_err("no greeting");
-    assert!(
-        matches!(&error, CoreletError::Start(e) if e.is_timeout()),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("sent no greeting within"),
-        "{error}"
-    );
+    assert!(matches!(&error, CoreletError::Start(e) if e.is_timeout()), "{error:?}");
+    assert!(error.to_string().contains("sent no greeting within"), "{error}");
 }
 
 #[test]
 fn recycle() {
-    let pool = pool(CoreletConfig {
-        max_requests: Some(3),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { max_requests: Some(3), ..config("entry") });
     let pids: Vec<u32> = (0..7).map(|_| pid(&pool)).collect();
     assert_eq!(pids[0], pids[2]);
     assert_ne!(pids[2], pids[3]);
@@ -418,36 +342,23 @@ fn recycle() {
 
     let pool = pool_with_tiny_resident_limit();
     let (a, b) = (pid(&pool), pid(&pool));
-    assert_ne!(
-        a, b,
-        "a child above max_resident is retired after its request"
-    );
+    assert_ne!(a, b, "a child above max_resident is retired after its request");
     assert_eq!(pool.stats().recycles, 2);
 }
 
 /// A pool whose children are always above their resident-memory limit.
 fn pool_with_tiny_resident_limit() -> CoreletPool {
-    pool(CoreletConfig {
-        max_resident: Some(1),
-        ..config("entry")
-    })
+    pool(CoreletConfig { max_resident: Some(1), ..config("entry") })
 }
 
 #[test]
 fn idle_children_exit() {
-    let pool = pool(CoreletConfig {
-        idle_timeout: Duration::from_millis(200),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { idle_timeout: Duration::from_millis(200), ..config("entry") });
     let child = pid(&pool);
     assert!(eventually(|| pool.stats().live == 0));
     assert_eq!(pool.stats().idle_exits, 1);
     assert!(eventually(|| is_gone(child)));
-    assert_ne!(
-        pid(&pool),
-        child,
-        "a request after an idle exit starts a new child"
-    );
+    assert_ne!(pid(&pool), child, "a request after an idle exit starts a new child");
 }
 
 #[test]
@@ -455,53 +366,30 @@ fn shutdown() {
     let pool = pool(config("entry"));
     let child = pid(&pool);
     pool.shutdown();
-    assert!(
-        is_gone(child),
-        "shutdown reaps the children before it returns"
-    );
-    assert!(matches!(
-        run(&pool, json!({"op": "pid"})),
-        Err(CoreletError::ShutDown)
-    ));
+    assert!(is_gone(child), "shutdown reaps the children before it returns");
+    assert!(matches!(run(&pool, json!({"op": "pid"})), Err(CoreletError::ShutDown)));
     pool.shutdown();
     assert_eq!(pool.stats().live, 0);
 }
 
 #[test]
 fn kill_all_cancels_running_requests() {
-    let pool = pool(CoreletConfig {
-        pool_size: Some(1),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry") });
     let (started, running) = mpsc::channel();
     thread::scope(|scope| {
         let sleeper = scope.spawn(|| {
-            pool.execute(
-                &json!({"op": "sleep"}),
-                Some(Instant::now() + PATIENCE),
-                &mut |e| {
-                    let _ = started.send(e["sleeping"].as_u64());
-                },
-            )
+            pool.execute(&json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |e| {
+                let _ = started.send(e["sleeping"].as_u64());
+            })
         });
-        let child = running
-            .recv_timeout(PATIENCE)
-            .expect("the handler started")
-            .expect("a pid") as u32;
+        let child = running.recv_timeout(PATIENCE).expect("the handler started").expect("a pid") as u32;
 
         // The only child is busy: another request waits for it until its deadline.
         let start = Instant::now();
         let error = pool
-            .execute(
-                &json!({"op": "pid"}),
-                Some(start + Duration::from_millis(300)),
-                &mut |_| {},
-            )
+            .execute(&json!({"op": "pid"}), Some(start + Duration::from_millis(300)), &mut |_| {})
             .expect_err("no free child");
-        assert!(
-            matches!(error, CoreletError::Saturated { pool_size: 1 }),
-            "{error:?}"
-        );
+        assert!(matches!(error, CoreletError::Saturated { pool_size: 1 }), "{error:?}");
         assert!(start.elapsed() >= Duration::from_millis(300));
 
         let start = Instant::now();
@@ -511,10 +399,7 @@ fn kill_all_cancels_running_requests() {
         assert!(start.elapsed() < PATIENCE);
         assert!(is_gone(child));
     });
-    assert!(matches!(
-        run(&pool, json!({"op": "pid"})),
-        Err(CoreletError::ShutDown)
-    ));
+    assert!(matches!(run(&pool, json!({"op": "pid"})), Err(CoreletError::ShutDown)));
 }
 
 #[test]
@@ -528,17 +413,12 @@ fn children_outlive_the_thread_that_needed_them() {
 
 #[test]
 fn panicking_publish_callback() {
-    let pool = pool(CoreletConfig {
-        pool_size: Some(1),
-        ..config("entry")
-    });
+    let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry") });
     let child = pid(&pool);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pool.execute(
-            &json!({"op": "publish", "count": 1}),
-            Some(Instant::now() + PATIENCE),
-            &mut |_| panic!("the caller's callback broke"),
-        )
+        pool.execute(&json!({"op": "publish", "count": 1}), Some(Instant::now() + PATIENCE), &mut |_| {
+            panic!("the caller's callback broke")
+        })
     }));
     assert!(caught.is_err(), "the panic reaches the caller");
     assert!(is_gone(child), "the child, out of step, was killed");

@@ -33,8 +33,6 @@ pub(crate) fn run_attempt(shared: &Shared, event: &Event, deadline: Instant) -> 
         Ok(CommandOutcome::TimedOut { .. }) => Outcome::TimedOut,
         Ok(CommandOutcome::Cancelled { .. }) => Outcome::Cancelled,
         Err(error) if error.is_permanent() => Outcome::refused(ErrorKind::InvalidInput, error.to_string()),
-        Err(error) => {
-            Outcome::Returned(Ok(EventResult::failed(ErrorKind::CommandFailed, error.to_string())))
-        }
+        Err(error) => Outcome::Returned(Ok(EventResult::failed(ErrorKind::CommandFailed, error.to_string()))),
     }
 }

@@ -51,39 +51,23 @@ impl CommandRunError {
     /// Creates the error for a program that could not be started.
     pub(super) fn spawn(program: &str, error: io::Error) -> CommandRunError {
         let program = program.to_owned();
-        CommandRunError {
-            kind: RunErrorKind::Spawn { program },
-            error,
-        }
+        CommandRunError { kind: RunErrorKind::Spawn { program }, error }
     }
 
     /// Creates the error for a working directory that cannot be used.
     pub(super) fn cwd(path: PathBuf, error: io::Error) -> CommandRunError {
-        CommandRunError {
-            kind: RunErrorKind::Cwd { path },
-            error,
-        }
+        CommandRunError { kind: RunErrorKind::Cwd { path }, error }
     }
 
     /// Creates the error for an output file that cannot be opened.
-    pub(super) fn output_file(
-        field: &'static str,
-        path: PathBuf,
-        error: io::Error,
-    ) -> CommandRunError {
-        CommandRunError {
-            kind: RunErrorKind::OutputFile { field, path },
-            error,
-        }
+    pub(super) fn output_file(field: &'static str, path: PathBuf, error: io::Error) -> CommandRunError {
+        CommandRunError { kind: RunErrorKind::OutputFile { field, path }, error }
     }
 
     /// Creates the error for a failure while watching the running program.
     pub(super) fn supervise(program: &str, error: io::Error) -> CommandRunError {
         let program = program.to_owned();
-        CommandRunError {
-            kind: RunErrorKind::Supervise { program },
-            error,
-        }
+        CommandRunError { kind: RunErrorKind::Supervise { program }, error }
     }
 
     /// Returns `true` if trying again cannot help: the program, directory or file is missing,
@@ -92,20 +76,20 @@ impl CommandRunError {
     pub(crate) fn is_permanent(&self) -> bool {
         match self.kind {
             RunErrorKind::Supervise { .. } => false,
-            RunErrorKind::Spawn { .. }
-            | RunErrorKind::Cwd { .. }
-            | RunErrorKind::OutputFile { .. } => !matches!(
-                self.error.raw_os_error(),
-                Some(
-                    libc::EAGAIN
-                        | libc::ENOMEM
-                        | libc::EMFILE
-                        | libc::ENFILE
-                        | libc::EINTR
-                        | libc::ETXTBSY
-                        | libc::ENOSPC
+            RunErrorKind::Spawn { .. } | RunErrorKind::Cwd { .. } | RunErrorKind::OutputFile { .. } => {
+                !matches!(
+                    self.error.raw_os_error(),
+                    Some(
+                        libc::EAGAIN
+                            | libc::ENOMEM
+                            | libc::EMFILE
+                            | libc::ENFILE
+                            | libc::EINTR
+                            | libc::ETXTBSY
+                            | libc::ENOSPC
+                    )
                 )
-            ),
+            }
         }
     }
 }

@@ -11,7 +11,10 @@ mod spec;
 mod test;
 
 pub(crate) use attempt::run_attempt;
-pub(crate) use error::CommandRunError;
-pub(crate) use output::{CommandOutcome, CommandOutput};
-pub(crate) use run::{run, RunOptions, DEFAULT_KILL_GRACE, DEFAULT_MAX_OUTPUT_BYTES};
-pub(crate) use spec::{CommandSpec, CommandSpecError};
+pub(crate) use output::CommandOutcome;
+pub(crate) use run::{run, RunOptions};
+pub(crate) use spec::CommandSpec;
+
+// What only the tests name.
+#[cfg(test)]
+pub(crate) use {error::CommandRunError, output::CommandOutput, run::DEFAULT_MAX_OUTPUT_BYTES};

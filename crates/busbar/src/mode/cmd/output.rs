@@ -27,11 +27,7 @@ pub(super) struct Capture {
 impl Capture {
     /// Creates an empty capture that keeps at most `limit` bytes.
     pub(super) fn new(limit: usize) -> Capture {
-        Capture {
-            bytes: Vec::new(),
-            limit,
-            truncated: false,
-        }
+        Capture { bytes: Vec::new(), limit, truncated: false }
     }
 
     /// Keeps as much of `chunk` as the bound allows and drops the rest.
@@ -40,8 +36,7 @@ impl Capture {
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.bytes
-            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
 
     /// Decodes the kept bytes as UTF-8, replacing invalid sequences.
@@ -64,11 +59,7 @@ impl Capture {
                 }
             }
         };
-        Text {
-            text,
-            lossy,
-            truncated,
-        }
+        Text { text, lossy, truncated }
     }
 }
 
@@ -97,11 +88,7 @@ pub(crate) struct CommandOutput {
 impl CommandOutput {
     /// Creates the output of a process that ended with `status`.
     pub(super) fn new(status: ExitStatus, stdout: Text, stderr: Text) -> CommandOutput {
-        CommandOutput {
-            status,
-            stdout,
-            stderr,
-        }
+        CommandOutput { status, stdout, stderr }
     }
 
     /// Returns `true` if the program exited with code 0.
@@ -120,11 +107,13 @@ impl CommandOutput {
     }
 
     /// Returns the captured stdout, empty if it went to `stdout_file`.
+    #[cfg(test)]
     pub(crate) fn stdout(&self) -> &str {
         &self.stdout.text
     }
 
     /// Returns the captured stderr, empty if it went to `stderr_file`.
+    #[cfg(test)]
     pub(crate) fn stderr(&self) -> &str {
         &self.stderr.text
     }
@@ -153,12 +142,7 @@ impl CommandOutput {
     /// "exited with code 2: ls: cannot access 'x': No such file or directory".
     pub(crate) fn describe_failure(&self) -> String {
         let mut description = sys::describe_exit(self.status);
-        let first_line = self
-            .stderr
-            .text
-            .lines()
-            .map(str::trim)
-            .find(|line| !line.is_empty());
+        let first_line = self.stderr.text.lines().map(str::trim).find(|line| !line.is_empty());
         if let Some(line) = first_line {
             description.push_str(": ");
             match line.char_indices().nth(FAILURE_LINE_LIMIT) {
@@ -195,21 +179,14 @@ pub(crate) enum CommandOutcome {
 
 impl CommandOutcome {
     /// Returns `true` if the program ended on its own with exit code 0.
+    #[cfg(test)]
     pub(crate) fn is_success(&self) -> bool {
         matches!(self, CommandOutcome::Exited { output } if output.is_success())
     }
 
     /// Returns the output, whatever the ending.
+    #[cfg(test)]
     pub(crate) fn output(&self) -> &CommandOutput {
-        match self {
-            CommandOutcome::Exited { output }
-            | CommandOutcome::TimedOut { output }
-            | CommandOutcome::Cancelled { output } => output,
-        }
-    }
-
-    /// Returns the output, whatever the ending.
-    pub(crate) fn into_output(self) -> CommandOutput {
         match self {
             CommandOutcome::Exited { output }
             | CommandOutcome::TimedOut { output }
@@ -219,6 +196,7 @@ impl CommandOutcome {
 
     /// Describes why this is a failure: "exited with code 2: …", "timed out; killed by signal
     /// 15 (SIGTERM)", "cancelled; …".
+    #[cfg(test)]
     pub(crate) fn describe_failure(&self) -> String {
         match self {
             CommandOutcome::Exited { output } => output.describe_failure(),

@@ -72,17 +72,11 @@ impl<'a> Pipes<'a> {
         limit: usize,
     ) -> io::Result<Pipes<'a>> {
         let stdin = match stdin {
-            Some(pipe) => Some(Feeder {
-                pipe: non_blocking(pipe.into())?,
-                rest: input,
-            }),
+            Some(pipe) => Some(Feeder { pipe: non_blocking(pipe.into())?, rest: input }),
             None => None,
         };
         let drain = |pipe: Option<OwnedFd>| -> io::Result<Drain> {
-            Ok(Drain {
-                pipe: pipe.map(non_blocking).transpose()?,
-                capture: Capture::new(limit),
-            })
+            Ok(Drain { pipe: pipe.map(non_blocking).transpose()?, capture: Capture::new(limit) })
         };
         Ok(Pipes {
             stdin,
@@ -108,20 +102,12 @@ impl<'a> Pipes<'a> {
     ///
     /// Fails only if poll(2) itself fails. A broken or failing pipe is closed and counts as
     /// finished, because nothing more can come through it.
-    pub(super) fn pump(
-        &mut self,
-        exit: Option<BorrowedFd<'_>>,
-        timeout: Duration,
-    ) -> io::Result<()> {
+    pub(super) fn pump(&mut self, exit: Option<BorrowedFd<'_>>, timeout: Duration) -> io::Result<()> {
         // At most four entries, in a fixed order: exit, stdin, stdout, stderr.
         let mut fds = Vec::with_capacity(4);
         let mut watch = |fd: Option<BorrowedFd<'_>>, events: libc::c_short| {
             fd.map(|fd| {
-                fds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events,
-                    revents: 0,
-                });
+                fds.push(libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 });
                 fds.len() - 1
             })
         };

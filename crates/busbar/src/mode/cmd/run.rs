@@ -91,11 +91,7 @@ pub(crate) fn run(
     // The command holds the parent's copies of the output files; close them now.
     drop(command);
     let child = spawned.map_err(|error| CommandRunError::spawn(&spec.executable, error))?;
-    let mut running = Running {
-        child,
-        is_reaped: false,
-        grace: options.kill_grace,
-    };
+    let mut running = Running { child, is_reaped: false, grace: options.kill_grace };
     supervise(&mut running, spec, deadline, is_cancelled, options)
         .map_err(|error| CommandRunError::supervise(&spec.executable, error))
 }
@@ -188,11 +184,7 @@ fn supervise(
             kill_at = None;
         }
 
-        let interval = if exited || exit_fd.is_some() {
-            CHECK_INTERVAL
-        } else {
-            EXIT_POLL_INTERVAL
-        };
+        let interval = if exited || exit_fd.is_some() { CHECK_INTERVAL } else { EXIT_POLL_INTERVAL };
         let mut wake = now + interval;
         if stop.is_none() {
             wake = wake.min(deadline);
@@ -256,11 +248,7 @@ fn prepare(spec: &CommandSpec, options: &RunOptions) -> Result<Command, CommandR
         command.current_dir(cwd);
     }
     let has_input = spec.stdin.as_deref().is_some_and(|input| !input.is_empty());
-    command.stdin(if has_input {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    command.stdin(if has_input { Stdio::piped() } else { Stdio::null() });
     let (stdout, stderr) = output_files(spec)?;
     command.stdout(stdout.map_or_else(Stdio::piped, Stdio::from));
     command.stderr(stderr.map_or_else(Stdio::piped, Stdio::from));
@@ -274,9 +262,7 @@ fn prepare(spec: &CommandSpec, options: &RunOptions) -> Result<Command, CommandR
 /// follow each other instead of overwriting each other from separate offsets.
 fn output_files(spec: &CommandSpec) -> Result<(Option<File>, Option<File>), CommandRunError> {
     let open = |field, path: &Option<PathBuf>| {
-        path.as_deref()
-            .map(|path| open_output(spec.cwd.as_deref(), field, path))
-            .transpose()
+        path.as_deref().map(|path| open_output(spec.cwd.as_deref(), field, path)).transpose()
     };
     let stdout = open("stdout_file", &spec.stdout_file)?;
     let stderr = open("stderr_file", &spec.stderr_file)?;
@@ -294,11 +280,7 @@ fn output_files(spec: &CommandSpec) -> Result<(Option<File>, Option<File>), Comm
 
 /// Creates (or truncates) an output file. A relative path is taken relative to `cwd`, where the
 /// program runs, as a shell redirection after `cd` would.
-fn open_output(
-    cwd: Option<&Path>,
-    field: &'static str,
-    path: &Path,
-) -> Result<File, CommandRunError> {
+fn open_output(cwd: Option<&Path>, field: &'static str, path: &Path) -> Result<File, CommandRunError> {
     let path = match cwd {
         Some(cwd) if path.is_relative() => cwd.join(path),
         _ => path.to_path_buf(),

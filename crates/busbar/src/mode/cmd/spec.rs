@@ -7,15 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 /// The fields a cmd event's data may have, in the order error messages list them.
-const FIELDS: [&str; 7] = [
-    "executable",
-    "args",
-    "cwd",
-    "env",
-    "stdin",
-    "stdout_file",
-    "stderr_file",
-];
+const FIELDS: [&str; 7] = ["executable", "args", "cwd", "env", "stdin", "stdout_file", "stderr_file"];
 
 /// The longest piece of user input quoted back in an error message, in characters.
 const QUOTE_LIMIT: usize = 64;
@@ -60,40 +52,22 @@ impl CommandSpec {
     /// JSON value is accepted as input; none makes this panic.
     pub(crate) fn from_value(data: &Value) -> Result<CommandSpec, CommandSpecError> {
         let Value::Object(map) = data else {
-            return Err(CommandSpecError::new(
-                None,
-                SpecErrorKind::NotAnObject {
-                    found: type_name(data),
-                },
-            ));
+            return Err(CommandSpecError::new(None, SpecErrorKind::NotAnObject { found: type_name(data) }));
         };
         if let Some(name) = map.keys().find(|name| !FIELDS.contains(&name.as_str())) {
-            return Err(CommandSpecError::new(
-                None,
-                SpecErrorKind::UnknownField { name: quote(name) },
-            ));
+            return Err(CommandSpecError::new(None, SpecErrorKind::UnknownField { name: quote(name) }));
         }
         let executable = match field(map, "executable") {
             Some(value) => non_empty(text(value, "executable")?, "executable")?,
-            None => {
-                return Err(CommandSpecError::new(
-                    Some("executable"),
-                    SpecErrorKind::Missing,
-                ))
-            }
+            None => return Err(CommandSpecError::new(Some("executable"), SpecErrorKind::Missing)),
         };
         Ok(CommandSpec {
             executable,
-            args: field(map, "args")
-                .map(args)
-                .transpose()?
-                .unwrap_or_default(),
+            args: field(map, "args").map(args).transpose()?.unwrap_or_default(),
             cwd: path(map, "cwd")?,
             env: field(map, "env").map(env).transpose()?.unwrap_or_default(),
             // Bytes for a pipe, so NUL is fine here.
-            stdin: field(map, "stdin")
-                .map(|value| string(value, "stdin").map(str::to_owned))
-                .transpose()?,
+            stdin: field(map, "stdin").map(|value| string(value, "stdin").map(str::to_owned)).transpose()?,
             stdout_file: path(map, "stdout_file")?,
             stderr_file: path(map, "stderr_file")?,
         })
@@ -114,10 +88,7 @@ fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 fn text(value: &Value, name: &'static str) -> Result<String, CommandSpecError> {
     let text = string(value, name)?;
     if text.contains('\0') {
-        return Err(CommandSpecError::new(
-            Some(name),
-            SpecErrorKind::Nul { at: None },
-        ));
+        return Err(CommandSpecError::new(Some(name), SpecErrorKind::Nul { at: None }));
     }
     Ok(text.to_owned())
 }
@@ -127,10 +98,7 @@ fn string<'a>(value: &'a Value, name: &'static str) -> Result<&'a str, CommandSp
     value.as_str().ok_or_else(|| {
         CommandSpecError::new(
             Some(name),
-            SpecErrorKind::WrongType {
-                expected: "a string",
-                found: type_name(value),
-            },
+            SpecErrorKind::WrongType { expected: "a string", found: type_name(value) },
         )
     })
 }
@@ -145,9 +113,7 @@ fn non_empty(text: String, name: &'static str) -> Result<String, CommandSpecErro
 
 /// Reads an optional, non-empty path field.
 fn path(map: &Map<String, Value>, name: &'static str) -> Result<Option<PathBuf>, CommandSpecError> {
-    field(map, name)
-        .map(|value| Ok(PathBuf::from(non_empty(text(value, name)?, name)?)))
-        .transpose()
+    field(map, name).map(|value| Ok(PathBuf::from(non_empty(text(value, name)?, name)?))).transpose()
 }
 
 /// Reads `args`: an array of strings without NUL.
@@ -156,10 +122,7 @@ fn args(value: &Value) -> Result<Vec<String>, CommandSpecError> {
     let Value::Array(items) = value else {
         return Err(CommandSpecError::new(
             Some("args"),
-            SpecErrorKind::WrongType {
-                expected: EXPECTED,
-                found: type_name(value),
-            },
+            SpecErrorKind::WrongType { expected: EXPECTED, found: type_name(value) },
         ));
     };
     items
@@ -170,18 +133,11 @@ fn args(value: &Value) -> Result<Vec<String>, CommandSpecError> {
             let Value::String(arg) = item else {
                 return Err(CommandSpecError::new(
                     Some("args"),
-                    SpecErrorKind::WrongItem {
-                        expected: EXPECTED,
-                        found: type_name(item),
-                        at,
-                    },
+                    SpecErrorKind::WrongItem { expected: EXPECTED, found: type_name(item), at },
                 ));
             };
             if arg.contains('\0') {
-                return Err(CommandSpecError::new(
-                    Some("args"),
-                    SpecErrorKind::Nul { at: Some(at) },
-                ));
+                return Err(CommandSpecError::new(Some("args"), SpecErrorKind::Nul { at: Some(at) }));
             }
             Ok(arg.clone())
         })
@@ -194,10 +150,7 @@ fn env(value: &Value) -> Result<BTreeMap<String, String>, CommandSpecError> {
     let Value::Object(vars) = value else {
         return Err(CommandSpecError::new(
             Some("env"),
-            SpecErrorKind::WrongType {
-                expected: EXPECTED,
-                found: type_name(value),
-            },
+            SpecErrorKind::WrongType { expected: EXPECTED, found: type_name(value) },
         ));
     };
     vars.iter()
@@ -214,18 +167,11 @@ fn env(value: &Value) -> Result<BTreeMap<String, String>, CommandSpecError> {
             let Value::String(text) = item else {
                 return Err(CommandSpecError::new(
                     Some("env"),
-                    SpecErrorKind::WrongItem {
-                        expected: EXPECTED,
-                        found: type_name(item),
-                        at,
-                    },
+                    SpecErrorKind::WrongItem { expected: EXPECTED, found: type_name(item), at },
                 ));
             };
             if text.contains('\0') {
-                return Err(CommandSpecError::new(
-                    Some("env"),
-                    SpecErrorKind::Nul { at: Some(at) },
-                ));
+                return Err(CommandSpecError::new(Some("env"), SpecErrorKind::Nul { at: Some(at) }));
             }
             Ok((name.clone(), text.clone()))
         })
@@ -325,6 +271,7 @@ impl CommandSpecError {
 
     /// Returns the name of the field at fault, or `None` if the data as a whole was wrong
     /// (not an object, or an unknown field).
+    #[cfg(test)]
     pub(crate) fn field(&self) -> Option<&'static str> {
         self.field
     }
@@ -344,10 +291,9 @@ impl fmt::Display for CommandSpecError {
         f.write_str("cmd event data: ")?;
         let field = self.field.unwrap_or("data");
         match &self.kind {
-            SpecErrorKind::NotAnObject { found } => write!(
-                f,
-                "expected an object with at least an `executable` string, found {found}"
-            ),
+            SpecErrorKind::NotAnObject { found } => {
+                write!(f, "expected an object with at least an `executable` string, found {found}")
+            }
             SpecErrorKind::UnknownField { name } => {
                 write!(f, "unknown field `{name}`, expected one of ")?;
                 for (i, known) in FIELDS.iter().enumerate() {
@@ -364,11 +310,9 @@ impl fmt::Display for CommandSpecError {
             SpecErrorKind::WrongType { expected, found } => {
                 write!(f, "`{field}` must be {expected}, found {found}")
             }
-            SpecErrorKind::WrongItem {
-                expected,
-                found,
-                at,
-            } => write!(f, "`{field}` must be {expected}, found {found} {at}"),
+            SpecErrorKind::WrongItem { expected, found, at } => {
+                write!(f, "`{field}` must be {expected}, found {found} {at}")
+            }
             SpecErrorKind::Empty => write!(f, "`{field}` must not be empty"),
             SpecErrorKind::Nul { at: None } => {
                 write!(f, "`{field}` must not contain NUL bytes")

@@ -34,11 +34,7 @@ impl TempDir {
 
     /// Returns the path of `name` inside the directory, as a string for JSON.
     fn file(&self, name: &str) -> String {
-        self.0
-            .join(name)
-            .to_str()
-            .expect("utf-8 temp path")
-            .to_owned()
+        self.0.join(name).to_str().expect("utf-8 temp path").to_owned()
     }
 }
 
@@ -68,20 +64,12 @@ fn exited(data: Value) -> CommandOutput {
 
 /// Returns the message of the error `data` fails validation with.
 fn spec_error(data: Value) -> String {
-    CommandSpec::from_value(&data)
-        .expect_err("invalid spec")
-        .to_string()
+    CommandSpec::from_value(&data).expect_err("invalid spec").to_string()
 }
 
 /// Returns the error running `data` fails with.
 fn run_error(data: Value) -> CommandRunError {
-    run(
-        &spec(data),
-        Instant::now() + PATIENCE,
-        &|| false,
-        &RunOptions::default(),
-    )
-    .expect_err("run fails")
+    run(&spec(data), Instant::now() + PATIENCE, &|| false, &RunOptions::default()).expect_err("run fails")
 }
 
 /// Polls `done` until it returns `true` or `PATIENCE` runs out; returns its last answer.
@@ -102,9 +90,7 @@ fn sleep_is_gone(pid: &str) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
         return true;
     };
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
     !stat.contains("(sleep)") || state == Some('Z')
 }
 
@@ -129,10 +115,7 @@ fn exit_nonzero() {
     }));
     assert!(!output.is_success());
     assert_eq!(output.returncode(), Some(2));
-    assert_eq!(
-        output.describe_failure(),
-        "exited with code 2: no such thing"
-    );
+    assert_eq!(output.describe_failure(), "exited with code 2: no such thing");
 }
 
 #[test]
@@ -163,15 +146,8 @@ fn stdin() {
 fn stdin_large() {
     // cat echoes while it is fed: feeding 4 MiB before reading anything would deadlock.
     let input = "0123456789abcdef".repeat(256 * 1024);
-    let options = RunOptions {
-        max_output_bytes: 8 << 20,
-        ..RunOptions::default()
-    };
-    let outcome = run_with(
-        json!({"executable": "cat", "stdin": input}),
-        PATIENCE,
-        &options,
-    );
+    let options = RunOptions { max_output_bytes: 8 << 20, ..RunOptions::default() };
+    let outcome = run_with(json!({"executable": "cat", "stdin": input}), PATIENCE, &options);
     assert!(outcome.is_success(), "{outcome:?}");
     assert_eq!(outcome.output().stdout().len(), input.len());
 }
@@ -188,10 +164,7 @@ fn cwd() {
     let dir = TempDir::new("cwd");
     let output = exited(json!({"executable": "pwd", "cwd": dir.0}));
     let reported = output.stdout().trim_end();
-    assert_eq!(
-        fs::canonicalize(reported).expect("pwd output"),
-        fs::canonicalize(&dir.0).expect("temp dir")
-    );
+    assert_eq!(fs::canonicalize(reported).expect("pwd output"), fs::canonicalize(&dir.0).expect("temp dir"));
 }
 
 #[test]
@@ -212,10 +185,7 @@ fn redirect() {
     }));
     assert_eq!((output.stdout(), output.stderr()), ("", ""));
     let read = |name| fs::read_to_string(dir.0.join(name)).expect("output file");
-    assert_eq!(
-        (read("out.txt"), read("err.txt")),
-        ("out\n".into(), "err\n".into())
-    );
+    assert_eq!((read("out.txt"), read("err.txt")), ("out\n".into(), "err\n".into()));
 
     // One file for both streams keeps their order, like `>both.txt 2>&1`.
     exited(json!({
@@ -234,10 +204,7 @@ fn metacharacters() {
 
 #[test]
 fn truncated() {
-    let options = RunOptions {
-        max_output_bytes: 1000,
-        ..RunOptions::default()
-    };
+    let options = RunOptions { max_output_bytes: 1000, ..RunOptions::default() };
     // 5 MB is far more than a pipe holds: the child finishes only if the bus keeps reading.
     let data = json!({"executable": "sh", "args": ["-c", "head -c 5000000 /dev/zero; echo e >&2"]});
     let CommandOutcome::Exited { output } = run_with(data, PATIENCE, &options) else {
@@ -254,15 +221,8 @@ fn truncated() {
 fn endless_output() {
     // `yes` writes as fast as the bus reads; the deadline must still be noticed.
     let start = Instant::now();
-    let outcome = run_with(
-        json!({"executable": "yes"}),
-        Duration::from_millis(300),
-        &RunOptions::default(),
-    );
-    assert!(
-        matches!(outcome, CommandOutcome::TimedOut { .. }),
-        "{outcome:?}"
-    );
+    let outcome = run_with(json!({"executable": "yes"}), Duration::from_millis(300), &RunOptions::default());
+    assert!(matches!(outcome, CommandOutcome::TimedOut { .. }), "{outcome:?}");
     assert!(start.elapsed() < PATIENCE);
     assert_eq!(outcome.output().stdout().len(), DEFAULT_MAX_OUTPUT_BYTES);
 }
@@ -275,24 +235,11 @@ fn non_utf8() {
     assert_eq!(output.to_json()["stderr_lossy"], false);
 
     // A bound that splits a character drops its first byte instead of reporting bad UTF-8.
-    let options = RunOptions {
-        max_output_bytes: 2,
-        ..RunOptions::default()
-    };
-    let outcome = run_with(
-        json!({"executable": "printf", "args": ["aé"]}),
-        PATIENCE,
-        &options,
-    );
+    let options = RunOptions { max_output_bytes: 2, ..RunOptions::default() };
+    let outcome = run_with(json!({"executable": "printf", "args": ["aé"]}), PATIENCE, &options);
     let json = outcome.output().to_json();
     assert_eq!(json["stdout"], "a");
-    assert_eq!(
-        (
-            json["stdout_lossy"].clone(),
-            json["stdout_truncated"].clone()
-        ),
-        (json!(false), json!(true))
-    );
+    assert_eq!((json["stdout_lossy"].clone(), json["stdout_truncated"].clone()), (json!(false), json!(true)));
 }
 
 #[test]
@@ -309,21 +256,12 @@ fn timeout_kills_group() {
     let CommandOutcome::TimedOut { output } = &outcome else {
         panic!("expected a timeout, got {outcome:?}");
     };
-    assert!(
-        elapsed >= limit && elapsed < limit + PATIENCE,
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= limit && elapsed < limit + PATIENCE, "{elapsed:?}");
     assert_eq!(output.signal(), Some(libc::SIGTERM));
-    assert_eq!(
-        outcome.describe_failure(),
-        "timed out; killed by signal 15 (SIGTERM)"
-    );
+    assert_eq!(outcome.describe_failure(), "timed out; killed by signal 15 (SIGTERM)");
     let grandchild = output.stdout();
     assert!(!grandchild.trim().is_empty(), "sh printed no pid");
-    assert!(
-        eventually(|| sleep_is_gone(grandchild)),
-        "{grandchild} survived"
-    );
+    assert!(eventually(|| sleep_is_gone(grandchild)), "{grandchild} survived");
 }
 
 /// Returns a cancel check that answers `true` once `path` holds a complete line.
@@ -340,22 +278,11 @@ fn cancel_kills_group() {
         "env": {"PID_FILE": pid_file},
     });
     let is_cancelled = when_written(pid_file.clone());
-    let outcome = run(
-        &spec(data),
-        Instant::now() + PATIENCE,
-        &is_cancelled,
-        &RunOptions::default(),
-    )
-    .expect("run");
-    assert!(
-        matches!(outcome, CommandOutcome::Cancelled { .. }),
-        "{outcome:?}"
-    );
+    let outcome =
+        run(&spec(data), Instant::now() + PATIENCE, &is_cancelled, &RunOptions::default()).expect("run");
+    assert!(matches!(outcome, CommandOutcome::Cancelled { .. }), "{outcome:?}");
     let grandchild = fs::read_to_string(&pid_file).expect("pid file");
-    assert!(
-        eventually(|| sleep_is_gone(&grandchild)),
-        "{grandchild} survived"
-    );
+    assert!(eventually(|| sleep_is_gone(&grandchild)), "{grandchild} survived");
 }
 
 #[test]
@@ -366,22 +293,10 @@ fn sigterm_ignored() {
         "executable": "sh", "args": ["-c", r#"trap '' TERM; echo > "$READY"; sleep 1000"#],
         "env": {"READY": ready},
     });
-    let options = RunOptions {
-        kill_grace: Duration::from_millis(200),
-        ..RunOptions::default()
-    };
+    let options = RunOptions { kill_grace: Duration::from_millis(200), ..RunOptions::default() };
     let start = Instant::now();
-    let outcome = run(
-        &spec(data),
-        Instant::now() + PATIENCE,
-        &when_written(ready),
-        &options,
-    )
-    .expect("run");
-    assert!(
-        matches!(outcome, CommandOutcome::Cancelled { .. }),
-        "{outcome:?}"
-    );
+    let outcome = run(&spec(data), Instant::now() + PATIENCE, &when_written(ready), &options).expect("run");
+    assert!(matches!(outcome, CommandOutcome::Cancelled { .. }), "{outcome:?}");
     assert_eq!(outcome.output().signal(), Some(libc::SIGKILL));
     assert!(start.elapsed() < PATIENCE);
 }
@@ -394,26 +309,14 @@ fn leftovers_killed() {
     assert!(output.is_success());
     assert!(start.elapsed() < PATIENCE);
     let grandchild = output.stdout();
-    assert!(
-        eventually(|| sleep_is_gone(grandchild)),
-        "{grandchild} survived"
-    );
+    assert!(eventually(|| sleep_is_gone(grandchild)), "{grandchild} survived");
 }
 
 #[test]
 fn deadline_passed() {
     let data = json!({"executable": "sleep", "args": ["1000"]});
-    let outcome = run(
-        &spec(data),
-        Instant::now(),
-        &|| false,
-        &RunOptions::default(),
-    )
-    .expect("run");
-    assert!(
-        matches!(outcome, CommandOutcome::TimedOut { .. }),
-        "{outcome:?}"
-    );
+    let outcome = run(&spec(data), Instant::now(), &|| false, &RunOptions::default()).expect("run");
+    assert!(matches!(outcome, CommandOutcome::TimedOut { .. }), "{outcome:?}");
 }
 
 #[test]
@@ -426,15 +329,11 @@ fn without_pidfd() {
         Duration::from_millis(100),
         &RunOptions::default(),
     );
-    assert!(
-        matches!(outcome, CommandOutcome::TimedOut { .. }),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, CommandOutcome::TimedOut { .. }), "{outcome:?}");
     // Redirected output leaves no pipe at all: only the exit poll can notice the end.
     let dir = TempDir::new("nopidfd");
-    let output = exited(
-        json!({"executable": "true", "stdout_file": dir.file("o"), "stderr_file": dir.file("e")}),
-    );
+    let output =
+        exited(json!({"executable": "true", "stdout_file": dir.file("o"), "stderr_file": dir.file("e")}));
     assert!(output.is_success());
     WITHOUT_PIDFD.set(false);
 }
@@ -442,18 +341,11 @@ fn without_pidfd() {
 #[test]
 fn limits() {
     let options = RunOptions {
-        limits: ProcessLimits {
-            open_files: Some(50),
-            ..ProcessLimits::default()
-        },
+        limits: ProcessLimits { open_files: Some(50), ..ProcessLimits::default() },
         die_with_parent: true,
         ..RunOptions::default()
     };
-    let outcome = run_with(
-        json!({"executable": "sh", "args": ["-c", "ulimit -n"]}),
-        PATIENCE,
-        &options,
-    );
+    let outcome = run_with(json!({"executable": "sh", "args": ["-c", "ulimit -n"]}), PATIENCE, &options);
     assert_eq!(outcome.output().stdout(), "50\n");
 }
 
@@ -466,10 +358,7 @@ fn missing_program() {
     );
     assert!(error.is_permanent());
     let error = run_error(json!({"executable": "/"}));
-    assert!(
-        error.to_string().starts_with("cmd event: cannot run `/`: "),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("cmd event: cannot run `/`: "), "{error}");
     assert!(error.is_permanent());
 }
 
@@ -484,10 +373,7 @@ fn bad_cwd() {
     let dir = TempDir::new("cwdfile");
     fs::write(dir.0.join("file"), "").expect("write file");
     let error = run_error(json!({"executable": "true", "cwd": dir.file("file")}));
-    assert!(
-        error.to_string().ends_with("Not a directory (os error 20)"),
-        "{error}"
-    );
+    assert!(error.to_string().ends_with("Not a directory (os error 20)"), "{error}");
 }
 
 #[test]
@@ -501,26 +387,13 @@ fn bad_output_file() {
     assert!(error.is_permanent());
     let dir = TempDir::new("outdir");
     let error = run_error(json!({"executable": "true", "stderr_file": dir.0}));
-    assert!(
-        error
-            .to_string()
-            .starts_with("cmd event: cannot open `stderr_file`"),
-        "{error}"
-    );
-    assert!(
-        error.to_string().ends_with("Is a directory (os error 21)"),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("cmd event: cannot open `stderr_file`"), "{error}");
+    assert!(error.to_string().ends_with("Is a directory (os error 21)"), "{error}");
 }
 
 #[test]
 fn path_is_not_a_shell() {
     // A program name with a space is one name, not a command line.
     let error = run_error(json!({"executable": "echo hi"}));
-    assert!(
-        error
-            .to_string()
-            .starts_with("cmd event: cannot run `echo hi`"),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("cmd event: cannot run `echo hi`"), "{error}");
 }

@@ -43,20 +43,12 @@ fn no_fd_leak_into_children() {
                 "env": {"READY": ready}, "stdin": "x".repeat(1 << 20),
             });
             let is_cancelled = || done.load(Ordering::SeqCst);
-            run(
-                &spec(data),
-                Instant::now() + PATIENCE,
-                &is_cancelled,
-                &RunOptions::default(),
-            )
+            run(&spec(data), Instant::now() + PATIENCE, &is_cancelled, &RunOptions::default())
         })
     };
     assert!(eventually(when_written(ready)));
     for die_with_parent in [false, true] {
-        let options = RunOptions {
-            die_with_parent,
-            ..RunOptions::default()
-        };
+        let options = RunOptions { die_with_parent, ..RunOptions::default() };
         let allowed = inheritable_fds();
         let outcome = run_with(
             json!({"executable": "ls", "args": ["/proc/self/fd"], "stdin": "x"}),
@@ -73,14 +65,8 @@ fn no_fd_leak_into_children() {
         assert!(leaked.is_empty(), "leaked into child: {leaked:?}");
     }
     done.store(true, Ordering::SeqCst);
-    let outcome = in_flight
-        .join()
-        .expect("in-flight thread")
-        .expect("in-flight run");
-    assert!(
-        matches!(outcome, CommandOutcome::Cancelled { .. }),
-        "{outcome:?}"
-    );
+    let outcome = in_flight.join().expect("in-flight thread").expect("in-flight run");
+    assert!(matches!(outcome, CommandOutcome::Cancelled { .. }), "{outcome:?}");
 }
 
 #[test]
@@ -101,12 +87,8 @@ fn fd_leak_child() {
     ];
     let before = sys::open_fd_count().expect("count fds");
     for data in runs {
-        let _ = run(
-            &spec(data),
-            Instant::now() + Duration::from_millis(50),
-            &|| false,
-            &RunOptions::default(),
-        );
+        let _ =
+            run(&spec(data), Instant::now() + Duration::from_millis(50), &|| false, &RunOptions::default());
     }
     assert_eq!(sys::open_fd_count().expect("count fds"), before);
     println!("{before} descriptors before and after");
@@ -127,18 +109,9 @@ fn no_fd_leak_in_bus() {
         &RunOptions::default(),
     );
     let output = outcome.output();
-    assert!(
-        outcome.is_success(),
-        "{}\n{}",
-        output.stdout(),
-        output.stderr()
-    );
+    assert!(outcome.is_success(), "{}\n{}", output.stdout(), output.stderr());
     // Proof that the child counted rather than skipped.
-    assert!(
-        output.stdout().contains("descriptors before and after"),
-        "{}",
-        output.stdout()
-    );
+    assert!(output.stdout().contains("descriptors before and after"), "{}", output.stdout());
 }
 
 /// Spawns `true` `count` times through `run` with `options` and as often through bare
@@ -165,10 +138,7 @@ fn rate_ratio(count: u32, options: &RunOptions) -> f64 {
 fn spawn_rate() {
     let plain = RunOptions::default();
     let _warm_up = rate_ratio(20, &plain);
-    let forked = RunOptions {
-        die_with_parent: true,
-        ..RunOptions::default()
-    };
+    let forked = RunOptions { die_with_parent: true, ..RunOptions::default() };
     for (name, options) in [("default options", &plain), ("die_with_parent", &forked)] {
         let ratio = rate_ratio(500, options);
         println!("{name}: cmd mode runs `true` at {ratio:.2}x the rate of Command::output");

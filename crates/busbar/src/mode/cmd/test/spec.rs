@@ -60,16 +60,7 @@ fn any_json_is_safe() {
         json!({}),
         json!({"": {"": null}}),
     ];
-    for field in [
-        "executable",
-        "args",
-        "cwd",
-        "env",
-        "stdin",
-        "stdout_file",
-        "stderr_file",
-        "",
-    ] {
+    for field in ["executable", "args", "cwd", "env", "stdin", "stdout_file", "stderr_file", ""] {
         for value in &values {
             let mut data = json!({"executable": "ls"});
             data[field] = value.clone();
