@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::corelet::CoreletConfig;
 
 use crate::backoff::RetryBackoff;
 use crate::bus::DEFAULT_QUEUE_CAPACITY;
@@ -20,6 +22,7 @@ use crate::bus::DEFAULT_QUEUE_CAPACITY;
 /// | `threads` | `BUSBAR_THREADS` | logical cores |
 /// | `queue_capacity` | `BUSBAR_QUEUE_CAPACITY` | 100 000 |
 /// | `retry_backoff` | `BUSBAR_RETRY_BACKOFF` (`immediate`, `fixed:<ms>`, `exponential:<initial ms>:<max ms>[:jitter]`) | `immediate` |
+/// | `[corelet]` | — | see [`CoreletConfig`] |
 ///
 /// In TOML, `retry_backoff` is a table: `{ kind = "immediate" }`,
 /// `{ kind = "fixed", delay_ms = 50 }` or
@@ -46,7 +49,7 @@ use crate::bus::DEFAULT_QUEUE_CAPACITY;
 /// assert_eq!(err.to_string(), "invalid config: `threads` must be at least 1, found 0");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BusConfig {
@@ -55,8 +58,10 @@ pub struct BusConfig {
     /// How many events may wait in the queue.
     pub queue_capacity: usize,
     /// The pause between a failed attempt and its retry.
-    #[serde(with = "backoff_table")]
+    #[serde(deserialize_with = "backoff_table::deserialize")]
     pub retry_backoff: RetryBackoff,
+    /// How corelet processes are started, limited and retired (the `[corelet]` table).
+    pub corelet: CoreletConfig,
 }
 
 impl Default for BusConfig {
@@ -65,6 +70,7 @@ impl Default for BusConfig {
             threads: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             retry_backoff: RetryBackoff::Immediate,
+            corelet: CoreletConfig::default(),
         }
     }
 }
@@ -163,10 +169,10 @@ impl BusConfig {
     ///
     /// Fails if `threads` or `queue_capacity` is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match check(self.threads, self.queue_capacity) {
-            Some(reason) => Err(ConfigError::new(None, reason)),
-            None => Ok(()),
+        if let Some(reason) = check(self.threads, self.queue_capacity) {
+            return Err(ConfigError::new(None, reason));
         }
+        self.corelet.validate().map_err(|error| ConfigError::new(None, error.to_string()))
     }
 
     fn checked(self, path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -242,11 +248,11 @@ impl std::error::Error for ConfigError {}
 mod backoff_table {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer};
 
     use crate::backoff::RetryBackoff;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     #[serde(tag = "kind", rename_all = "snake_case")]
     enum Table {
         Immediate,
@@ -259,18 +265,6 @@ mod backoff_table {
             #[serde(default)]
             jitter: bool,
         },
-    }
-
-    pub(super) fn serialize<S: Serializer>(backoff: &RetryBackoff, serializer: S) -> Result<S::Ok, S::Error> {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let table = match *backoff {
-            RetryBackoff::Immediate => Table::Immediate,
-            RetryBackoff::Fixed(delay) => Table::Fixed { delay_ms: ms(delay) },
-            RetryBackoff::Exponential { initial, max, jitter } => {
-                Table::Exponential { initial_ms: ms(initial), max_ms: ms(max), jitter }
-            }
-        };
-        table.serialize(serializer)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RetryBackoff, D::Error> {

@@ -148,6 +148,7 @@ pub use crate::backoff::RetryBackoff;
 pub use crate::bus::{EventBus, EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use crate::config::{BusConfig, ConfigError};
 pub use crate::context::EventContext;
+pub use crate::corelet::{CoreletConfig, CoreletOutput};
 pub use crate::error::{
     EventExecutionError, InvalidEventError, NoHandlerAvailableError, ParseModeError, PayloadError,
     PublishError,
@@ -157,7 +158,8 @@ pub use crate::factory::EventFactory;
 pub use crate::handle::{EventFuture, EventHandle};
 pub use crate::handler::{handler_fn, EventHandler, HandlerError, HandlerResult};
 pub use crate::mode::{
-    ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD,
+    corelet_main, ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC,
+    EXECUTION_MODE_THREAD,
 };
 pub use crate::result::{ErrorKind, EventResult};
 pub use crate::stats::BusStats;

@@ -53,6 +53,19 @@ pub struct BusStats {
     pub workers: u64,
     /// Workers replaced because their handler ran past its deadline.
     pub replaced_workers: u64,
+    /// Corelet processes alive now (idle or serving).
+    pub corelets: u64,
+    /// Corelet processes started.
+    pub corelet_spawns: u64,
+    /// Corelet processes that failed to start or to complete the handshake.
+    pub corelet_start_failures: u64,
+    /// Corelet processes that died by themselves (crash, exit, signal from elsewhere).
+    pub corelet_crashes: u64,
+    /// Corelet processes killed by the bus (at a deadline, for breaking the protocol, at
+    /// `shutdown_now`).
+    pub corelet_kills: u64,
+    /// Corelet processes retired on purpose (request count, memory size, idle time).
+    pub corelet_recycles: u64,
 }
 
 /// The live counters behind [`BusStats`].

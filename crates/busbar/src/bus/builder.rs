@@ -5,6 +5,7 @@ use std::fmt;
 use super::{EventBus, Shared};
 use crate::backoff::RetryBackoff;
 use crate::config::BusConfig;
+use crate::corelet::CoreletConfig;
 use crate::factory::EventFactory;
 
 /// The default capacity of the queue of a bus: events beyond it wait in `publish`.
@@ -36,6 +37,7 @@ pub struct EventBusBuilder {
     queue_capacity: Option<usize>,
     retry_backoff: RetryBackoff,
     factory: Option<EventFactory>,
+    corelet: CoreletConfig,
 }
 
 impl EventBusBuilder {
@@ -68,11 +70,18 @@ impl EventBusBuilder {
         self
     }
 
+    /// Sets how corelet processes are started, limited and retired (see [`CoreletConfig`]).
+    pub fn corelet(mut self, corelet: CoreletConfig) -> Self {
+        self.corelet = corelet;
+        self
+    }
+
     /// Takes every setting from `config`.
     pub fn config(mut self, config: &BusConfig) -> Self {
         self.threads = config.threads;
         self.queue_capacity = Some(config.queue_capacity);
         self.retry_backoff = config.retry_backoff;
+        self.corelet = config.corelet.clone();
         self
     }
 
@@ -80,22 +89,28 @@ impl EventBusBuilder {
     ///
     /// # Errors
     ///
-    /// Fails if `threads` or `queue_capacity` is zero.
+    /// Fails if `threads` or `queue_capacity` is zero, or a corelet setting is out of range.
     pub fn build(self) -> Result<EventBus, EventBusBuildError> {
-        if let Some(reason) =
-            crate::config::check(self.threads, self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY))
-        {
+        let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        if let Some(reason) = crate::config::check(self.threads, capacity) {
             return Err(EventBusBuildError { reason });
+        }
+        if let Err(error) = self.corelet.validate() {
+            return Err(EventBusBuildError { reason: error.to_string() });
         }
         Ok(self.build_infallible())
     }
 
     /// Builds a bus whose settings were checked (or are defaults).
     pub(crate) fn build_infallible(self) -> EventBus {
+        EventBus::from_shared(self.into_shared())
+    }
+
+    pub(crate) fn into_shared(self) -> Shared {
         let threads = self.threads.unwrap_or_else(default_threads).max(1);
         let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY).max(1);
         let factory = self.factory.unwrap_or_default();
-        EventBus::from_shared(Shared::new(factory, threads, capacity, self.retry_backoff))
+        Shared::new(factory, threads, capacity, self.retry_backoff, self.corelet)
     }
 }
 

@@ -10,6 +10,7 @@ pub use builder::{EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub(crate) use shared::{enter_worker, Shared};
 
 use crate::config::BusConfig;
+use crate::corelet::ChildLink;
 use crate::error::PublishError;
 use crate::event::Event;
 use crate::factory::EventFactory;
@@ -112,6 +113,17 @@ impl EventBus {
         // Freshly created, so the cell is empty.
         let _ = shared.owner.set(Arc::downgrade(&owner));
         EventBus { shared, owner: Some(owner) }
+    }
+
+    /// The bus inside a corelet child: same handlers, publishing forwards to the parent.
+    pub(crate) fn forwarding_to_parent(factory: EventFactory, link: ChildLink) -> Self {
+        let mut shared = EventBusBuilder::new().factory(factory).threads(1).into_shared();
+        shared.forward_to(link);
+        Self::from_shared(shared)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// A handle for a handler's context: owning while any owning handle exists.

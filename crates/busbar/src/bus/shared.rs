@@ -9,11 +9,12 @@ use super::Owner;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
 use crate::context;
+use crate::corelet::{ChildLink, CoreletConfig, CoreletPool, CoreletStats};
 use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
 use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
-use crate::mode::cmd::RunOptions;
+use crate::mode::{self, cmd::RunOptions};
 use crate::pool::{Admission, Job, Pool, PushError};
 use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
@@ -37,6 +38,13 @@ pub(crate) struct Shared {
     counters: Counters,
     /// How cmd events run their programs.
     command_options: RunOptions,
+    /// How corelet events' processes are started and limited.
+    corelet_config: CoreletConfig,
+    /// The corelet pool, created by the first corelet event (it starts a thread). A pool that
+    /// cannot be set up is remembered as the reason, given to every corelet event.
+    corelets: OnceLock<Result<CoreletPool, String>>,
+    /// Set in a corelet child: events published there go to the parent's bus.
+    forward: Option<ChildLink>,
     /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
     pub(super) owner: OnceLock<Weak<Owner>>,
     /// Serialises graceful shutdowns: a second caller waits for the first to finish.
@@ -68,7 +76,10 @@ impl Shared {
         threads: usize,
         queue_capacity: usize,
         backoff: RetryBackoff,
+        mut corelet_config: CoreletConfig,
     ) -> Self {
+        // "Default: the thread count" for the corelet pool.
+        corelet_config.pool_size.get_or_insert(threads);
         Shared {
             factory,
             pool: Pool::new(threads, queue_capacity),
@@ -81,6 +92,9 @@ impl Shared {
             joiners: AtomicUsize::new(0),
             counters: Counters::default(),
             command_options: RunOptions::default(),
+            corelet_config,
+            corelets: OnceLock::new(),
+            forward: None,
             owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
         }
@@ -100,6 +114,20 @@ impl Shared {
 
     pub(crate) fn command_options(&self) -> &RunOptions {
         &self.command_options
+    }
+
+    /// Makes this the bus of a corelet child: publishing forwards to the parent.
+    pub(super) fn forward_to(&mut self, link: ChildLink) {
+        self.forward = Some(link);
+    }
+
+    /// Returns the corelet pool, creating it on first use.
+    pub(crate) fn corelets(&self) -> Result<&CoreletPool, &str> {
+        let pool = self.corelets.get_or_init(|| {
+            CoreletPool::new(self.corelet_config.clone())
+                .map_err(|error| format!("cannot start corelets: {error}"))
+        });
+        pool.as_ref().map_err(String::as_str)
     }
 
     pub(crate) fn is_killed(&self) -> bool {
@@ -145,13 +173,17 @@ impl Shared {
         if self.is_closed() {
             return Err(PublishError::ShutDown(Box::new(event)));
         }
+        if let Some(link) = &self.forward {
+            return mode::forward_from_child(link, event);
+        }
         // Counted before it can run, so `join` never misses it.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         if !event.mode().is_queued() {
             self.counters.record_published();
             let event = Arc::new(event);
             let result = attempt::run_inline(self, registration.as_deref(), &event);
-            self.finished(&result);
+            self.counters.record_result(&result);
+            self.leave_flight();
             return Ok(EventHandle::ready(result));
         }
         self.enqueue(event, registration, admission)
@@ -198,13 +230,15 @@ impl Shared {
     pub(crate) fn resolve(&self, job: Job, result: EventResult) {
         let started = job.started.unwrap_or_else(Instant::now);
         let result = attempt::finish(result, &job.event, job.attempts_made, started);
-        self.finished(&result);
-        // The receiver may be gone (handle dropped): the event still counted as finished.
+        self.counters.record_result(&result);
+        // The receiver may be gone (handle dropped): the event still counts as finished.
         let _ = job.reply.send(result);
+        // Only now, so that after `join` every handle holds its result.
+        self.leave_flight();
     }
 
-    fn finished(&self, result: &EventResult) {
-        self.counters.record_result(result);
+    /// Counts one accepted event as finished and wakes joiners if any wait.
+    fn leave_flight(&self) {
         // SeqCst on both sides (here: decrement, then load `joiners`; in `join`: increment
         // `joiners`, then load `in_flight`) means at least one of us sees the other's write:
         // either we wake the joiner, or the joiner sees the new count.
@@ -257,6 +291,9 @@ impl Shared {
         let _serialised = self.shutdown_lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.join();
         self.pool.stop_and_join();
+        if let Some(Ok(corelets)) = self.corelets.get() {
+            corelets.shutdown();
+        }
     }
 
     pub(crate) fn shutdown_now(&self) {
@@ -267,10 +304,23 @@ impl Shared {
         for job in self.pool.cancel_all() {
             self.resolve(job, attempt::cancelled());
         }
+        if let Some(Ok(corelets)) = self.corelets.get() {
+            corelets.kill_all();
+        }
     }
 
     pub(crate) fn stats(&self) -> BusStats {
+        let corelets = match self.corelets.get() {
+            Some(Ok(pool)) => pool.stats(),
+            _ => CoreletStats::default(),
+        };
         BusStats {
+            corelets: corelets.live as u64,
+            corelet_spawns: corelets.spawns,
+            corelet_start_failures: corelets.start_failures,
+            corelet_crashes: corelets.crashes,
+            corelet_kills: corelets.kills,
+            corelet_recycles: corelets.recycles + corelets.idle_exits,
             in_flight: self.in_flight() as u64,
             queued: self.pool.queue.len() as u64,
             workers: self.pool.live_workers() as u64,

@@ -108,27 +108,7 @@ impl Channel {
     /// Uses `MSG_NOSIGNAL`: a peer that died makes the send fail with `EPIPE` instead of
     /// raising `SIGPIPE`, which would kill a host process that did not ignore it.
     pub(crate) fn write_frame(&mut self, sealed: &[u8], deadline: Option<Instant>) -> Result<(), FrameError> {
-        let mut sent = 0;
-        while sent < sealed.len() {
-            let rest = &sealed[sent..];
-            // SAFETY: the descriptor is open while `self.stream` lives, and the pointer and
-            // length describe the initialised bytes of `rest`, which the kernel only reads.
-            let n = unsafe {
-                libc::send(self.stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
-            };
-            match usize::try_from(n) {
-                Ok(n) => sent += n,
-                Err(_) => {
-                    let error = io::Error::last_os_error();
-                    match error.kind() {
-                        io::ErrorKind::Interrupted => {}
-                        io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT, deadline)?,
-                        _ => return Err(FrameError::Io(error)),
-                    }
-                }
-            }
-        }
-        Ok(())
+        send_all(&self.stream, sealed, |events| self.wait(events, deadline))
     }
 
     /// Reads a frame too large for the buffer into an allocation of its own.
@@ -229,4 +209,39 @@ fn wait(stream: &UnixStream, events: libc::c_short, deadline: Option<Instant>) -
             return Ok(());
         }
     }
+}
+
+/// Sends a sealed frame on the child's blocking socket (for publications from any thread).
+pub(crate) fn send_blocking(stream: &UnixStream, sealed: &[u8]) -> Result<(), FrameError> {
+    // A blocking socket never reports `WouldBlock`; if it somehow did, waiting for writability
+    // without a deadline is what blocking means.
+    send_all(stream, sealed, |_| Ok(()))
+}
+
+/// Sends all of `sealed` with `MSG_NOSIGNAL`, calling `wait_writable` when the socket is full.
+fn send_all(
+    stream: &UnixStream,
+    sealed: &[u8],
+    mut wait_writable: impl FnMut(libc::c_short) -> Result<(), FrameError>,
+) -> Result<(), FrameError> {
+    let mut sent = 0;
+    while sent < sealed.len() {
+        let rest = &sealed[sent..];
+        // SAFETY: the descriptor is open while `stream` is borrowed, and the pointer and length
+        // describe the initialised bytes of `rest`, which the kernel only reads.
+        let n =
+            unsafe { libc::send(stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+        match usize::try_from(n) {
+            Ok(n) => sent += n,
+            Err(_) => {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock => wait_writable(libc::POLLOUT)?,
+                    _ => return Err(FrameError::Io(error)),
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,10 +4,11 @@ use std::ffi::OsStr;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
-use super::channel::Channel;
+use super::channel::{self, Channel};
 use super::frame::{FrameError, DEFAULT_MAX_FRAME};
 use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::panic;
@@ -27,16 +28,62 @@ const EXIT_NO_CHANNEL: i32 = 71;
 /// Set once the channel descriptor has been claimed, so that it is owned only once.
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
-/// How a handler running in a child publishes a follow-up event.
+/// How a handler running in a child publishes follow-up events: an owned, cloneable handle on
+/// the channel, so the bus inside the child can keep it.
 ///
-/// The event is sent to the parent at once, ahead of the reply. It fails only if the event
-/// does not fit in a frame or the parent has gone away.
-pub(crate) type Publisher<'a> = dyn FnMut(Value) -> Result<(), FrameError> + 'a;
+/// An event is sent to the parent at once, ahead of the reply, and only while a request runs:
+/// the parent reads publications only then. Writes are serialised, so a handler's threads may
+/// publish concurrently without interleaving frames.
+#[derive(Clone, Debug)]
+pub(crate) struct ChildLink {
+    inner: Arc<LinkInner>,
+}
+
+#[derive(Debug)]
+struct LinkInner {
+    socket: Arc<UnixStream>,
+    limit: u32,
+    /// The running request's sequence number, `None` between requests. Held while a
+    /// publication is written, so that frames never interleave and none follows the reply.
+    serving: Mutex<Option<u64>>,
+}
+
+impl ChildLink {
+    fn new(channel: &Channel) -> Self {
+        let inner = LinkInner { socket: channel.socket(), limit: channel.limit(), serving: Mutex::new(None) };
+        ChildLink { inner: Arc::new(inner) }
+    }
+
+    /// Sends `event` to the parent, to be published on its bus.
+    ///
+    /// Fails if the event does not fit in a frame, if no request is running
+    /// ([`FrameError::NotServing`]) or if the parent has gone away.
+    pub(crate) fn publish(&self, event: Value) -> Result<(), FrameError> {
+        let serving = self.lock();
+        let seq = serving.ok_or(FrameError::NotServing)?;
+        let frame = message::encode(&ChildMessage::Publish { seq, event }, self.inner.limit)?;
+        channel::send_blocking(&self.inner.socket, &frame)
+    }
+
+    fn begin(&self, seq: u64) {
+        *self.lock() = Some(seq);
+    }
+
+    fn end(&self) {
+        *self.lock() = None;
+    }
+
+    // The guarded value is a plain `Option<u64>`: a panic while holding the lock cannot leave
+    // it inconsistent.
+    fn lock(&self) -> MutexGuard<'_, Option<u64>> {
+        self.inner.serving.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Serves corelet requests and exits if this process is a corelet; returns otherwise.
 ///
 /// The application's `main` calls this first. In a process started by a corelet pool, it
-/// greets the parent, then answers each request with `handle(request, publish)` until the
+/// greets the parent, then answers each request with `handle(request, link)` until the
 /// parent sends `Shutdown` or its end of the channel closes, and exits the process. A panic in
 /// `handle` is caught and sent back as such; the child keeps serving.
 ///
@@ -45,7 +92,7 @@ pub(crate) type Publisher<'a> = dyn FnMut(Value) -> Result<(), FrameError> + 'a;
 #[allow(dead_code)]
 pub(crate) fn serve_if_corelet<H>(handle: H)
 where
-    H: FnMut(Value, &mut Publisher<'_>) -> Value,
+    H: FnMut(Value, &ChildLink) -> Value,
 {
     serve_if_corelet_as(PROTOCOL_VERSION, handle);
 }
@@ -53,7 +100,7 @@ where
 /// [`serve_if_corelet`], greeting with a chosen protocol version (tests fake old children).
 pub(crate) fn serve_if_corelet_as<H>(version: u32, handle: H)
 where
-    H: FnMut(Value, &mut Publisher<'_>) -> Value,
+    H: FnMut(Value, &ChildLink) -> Value,
 {
     let Some(fd) = std::env::var_os(FD_ENV) else {
         return;
@@ -115,10 +162,11 @@ fn is_socket(fd: RawFd) -> bool {
 /// Greets the parent and answers requests; returns the exit code.
 fn serve<H>(channel: &mut Channel, version: u32, mut handle: H) -> i32
 where
-    H: FnMut(Value, &mut Publisher<'_>) -> Value,
+    H: FnMut(Value, &ChildLink) -> Value,
 {
     panic::install_hook();
     let hello = ChildMessage::Hello { protocol_version: version, pid: std::process::id() };
+    let link = ChildLink::new(channel);
     if send(channel, &hello).is_err() {
         // The parent is gone or gave up on us already; nobody is left to tell.
         return EXIT_PROTOCOL;
@@ -141,7 +189,7 @@ where
                 return EXIT_PROTOCOL;
             }
         };
-        let answer = run(channel, &mut handle, seq, request);
+        let answer = run(&link, channel.limit(), &mut handle, seq, request);
         if let Err(error) = channel.write_frame(&answer, None) {
             eprintln!("busbar corelet: sending a reply failed: {error}");
             return EXIT_PROTOCOL;
@@ -150,13 +198,14 @@ where
 }
 
 /// Runs the handler on one request and returns the sealed frame that answers it.
-fn run<H>(channel: &mut Channel, handle: &mut H, seq: u64, request: Value) -> Vec<u8>
+fn run<H>(link: &ChildLink, limit: u32, handle: &mut H, seq: u64, request: Value) -> Vec<u8>
 where
-    H: FnMut(Value, &mut Publisher<'_>) -> Value,
+    H: FnMut(Value, &ChildLink) -> Value,
 {
-    let limit = channel.limit();
-    let mut publish = |event: Value| send(channel, &ChildMessage::Publish { seq, event });
-    let answer = match panic::catch(|| handle(request, &mut publish)) {
+    link.begin(seq);
+    let outcome = panic::catch(|| handle(request, link));
+    link.end();
+    let answer = match outcome {
         Ok(reply) => ChildMessage::Reply { seq, reply },
         Err(panic) => ChildMessage::Panic { seq, panic },
     };

@@ -11,67 +11,85 @@ use super::unit;
 /// Smallest accepted frame limit: enough for the handshake and an error reply.
 const MIN_FRAME: u32 = 1 << 10;
 
-/// How a corelet pool starts, limits and retires its children.
+/// How a bus starts, limits and retires its corelet processes.
 ///
-/// Every field has a default, so an empty `[corelet]` table is valid. Durations are seconds or
-/// strings like `"250ms"`; sizes are bytes or strings like `"512MiB"`. Unknown fields are
-/// rejected so that a misspelt limit is an error rather than silently absent.
+/// Set it with [`EventBusBuilder::corelet`](crate::EventBusBuilder::corelet) or as the
+/// `[corelet]` table of a [`BusConfig`](crate::BusConfig). Every field has a default, so an
+/// empty table is valid. In TOML, durations are seconds or strings like `"250ms"`; sizes are
+/// bytes or strings like `"512MiB"`. Unknown fields are rejected so that a misspelt limit is an
+/// error rather than silently absent.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use busbar::{CoreletConfig, EventBus};
+///
+/// let mut corelet = CoreletConfig::default();
+/// corelet.memory_limit = Some(512 << 20); // bytes of address space per child
+/// corelet.max_requests = Some(1_000);     // recycle a child after 1 000 events
+/// corelet.idle_timeout = Duration::from_secs(30);
+/// let bus = EventBus::builder().corelet(corelet).build()?;
+/// # drop(bus);
+/// # Ok::<(), busbar::EventBusBuildError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct CoreletConfig {
+#[non_exhaustive]
+pub struct CoreletConfig {
     /// Most children alive at once. Default: the number of logical cores.
-    pub(crate) pool_size: Option<usize>,
+    pub pool_size: Option<usize>,
     /// Address-space limit of each child (`RLIMIT_AS`), which bounds its memory.
     /// Default: none.
     #[serde(deserialize_with = "unit::opt_bytes")]
-    pub(crate) memory_limit: Option<u64>,
+    pub memory_limit: Option<u64>,
     /// CPU-time limit of each child in seconds (`RLIMIT_CPU`). The kernel counts it over the
     /// child's whole life, so the pool retires a child once it has used half of it: every
     /// request starts with at least half the budget. Default: none.
-    pub(crate) cpu_seconds: Option<u64>,
+    pub cpu_seconds: Option<u64>,
     /// Open-descriptor limit of each child (`RLIMIT_NOFILE`). Default: none.
-    pub(crate) open_files: Option<u64>,
+    pub open_files: Option<u64>,
     /// Niceness added to children's scheduling priority (positive is lower priority).
     /// Default: none, children run at the parent's priority.
-    pub(crate) nice: Option<i32>,
+    pub nice: Option<i32>,
     /// Retire a child after it served this many requests. Default: never.
-    pub(crate) max_requests: Option<u64>,
+    pub max_requests: Option<u64>,
     /// Retire a child whose resident memory exceeds this size after a request.
     /// Default: never.
     #[serde(deserialize_with = "unit::opt_bytes")]
-    pub(crate) max_resident: Option<u64>,
+    pub max_resident: Option<u64>,
     /// Retire a child that has had no request for this long. Default: 60 s.
     #[serde(deserialize_with = "unit::duration")]
-    pub(crate) idle_timeout: Duration,
+    pub idle_timeout: Duration,
     /// How long a new child may take to start and greet. Default: 10 s.
     #[serde(deserialize_with = "unit::duration")]
-    pub(crate) start_timeout: Duration,
+    pub start_timeout: Duration,
     /// Between the polite signal (SIGTERM) and SIGKILL when a child's process group is
     /// killed. Default: 500 ms.
     #[serde(deserialize_with = "unit::duration")]
-    pub(crate) kill_grace: Duration,
+    pub kill_grace: Duration,
     /// Wait after the first failed start before trying again; doubles with each further
     /// failure in a row. Default: 100 ms.
     #[serde(deserialize_with = "unit::duration")]
-    pub(crate) start_backoff: Duration,
+    pub start_backoff: Duration,
     /// Cap for the doubling wait after failed starts. Default: 30 s.
     #[serde(deserialize_with = "unit::duration")]
-    pub(crate) max_start_backoff: Duration,
+    pub max_start_backoff: Duration,
     /// Largest message body in either direction. Default: 64 MiB.
     #[serde(deserialize_with = "frame_limit")]
-    pub(crate) max_frame_size: u32,
+    pub max_frame_size: u32,
     /// Worker program to run instead of re-executing the current executable.
-    pub(crate) program: Option<PathBuf>,
+    pub program: Option<PathBuf>,
     /// Arguments for the worker program (also used with the current executable).
-    pub(crate) args: Vec<String>,
+    pub args: Vec<String>,
     /// Where children's stdout and stderr go. Default: inherited from the parent.
-    pub(crate) output: Output,
+    pub output: CoreletOutput,
 }
 
 /// Destination of a child's stdout and stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Output {
+pub enum CoreletOutput {
     /// Children write where the parent writes.
     #[default]
     Inherit,
@@ -97,7 +115,7 @@ impl Default for CoreletConfig {
             max_frame_size: DEFAULT_MAX_FRAME,
             program: None,
             args: Vec::new(),
-            output: Output::Inherit,
+            output: CoreletOutput::Inherit,
         }
     }
 }

@@ -42,6 +42,9 @@ pub(crate) enum FrameError {
     /// The deadline passed before the frame was complete.
     #[error("timed out")]
     Timeout,
+    /// A corelet handler's thread published after its request ended, when nothing reads it.
+    #[error("no corelet request is running: a corelet can publish only while a handler runs")]
+    NotServing,
     /// Any other I/O error on the channel.
     #[error("i/o error on the channel: {0}")]
     Io(#[source] io::Error),

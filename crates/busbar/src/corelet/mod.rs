@@ -42,14 +42,13 @@ mod unit;
 #[cfg(test)]
 mod test;
 
-// The seam for the mode layer; unused until integration.
-#[allow(unused_imports)]
+pub use config::{CoreletConfig, CoreletOutput};
+
+// The seam for the mode layer.
 pub(crate) use {
-    child::{serve_if_corelet, Publisher, FD_ENV},
-    config::{ConfigError, CoreletConfig, Output},
-    error::{CoreletError, Payload, StartError},
-    frame::{FrameError, DEFAULT_MAX_FRAME},
-    panic::PanicInfo,
-    pool::{CoreletPool, PoolBuildError},
+    child::{serve_if_corelet, ChildLink},
+    error::{CoreletError, Payload},
+    frame::FrameError,
+    pool::CoreletPool,
     stats::CoreletStats,
 };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::child::{FD_ENV, MAX_FRAME_ENV};
-use super::config::{CoreletConfig, Output};
+use super::config::{CoreletConfig, CoreletOutput};
 use super::error::StartError;
 use crate::sys::{self, ProcessLimits};
 
@@ -27,7 +27,7 @@ pub(crate) struct Launch {
     /// Resource limits and niceness for the child.
     limits: ProcessLimits,
     /// Where the child's stdout and stderr go.
-    output: Output,
+    output: CoreletOutput,
     /// The frame limit, passed to the child in [`MAX_FRAME_ENV`].
     max_frame: u32,
     /// Upper bound for the descriptor scan when `close_range` is unavailable.
@@ -104,7 +104,7 @@ impl Launch {
             .env(FD_ENV, keep.to_string())
             .env(MAX_FRAME_ENV, self.max_frame.to_string())
             .stdin(Stdio::null());
-        if self.output == Output::Null {
+        if self.output == CoreletOutput::Null {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
         // SAFETY: the hook runs between fork and exec and must be async-signal-safe.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::channel::Channel;
-use super::config::{CoreletConfig, Output};
+use super::config::{CoreletConfig, CoreletOutput};
 use super::frame::{self, FrameError, Parsed};
 use super::message::{self, ChildMessage, ParentMessage};
 use super::panic;
@@ -258,7 +258,7 @@ fn config_from_toml() {
     assert_eq!(config.idle_timeout, Duration::from_secs(90));
     assert_eq!(config.kill_grace, Duration::from_millis(250));
     assert_eq!(config.max_frame_size, 1 << 20);
-    assert_eq!(config.output, Output::Null);
+    assert_eq!(config.output, CoreletOutput::Null);
     assert_eq!(config.start_timeout, CoreletConfig::default().start_timeout);
     config.validate().unwrap();
 

@@ -25,7 +25,7 @@ pub(crate) enum HandlerSource<'a> {
 /// panics fails the attempt like a handler that panics. A handler that returns after its
 /// deadline has timed out; its result is discarded (timeouts are cooperative, see
 /// [`EventContext`]).
-pub(super) fn run(
+pub(crate) fn run(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
     registration: Option<&Registration>,

@@ -20,7 +20,9 @@ use crate::error::ParseModeError;
 use crate::event::Event;
 use crate::factory::Registration;
 
-pub(crate) use in_process::HandlerSource;
+pub use corelet::corelet_main;
+pub(crate) use corelet::forward_from_child;
+pub(crate) use in_process::{run as run_in_process, HandlerSource};
 
 /// Where an event's handler runs.
 ///
@@ -150,20 +152,25 @@ pub(crate) fn run_attempt(
     attempt: u32,
     deadline: Instant,
 ) -> Outcome {
-    let span = tracing::info_span!(
+    let _entered = attempt_span(event, attempt).entered();
+    match event.mode() {
+        ExecutionMode::Sync | ExecutionMode::Thread => {
+            in_process::run(shared, handlers, registration, event, attempt, deadline)
+        }
+        ExecutionMode::Corelet => corelet::run_attempt(shared, event, attempt, deadline),
+        ExecutionMode::Cmd => cmd::run_attempt(shared, event, deadline),
+    }
+}
+
+/// The span every attempt runs in: `busbar.attempt`, with the event's id, type, mode, attempt
+/// and correlation id.
+pub(crate) fn attempt_span(event: &Event, attempt: u32) -> tracing::Span {
+    tracing::info_span!(
         "busbar.attempt",
         id = %event.id(),
         r#type = event.event_type(),
         mode = event.mode().as_str(),
         attempt,
         correlation_id = %event.correlation_id(),
-    );
-    let _entered = span.enter();
-    match event.mode() {
-        ExecutionMode::Sync | ExecutionMode::Thread => {
-            in_process::run(shared, handlers, registration, event, attempt, deadline)
-        }
-        ExecutionMode::Corelet => corelet::run(shared, event, attempt, deadline),
-        ExecutionMode::Cmd => cmd::run_attempt(shared, event, deadline),
-    }
+    )
 }

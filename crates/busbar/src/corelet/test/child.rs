@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::corelet::channel::Channel;
-use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, Publisher, FD_ENV};
-use crate::corelet::config::{CoreletConfig, Output};
+use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, ChildLink, FD_ENV};
+use crate::corelet::config::{CoreletConfig, CoreletOutput};
 use crate::corelet::frame::DEFAULT_MAX_FRAME;
 use crate::corelet::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 
@@ -38,7 +38,7 @@ pub(crate) fn test_args(module: &str, name: &str) -> Vec<String> {
 pub(crate) fn config(name: &str) -> CoreletConfig {
     CoreletConfig {
         args: test_args(HERE, name),
-        output: Output::Null,
+        output: CoreletOutput::Null,
         pool_size: Some(2),
         kill_grace: Duration::from_millis(500),
         // A loaded 2-core machine can take a while to start a debug test binary.
@@ -66,7 +66,7 @@ fn entry_raw() {
 }
 
 /// The handler of the test children: `request["op"]` says what to do.
-fn handle(request: Value, publish: &mut Publisher<'_>) -> Value {
+fn handle(request: Value, link: &ChildLink) -> Value {
     let op = request["op"].as_str().unwrap_or_default();
     match op {
         "echo" => request["value"].clone(),
@@ -84,7 +84,7 @@ fn handle(request: Value, publish: &mut Publisher<'_>) -> Value {
         "publish" => {
             let count = request["count"].as_u64().unwrap_or(0);
             for n in 0..count {
-                if let Err(error) = publish(json!({"n": n})) {
+                if let Err(error) = link.publish(json!({"n": n})) {
                     return json!({"error": error.to_string()});
                 }
             }
@@ -103,12 +103,12 @@ fn handle(request: Value, publish: &mut Publisher<'_>) -> Value {
         "segfault" => segfault(),
         "hog" => hog(),
         "sleep" => {
-            let _ = publish(json!({"sleeping": std::process::id()}));
+            let _ = link.publish(json!({"sleeping": std::process::id()}));
             loop {
                 std::thread::park();
             }
         }
-        "spin" => spin(request["grandchild"].as_bool().unwrap_or(false), publish),
+        "spin" => spin(request["grandchild"].as_bool().unwrap_or(false), link),
         "fds" => open_fds(),
         "burn" => burn(Duration::from_millis(request["ms"].as_u64().unwrap_or(0))),
         _ => json!({"error": format!("unknown op {op:?}")}),
@@ -152,7 +152,7 @@ fn hog() -> Value {
 }
 
 /// Spins forever, after starting a grandchild in the same process group if asked to.
-fn spin(grandchild: bool, publish: &mut Publisher<'_>) -> Value {
+fn spin(grandchild: bool, link: &ChildLink) -> Value {
     let mut announced = json!({});
     if grandchild {
         match Command::new("sleep").arg("1000").spawn() {
@@ -160,7 +160,7 @@ fn spin(grandchild: bool, publish: &mut Publisher<'_>) -> Value {
             Err(error) => announced = json!({"error": error.to_string()}),
         }
     }
-    let _ = publish(announced);
+    let _ = link.publish(announced);
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));

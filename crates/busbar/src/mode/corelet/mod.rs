@@ -1,23 +1,93 @@
-//! Corelet mode: the handler runs in an isolated, reusable child process.
+//! Corelet mode: the attempt runs in a reusable, isolated child process.
 //!
-//! Not built yet: every corelet event fails with [`ErrorKind::Unsupported`], permanently
-//! (no retries), so that callers see a clear error rather than a silent fallback to threads.
+//! The process mechanics (channel, frames, spawning, killing, the pool) live in
+//! `crate::corelet` and move JSON values; this module is busbar's side on top: it sends the
+//! event, maps the child's reply or death to an [`Outcome`], forwards events the handler
+//! publishes in the child, and serves requests in the child ([`corelet_main`]).
+
+mod child;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::Value;
+
+pub use child::corelet_main;
+pub(crate) use child::forward_from_child;
+use wire::{Reply, Request};
+
 use crate::attempt::Outcome;
 use crate::bus::Shared;
-use crate::event::Event;
+use crate::corelet::{CoreletError, Payload};
+use crate::event::{Event, ParentLink};
+use crate::handler::HandlerError;
+use crate::pool::Admission;
 use crate::result::ErrorKind;
 
-/// Runs one attempt of a corelet event.
-pub(super) fn run(_shared: &Arc<Shared>, event: &Event, _attempt: u32, _deadline: Instant) -> Outcome {
-    Outcome::refused(
-        ErrorKind::Unsupported,
-        format!(
-            "corelet mode is not yet supported by this version of busbar (event type `{}`)",
-            event.event_type()
-        ),
-    )
+/// Runs one attempt of a corelet event in a child of the bus's corelet pool.
+///
+/// The deadline is hard: the pool kills the child's process group when it passes.
+pub(crate) fn run_attempt(
+    shared: &Arc<Shared>,
+    event: &Arc<Event>,
+    attempt: u32,
+    deadline: Instant,
+) -> Outcome {
+    let pool = match shared.corelets() {
+        Ok(pool) => pool,
+        Err(message) => return Outcome::Crashed(message.to_owned()),
+    };
+    let request = match Request::encode(event, attempt, deadline) {
+        Ok(request) => request,
+        Err(error) => {
+            let message = format!("the event cannot be sent to a corelet: {error}");
+            return Outcome::refused(ErrorKind::InvalidInput, message);
+        }
+    };
+    let parent = ParentLink::of(event);
+    let mut on_publish = |published: Value| publish_for_child(shared, parent, published);
+    match pool.execute(&request, Some(deadline), &mut on_publish) {
+        Ok(reply) => Reply::into_outcome(reply),
+        Err(error) => outcome_of(error),
+    }
+}
+
+/// Maps why the pool returned no reply to the attempt's outcome.
+fn outcome_of(error: CoreletError) -> Outcome {
+    match error {
+        CoreletError::Timeout | CoreletError::Saturated { .. } => Outcome::TimedOut,
+        CoreletError::Crashed { description } => Outcome::Crashed(description),
+        CoreletError::Panicked(panic) => Outcome::Panicked(panic.to_string()),
+        CoreletError::Cancelled | CoreletError::ShutDown => Outcome::Cancelled,
+        error @ CoreletError::TooLarge { what: Payload::Request, .. } => {
+            Outcome::refused(ErrorKind::InvalidInput, error.to_string())
+        }
+        error @ CoreletError::TooLarge { what: Payload::Reply, .. } => {
+            Outcome::Returned(Err(HandlerError::permanent(error.to_string())))
+        }
+        CoreletError::Start(start) if start.is_version_mismatch() => {
+            Outcome::refused(ErrorKind::Crashed, start.to_string())
+        }
+        error @ (CoreletError::Protocol(_) | CoreletError::Start(_)) => Outcome::Crashed(error.to_string()),
+    }
+}
+
+/// Publishes, on the parent's bus, an event a handler published in the child.
+///
+/// The child already linked it to its parent event; linking again here covers a child that
+/// did not (another worker program). A refusal cannot reach the child any more (its publish
+/// returned when the frame was sent), so it is logged.
+fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, published: Value) {
+    let mut event: Event = match serde_json::from_value(published) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, "busbar: a corelet published something that is not an event; dropped");
+            return;
+        }
+    };
+    event.inherit_from(parent);
+    if let Err(error) = shared.publish(event, Admission::Block) {
+        tracing::warn!(%error, "busbar: an event published by a corelet handler was refused");
+    }
 }
