@@ -139,9 +139,11 @@ mod handle;
 mod handler;
 mod mode;
 mod pool;
+mod rate_limit;
 mod result;
 mod stats;
 mod sys;
+mod timer;
 mod unwind;
 
 pub use crate::backoff::RetryBackoff;
@@ -159,5 +161,7 @@ pub use crate::handler::{handler_fn, EventHandler, HandlerError, HandlerResult};
 pub use crate::mode::{
     ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD,
 };
+pub use crate::rate_limit::{RateLimitError, RateLimitInfo};
 pub use crate::result::{ErrorKind, EventResult};
 pub use crate::stats::BusStats;
+pub use crate::timer::{CronError, TimerThread};
