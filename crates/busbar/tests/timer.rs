@@ -247,6 +247,41 @@ fn shutdown_now_cancels_delayed() {
 }
 
 #[test]
+fn dropped_bus_still_runs_delayed() {
+    let (bus, seen) = reporting_bus(&["later"]);
+    let handle = bus.publish_after(Duration::from_millis(50), Event::new("later")).expect("accepted");
+    drop(bus); // a graceful shutdown in the background; the queue stays open for the delayed event
+    assert_eq!(seen.recv_timeout(PATIENCE).expect("it runs").0, "later");
+    assert!(handle.wait().success);
+}
+
+#[test]
+fn shutdown_now_races_releases() {
+    // Every accepted event ends with exactly one result, however the release and the
+    // cancellation interleave.
+    let (bus, _seen) = reporting_bus(&["later"]);
+    let handles: Vec<_> = (0..300u64)
+        .map(|i| bus.publish_after(Duration::from_micros(i * 50), Event::new("later")).expect("accepted"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(7));
+    bus.shutdown_now();
+    let mut cancelled = 0;
+    for handle in handles {
+        let result = handle.wait();
+        match result.error_kind {
+            None => assert!(result.success),
+            Some(ErrorKind::Cancelled) => cancelled += 1,
+            Some(kind) => panic!("unexpected {kind}: {result:?}"),
+        }
+    }
+    let stats = bus.stats();
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.published, stats.succeeded + stats.failed);
+    assert_eq!(stats.cancelled, cancelled);
+    assert!(cancelled > 0, "the test released everything before shutdown_now");
+}
+
+#[test]
 fn cron_errors_are_clear() {
     let bus = EventBus::new();
     let cases = [

@@ -31,9 +31,11 @@ use crate::timer::{CronError, TimerThread};
 /// # Shutting down
 ///
 /// - [`shutdown`](Self::shutdown) refuses new events, finishes everything queued and running,
-///   and joins the pool's threads.
-/// - [`shutdown_now`](Self::shutdown_now) refuses new events, resolves everything queued or
-///   running as cancelled, and returns at once.
+///   and joins the pool's threads. Timers stop; events delayed by
+///   [`publish_after`](Self::publish_after) or a [rate limit](Self::register_rate_limit) still
+///   run, at their time.
+/// - [`shutdown_now`](Self::shutdown_now) refuses new events, resolves everything queued,
+///   delayed or running as cancelled, and returns at once.
 /// - **Dropping the last handle** starts a graceful shutdown in the background: new events are
 ///   refused (handlers still running can't publish), queued events still run and resolve their
 ///   handles, and the threads exit when the queue is empty. It does not block the dropping
@@ -309,9 +311,9 @@ impl EventBus {
     /// The expression has the five crontab fields, `minute hour day-of-month month
     /// day-of-week`, optionally preceded by a seconds field; names (`MON`, `JAN`), ranges,
     /// lists, steps and nicknames (`@hourly`) work as in cron. Times are UTC, so daylight
-    /// saving time never skips or repeats a firing. The returned timer is already started;
-    /// like any [`TimerThread`], dropping it stops it, and firings the machine missed (asleep,
-    /// clock set forward) are skipped.
+    /// saving time never skips or repeats a firing. The returned timer is already started
+    /// (unless the bus was shut down); like any [`TimerThread`], dropping it stops it, and
+    /// firings the machine missed (asleep, clock set forward) are skipped.
     ///
     /// # Errors
     ///

@@ -7,6 +7,10 @@
 //! - an accepted job held until an instant (`Task::Release`): a `publish_after` event, or a
 //!   queued event whose rate-limit slot lies in the future.
 //!
+//! A stopped timer's entry stays in the heap until it comes due (stopping never searches the
+//! heap), so a timer started and stopped over and over with a long interval leaves that many
+//! stale entries behind for a while; they cost a few dozen bytes each.
+//!
 //! Held jobs are in flight (so `join` waits for them) and keep the pool's queue open during a
 //! graceful shutdown: the bus closes the queue only once the scheduler holds nothing (see
 //! [`Scheduler::close`]); otherwise the scheduler closes it after releasing the last job,
@@ -90,6 +94,9 @@ struct State {
     /// Jobs in the heap or being released by the thread right now. While any exist, the
     /// pool's queue stays open.
     held: usize,
+    /// Timer entries in the heap (stale ones included), so that closing looks for them only
+    /// when there are some.
+    ticks: usize,
     /// Set by the bus's shutdown: timers stop, no new entries are taken (held jobs that must
     /// wait longer for their rate-limit slot still are), and the thread exits once it holds
     /// nothing.
@@ -102,6 +109,9 @@ struct State {
 impl State {
     /// Adds an entry; returns `true` if it is now the earliest (the thread must re-plan).
     fn push(&mut self, at: Instant, task: Task) -> bool {
+        if let Task::Tick { .. } = task {
+            self.ticks += 1;
+        }
         let earliest = self.heap.peek().is_none_or(|first| at < first.at);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -113,13 +123,21 @@ impl State {
     fn pop_due(&mut self, now: Instant) -> Vec<Entry> {
         let mut due = Vec::new();
         while self.heap.peek().is_some_and(|first| first.at <= now) {
-            due.extend(self.heap.pop());
+            let Some(entry) = self.heap.pop() else { break };
+            if let Task::Tick { .. } = entry.task {
+                self.ticks -= 1;
+            }
+            due.push(entry);
         }
         due
     }
 
     /// Removes the timers' entries, keeping the held jobs.
     fn take_ticks(&mut self) -> Vec<(Arc<Ticker>, u64)> {
+        if self.ticks == 0 {
+            return Vec::new();
+        }
+        self.ticks = 0;
         let mut ticks = Vec::new();
         let mut kept = Vec::new();
         for entry in std::mem::take(&mut self.heap).into_vec() {
@@ -211,6 +229,8 @@ impl Scheduler {
                 Task::Tick { .. } => kept.push(entry),
             }
         }
+        // `held` also counts a job the thread may be releasing right now; that one it
+        // subtracts itself.
         state.heap = BinaryHeap::from(kept);
         state.held -= jobs.len();
         self.wake.notify_one();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::cron::CronSchedule;
+use super::scheduler::Refusal;
 use crate::bus::Shared;
 use crate::error::PublishError;
 use crate::event::Event;
@@ -105,8 +106,11 @@ impl Ticker {
                 state.running = true;
                 state.next = Some(first);
             }
-            Err(reason) => {
+            Err(reason @ Refusal::Closing) => {
                 tracing::info!(r#type = self.event.event_type(), "busbar: timer not started: {reason}");
+            }
+            Err(reason @ Refusal::Spawn(_)) => {
+                tracing::error!(r#type = self.event.event_type(), "busbar: timer not started: {reason}");
             }
         }
     }
