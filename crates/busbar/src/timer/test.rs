@@ -43,3 +43,12 @@ fn scheduler_starts_lazily() {
     bus.shutdown();
     assert!(!timer.is_running(), "the bus's shutdown stops its timers");
 }
+
+#[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TimerThread>();
+    send_sync::<crate::RateLimitInfo>();
+    send_sync::<crate::CronError>();
+    send_sync::<crate::RateLimitError>();
+}
