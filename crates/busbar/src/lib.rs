@@ -99,6 +99,79 @@
 //! the deadline even if the handler keeps running, and the pool replaces the stuck worker so
 //! it keeps its capacity. For a hard limit, use `Corelet` mode.
 //!
+//! # Timers
+//!
+//! A [`TimerThread`] publishes a fresh copy of an event (new id, same type and data) after an
+//! interval, once or periodically. Periodic firings lie on a fixed grid from the start, so
+//! they do not drift; if the machine stalls, missed firings are skipped, not burst.
+//! [`publish_after`](EventBus::publish_after) delays a single event and returns its handle;
+//! [`schedule_cron`](EventBus::schedule_cron) fires at the times a cron expression matches,
+//! in UTC. All timers of a bus share one `busbar-timer` thread, which never runs a handler:
+//! fired events run on the worker pool. Dropping a timer stops it, and so does shutting the
+//! bus down; [`shutdown`](EventBus::shutdown) waits for delayed events, [`shutdown_now`]
+//! cancels them.
+//!
+//! [`shutdown_now`]: EventBus::shutdown_now
+//!
+//! ```
+//! use std::sync::{mpsc, Mutex};
+//! use std::time::Duration;
+//! use busbar::{handler_fn, Event, EventBus, EventResult, TimerThread};
+//!
+//! let bus = EventBus::new();
+//! let (tick, ticks) = mpsc::channel();
+//! let tick = Mutex::new(tick);
+//! bus.subscribe("system.health_check", handler_fn(move |_| {
+//!     let _ = tick.lock().unwrap().send(());
+//!     Ok(EventResult::success())
+//! }));
+//!
+//! // Every 10 ms until stopped (or dropped).
+//! let health = TimerThread::new(&bus, Duration::from_millis(10), Event::new("system.health_check"), false);
+//! health.start();
+//! for _ in 0..3 {
+//!     ticks.recv_timeout(Duration::from_secs(10))?;
+//! }
+//! health.stop();
+//!
+//! // Once, after a delay: the handle resolves with the event's result.
+//! let handle = bus.publish_after(Duration::from_millis(10), Event::new("system.health_check"))?;
+//! assert!(handle.wait().success);
+//!
+//! // At 03:00 UTC every day.
+//! let nightly = bus.schedule_cron("0 3 * * *", Event::new("system.health_check"))?;
+//! assert!(nightly.is_running());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Rate limits
+//!
+//! [`register_rate_limit`](EventBus::register_rate_limit) caps how fast events of a type
+//! start: at most `per_second` per second after an initial `burst`. Events over the limit are
+//! delayed, not dropped: each reserves its start slot when published, a queued event waits
+//! for its slot in the scheduler, a sync publisher sleeps until its slot. Waiting events are
+//! in flight, so [`join`](EventBus::join) waits for them. Other event types are not slowed.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
+//!
+//! let bus = EventBus::builder().threads(2).build()?;
+//! bus.subscribe("api.call", handler_fn(|_| Ok(EventResult::success())));
+//! bus.register_rate_limit("api.call", 20.0, 2)?;
+//!
+//! let started = Instant::now();
+//! for _ in 0..4 {
+//!     bus.publish(Event::new("api.call").with_mode(ExecutionMode::Thread))?;
+//! }
+//! bus.join();
+//! // Two at once (the burst), then one every 50 ms.
+//! assert!(started.elapsed() >= Duration::from_millis(100));
+//! let info = bus.rate_limit("api.call").expect("registered");
+//! assert_eq!((info.per_second, info.burst, info.waiting), (20.0, 2, 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Context propagation
 //!
 //! Events published from a handler ([`EventContext::publish`], or any bus handle on the
@@ -139,9 +212,11 @@ mod handle;
 mod handler;
 mod mode;
 mod pool;
+mod rate_limit;
 mod result;
 mod stats;
 mod sys;
+mod timer;
 mod unwind;
 
 pub use crate::backoff::RetryBackoff;
@@ -161,5 +236,7 @@ pub use crate::mode::{
     corelet_main, ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC,
     EXECUTION_MODE_THREAD,
 };
+pub use crate::rate_limit::{RateLimitError, RateLimitInfo};
 pub use crate::result::{ErrorKind, EventResult};
 pub use crate::stats::BusStats;
+pub use crate::timer::{CronError, TimerThread};

@@ -5,19 +5,23 @@ mod shared;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 pub use builder::{EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub(crate) use shared::{enter_worker, Shared};
 
 use crate::config::BusConfig;
 use crate::corelet::ChildLink;
+use crate::error::InvalidEventError;
 use crate::error::PublishError;
 use crate::event::Event;
 use crate::factory::EventFactory;
 use crate::handle::EventHandle;
 use crate::handler::EventHandler;
 use crate::pool::Admission;
+use crate::rate_limit::{RateLimitError, RateLimitInfo};
 use crate::stats::BusStats;
+use crate::timer::{CronError, TimerThread};
 
 /// The event bus: finds the handler registered for an event's type and runs it in the
 /// event's [mode](crate::ExecutionMode).
@@ -28,9 +32,11 @@ use crate::stats::BusStats;
 /// # Shutting down
 ///
 /// - [`shutdown`](Self::shutdown) refuses new events, finishes everything queued and running,
-///   and joins the pool's threads.
-/// - [`shutdown_now`](Self::shutdown_now) refuses new events, resolves everything queued or
-///   running as cancelled, and returns at once.
+///   and joins the pool's threads. Timers stop; events delayed by
+///   [`publish_after`](Self::publish_after) or a [rate limit](Self::register_rate_limit) still
+///   run, at their time.
+/// - [`shutdown_now`](Self::shutdown_now) refuses new events, resolves everything queued,
+///   delayed or running as cancelled, and returns at once.
 /// - **Dropping the last handle** starts a graceful shutdown in the background: new events are
 ///   refused (handlers still running can't publish), queued events still run and resolve their
 ///   handles, and the threads exit when the queue is empty. It does not block the dropping
@@ -120,10 +126,6 @@ impl EventBus {
         let mut shared = EventBusBuilder::new().factory(factory).threads(1).into_shared();
         shared.forward_to(link);
         Self::from_shared(shared)
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 
     /// A handle for a handler's context: owning while any owning handle exists.
@@ -249,6 +251,158 @@ impl EventBus {
     /// Returns a snapshot of the bus's counters.
     pub fn stats(&self) -> BusStats {
         self.shared.stats()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Delayed events, cron schedules and rate limits (`crate::timer`, `crate::rate_limit`).
+impl EventBus {
+    /// Publishes an event to run once `delay` has passed.
+    ///
+    /// The event is checked and accepted at once, like [`publish`](Self::publish) does: an
+    /// invalid event or a missing handler is an error now, not later. From then on it is in
+    /// flight, so [`join`](Self::join) waits for it, and the handle resolves with its result.
+    /// It runs on the bus's worker pool whatever its mode (its publisher does not wait for it),
+    /// no earlier than `delay` from now, and through its type's rate limit if it has one.
+    ///
+    /// # Shutting down
+    ///
+    /// [`shutdown`](Self::shutdown) keeps the promise "not before the delay": it waits for
+    /// delayed events to come due and run. [`shutdown_now`](Self::shutdown_now) resolves them
+    /// as [`Cancelled`](crate::ErrorKind::Cancelled).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish); a delay of more than a year is an
+    /// [`InvalidEvent`](PublishError::InvalidEvent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use busbar::{handler_fn, Event, EventBus, EventResult};
+    ///
+    /// let bus = EventBus::new();
+    /// bus.subscribe("cleanup.start", handler_fn(|_| Ok(EventResult::success())));
+    /// let published = Instant::now();
+    /// let handle = bus.publish_after(Duration::from_millis(20), Event::new("cleanup.start"))?;
+    /// assert!(handle.wait().success);
+    /// assert!(published.elapsed() >= Duration::from_millis(20));
+    /// # Ok::<(), busbar::PublishError>(())
+    /// ```
+    pub fn publish_after(&self, delay: Duration, event: Event) -> Result<EventHandle, PublishError> {
+        match Instant::now().checked_add(delay) {
+            Some(at) => self.publish_at(at, event),
+            None => {
+                let reason = format!("the delay of {delay:?} is longer than the maximum of one year");
+                Err(InvalidEventError::new(reason, event).into())
+            }
+        }
+    }
+
+    /// Publishes an event to run at `at` (at once if `at` has passed).
+    ///
+    /// Like [`publish_after`](Self::publish_after), with an instant instead of a delay.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish_after`](Self::publish_after).
+    pub fn publish_at(&self, at: Instant, event: Event) -> Result<EventHandle, PublishError> {
+        self.shared.publish_at(event, at, Admission::Block)
+    }
+
+    /// Publishes a fresh copy of `event` at every time the cron `expression` matches, in UTC.
+    ///
+    /// The expression has the five crontab fields, `minute hour day-of-month month
+    /// day-of-week`, optionally preceded by a seconds field; names (`MON`, `JAN`), ranges,
+    /// lists, steps and nicknames (`@hourly`) work as in cron. Times are UTC, so daylight
+    /// saving time never skips or repeats a firing. The returned timer is already started
+    /// (unless the bus was shut down); like any [`TimerThread`], dropping it stops it, and
+    /// firings the machine missed (asleep, clock set forward) are skipped.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the expression cannot be parsed or matches no time in the future; the error
+    /// names the expression and what is wrong with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use busbar::{Event, EventBus};
+    ///
+    /// let bus = EventBus::new();
+    /// let report = bus.schedule_cron("0 6 * * MON-FRI", Event::new("report.daily"))?;
+    /// assert!(report.is_running());
+    ///
+    /// let err = bus.schedule_cron("0 25 * * *", Event::new("report.daily")).unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid cron expression `0 25 * * *`"));
+    /// # Ok::<(), busbar::CronError>(())
+    /// ```
+    pub fn schedule_cron(&self, expression: &str, event: Event) -> Result<TimerThread, CronError> {
+        TimerThread::cron(self, expression, event)
+    }
+
+    /// Limits how fast events of `event_type` start: at most `per_second` per second, after an
+    /// initial `burst` that may start at once.
+    ///
+    /// Events over the limit are **delayed, not dropped**. Each event reserves its start slot
+    /// when it is published (a virtual-clock reservation, GCRA): a queued event whose slot is
+    /// in the future waits in the bus's scheduler and joins the pool's queue at its slot (by
+    /// priority among the queued ones); a `Sync` event's publishing thread sleeps until its
+    /// slot. No one-second window holds more than `per_second + burst` slots. Waiting events
+    /// are in flight: [`join`](Self::join) and [`shutdown`](Self::shutdown) wait for them,
+    /// [`shutdown_now`](Self::shutdown_now) resolves them as
+    /// [`Cancelled`](crate::ErrorKind::Cancelled).
+    ///
+    /// The limit governs when events may *start*; a busy pool can start them later than their
+    /// slot, never earlier. Retries of a failed attempt are not limited. Registering a limit
+    /// for a type again changes it; events already waiting keep their slots.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the event type is empty, `per_second` is not a positive, finite number (or
+    /// lies outside one per year to 10^9 per second) or `burst` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use busbar::{handler_fn, Event, EventBus, EventResult};
+    ///
+    /// let bus = EventBus::new();
+    /// bus.subscribe("api.call", handler_fn(|_| Ok(EventResult::success())));
+    /// bus.register_rate_limit("api.call", 100.0, 2)?;
+    ///
+    /// let started = Instant::now();
+    /// for _ in 0..4 {
+    ///     bus.publish(Event::new("api.call"))?; // sync: waits for its slot
+    /// }
+    /// // Two at once (the burst), then one every 10 ms.
+    /// assert!(started.elapsed() >= Duration::from_millis(20));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_rate_limit(
+        &self,
+        event_type: impl AsRef<str>,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<(), RateLimitError> {
+        self.shared.rate_limits().register(event_type.as_ref(), per_second, burst)
+    }
+
+    /// Removes the rate limit of `event_type`; returns `false` if it had none. Events already
+    /// waiting keep their slots.
+    pub fn remove_rate_limit(&self, event_type: &str) -> bool {
+        self.shared.rate_limits().remove(event_type)
+    }
+
+    /// Returns the rate limit of `event_type` and how it is used right now: how many events
+    /// got a start slot in the last second, and how many are waiting for theirs.
+    pub fn rate_limit(&self, event_type: &str) -> Option<RateLimitInfo> {
+        self.shared.rate_limits().info(event_type)
     }
 }
 

@@ -16,8 +16,10 @@ use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
 use crate::mode::{self, cmd::RunOptions};
 use crate::pool::{Admission, Job, Pool, PushError};
+use crate::rate_limit::RateLimits;
 use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
+use crate::timer::{Refusal, Scheduler};
 
 pub(crate) struct Shared {
     factory: EventFactory,
@@ -49,6 +51,9 @@ pub(crate) struct Shared {
     pub(super) owner: OnceLock<Weak<Owner>>,
     /// Serialises graceful shutdowns: a second caller waits for the first to finish.
     shutdown_lock: Mutex<()>,
+    /// Timers, and accepted events held until their instant (`publish_after`, rate limits).
+    scheduler: Scheduler,
+    rate_limits: RateLimits,
 }
 
 thread_local! {
@@ -97,6 +102,8 @@ impl Shared {
             forward: None,
             owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
+            scheduler: Scheduler::new(),
+            rate_limits: RateLimits::new(),
         }
     }
 
@@ -154,12 +161,39 @@ impl Shared {
 
     pub(crate) fn publish(
         self: &Arc<Self>,
-        mut event: Event,
+        event: Event,
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
-        if let Some(reason) = invalid_reason(&event) {
-            return Err(InvalidEventError::new(reason, event).into());
+        if let Some(link) = &self.forward {
+            // In a corelet child: the parent's bus accepts it (or logs why not).
+            return mode::forward_from_child(link, self.check(event)?);
         }
+        let (event, registration) = self.accept(event)?;
+        // Reserved now, so that events published together get successive slots.
+        let slot = self.rate_limits.reserve(event.event_type());
+        if !event.mode().is_queued() {
+            self.counters.record_published();
+            let event = Arc::new(event);
+            let result = match slot {
+                Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
+                    attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
+                }
+                _ => attempt::run_inline(self, registration.as_deref(), &event),
+            };
+            self.counters.record_result(&result);
+            self.leave_flight();
+            return Ok(EventHandle::ready(result));
+        }
+        match slot {
+            Some(slot) => self.hold(event, registration, slot, true),
+            None => self.enqueue(event, registration, admission),
+        }
+    }
+
+    /// Checks an event, links it to the handler running on this thread and counts it in
+    /// flight: everything publishing does before the event can run.
+    fn accept(&self, event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
+        let event = self.check(event)?;
         let registration = match event.mode().needs_handler() {
             true => match self.factory.lookup(event.event_type()) {
                 Some(registration) => Some(registration),
@@ -167,26 +201,26 @@ impl Shared {
             },
             false => None,
         };
-        if let Some(parent) = context::current_parent() {
-            event.inherit_from(parent);
-        }
         if self.is_closed() {
             return Err(PublishError::ShutDown(Box::new(event)));
         }
-        if let Some(link) = &self.forward {
-            return mode::forward_from_child(link, event);
-        }
         // Counted before it can run, so `join` never misses it.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if !event.mode().is_queued() {
-            self.counters.record_published();
-            let event = Arc::new(event);
-            let result = attempt::run_inline(self, registration.as_deref(), &event);
-            self.counters.record_result(&result);
-            self.leave_flight();
-            return Ok(EventHandle::ready(result));
+        Ok((event, registration))
+    }
+
+    /// Refuses a malformed event and links it to the handler running on this thread.
+    fn check(&self, mut event: Event) -> Result<Event, PublishError> {
+        if let Some(reason) = invalid_reason(&event) {
+            return Err(InvalidEventError::new(reason, event).into());
         }
-        self.enqueue(event, registration, admission)
+        if event.mode().needs_handler() && !self.factory.is_handler_available(event.event_type()) {
+            return Err(NoHandlerAvailableError::new(event).into());
+        }
+        if let Some(parent) = context::current_parent() {
+            event.inherit_from(parent);
+        }
+        Ok(event)
     }
 
     fn enqueue(
@@ -277,7 +311,10 @@ impl Shared {
     /// Refuses new events; queued ones still run. Does not wait.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.pool.queue.close();
+        // Delayed events keep the queue open: the scheduler closes it after the last one.
+        if self.scheduler.close() {
+            self.pool.queue.close();
+        }
     }
 
     pub(crate) fn shutdown(self: &Arc<Self>) {
@@ -294,19 +331,27 @@ impl Shared {
         if let Some(Ok(corelets)) = self.corelets.get() {
             corelets.shutdown();
         }
+        self.scheduler.stop_and_join();
     }
 
     pub(crate) fn shutdown_now(&self) {
         self.killed.store(true, Ordering::SeqCst);
         self.close();
+        // Held events are cancelled below, so the queue need not stay open for them.
+        self.pool.queue.close();
+        self.rate_limits.wake_waiters();
         // The watchdog may be requeueing a timed-out attempt right now: stop it before draining.
         self.pool.stop_watchdog();
+        for job in self.scheduler.cancel_held() {
+            self.resolve(job, attempt::cancelled());
+        }
         for job in self.pool.cancel_all() {
             self.resolve(job, attempt::cancelled());
         }
         if let Some(Ok(corelets)) = self.corelets.get() {
             corelets.kill_all();
         }
+        self.scheduler.stop_and_join();
     }
 
     pub(crate) fn stats(&self) -> BusStats {
@@ -326,6 +371,93 @@ impl Shared {
             workers: self.pool.live_workers() as u64,
             replaced_workers: self.pool.replaced_workers(),
             ..self.counters.snapshot()
+        }
+    }
+}
+
+// Timers, delayed events and rate-limited events: the bus's side of `crate::timer` and
+// `crate::rate_limit`.
+impl Shared {
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    pub(crate) fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
+    }
+
+    /// Publishes `event` to run on the pool, whatever its mode, at `at` or at its rate-limit
+    /// slot if that is later. Timers fire through here with `at` = now.
+    pub(crate) fn publish_at(
+        self: &Arc<Self>,
+        event: Event,
+        at: Instant,
+        admission: Admission,
+    ) -> Result<EventHandle, PublishError> {
+        let now = Instant::now();
+        let delay = at.saturating_duration_since(now);
+        if delay > MAX_TIMEOUT {
+            let reason = format!("the delay of {delay:?} is longer than the maximum of one year");
+            return Err(InvalidEventError::new(reason, event).into());
+        }
+        let (event, registration) = self.accept(event)?;
+        if at > now {
+            // Its rate-limit slot is reserved when it is released, not now: a slot reserved
+            // for the future would hold back the events published in between.
+            return self.hold(event, registration, at, false);
+        }
+        match self.rate_limits.reserve(event.event_type()) {
+            Some(slot) => self.hold(event, registration, slot, true),
+            None => self.enqueue(event, registration, admission),
+        }
+    }
+
+    /// Hands an accepted event to the scheduler until `at`.
+    fn hold(
+        self: &Arc<Self>,
+        event: Event,
+        registration: Option<Arc<Registration>>,
+        at: Instant,
+        reserved: bool,
+    ) -> Result<EventHandle, PublishError> {
+        let (handle, reply) = EventHandle::pending(event.id());
+        let job = Job::new(Arc::new(event), registration, reply);
+        match self.scheduler.hold(self, job, at, reserved) {
+            Ok(()) => {
+                self.counters.record_published();
+                Ok(handle)
+            }
+            Err((job, Refusal::Closing)) => {
+                self.not_accepted();
+                Err(PublishError::ShutDown(Box::new(Arc::unwrap_or_clone(job.event))))
+            }
+            Err((job, refusal @ Refusal::Spawn(_))) => {
+                // Accepted, but nothing can hold it: resolve it at once with the reason.
+                self.counters.record_published();
+                self.resolve(job, EventResult::failed(ErrorKind::Internal, refusal.to_string()));
+                Ok(handle)
+            }
+        }
+    }
+
+    /// Puts a job the scheduler held on the pool's queue, unless its rate limit makes it wait
+    /// longer (`reserved`: it already waited for its slot).
+    pub(crate) fn release(self: &Arc<Self>, job: Job, reserved: bool) {
+        if !reserved {
+            if let Some(slot) = self.rate_limits.reserve(job.event.event_type()) {
+                return self.scheduler.hold_again(job, slot);
+            }
+        }
+        if let Err(error) = self.pool.ensure_started(self) {
+            let message = format!("could not start the bus's worker threads: {error}");
+            return self.resolve(job, EventResult::failed(ErrorKind::Internal, message));
+        }
+        // `Force`: the scheduler never waits for room. Only `shutdown_now` closes the queue
+        // while the scheduler holds jobs; then the job is cancelled like the queued ones.
+        if let Err(PushError::Closed(job) | PushError::Full(job)) =
+            self.pool.queue.push(job, Admission::Force)
+        {
+            self.resolve(job, attempt::cancelled());
         }
     }
 }
