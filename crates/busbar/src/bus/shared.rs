@@ -2,10 +2,9 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::Owner;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
 use crate::context;
@@ -30,8 +29,6 @@ pub(crate) struct Shared {
     idle_lock: Mutex<()>,
     idle: Condvar,
     counters: Counters,
-    /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
-    pub(super) owner: OnceLock<Weak<Owner>>,
     /// Serialises graceful shutdowns: a second caller waits for the first to finish.
     shutdown_lock: Mutex<()>,
 }
@@ -72,7 +69,6 @@ impl Shared {
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             counters: Counters::default(),
-            owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
         }
     }
