@@ -43,7 +43,7 @@ pub(super) fn run(
         HandlerSource::Caller => registration.shared_instance().execute(&ctx),
     });
     match returned {
-        Ok(_) if Instant::now() > deadline => Outcome::TimedOut,
+        Ok(_) if Instant::now() >= deadline => Outcome::TimedOut,
         Ok(result) => Outcome::Returned(result),
         Err(message) => Outcome::Panicked(message),
     }
