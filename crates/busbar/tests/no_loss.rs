@@ -31,7 +31,9 @@ fn four_publishers() {
         let publishers: Vec<_> = (0..PUBLISHERS)
             .map(|_| {
                 scope.spawn(|| {
-                    (0..PER_PUBLISHER).map(|_| bus.publish(thread_event("count")).unwrap()).collect::<Vec<_>>()
+                    (0..PER_PUBLISHER)
+                        .map(|_| bus.publish(thread_event("count")).unwrap())
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

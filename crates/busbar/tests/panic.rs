@@ -13,10 +13,7 @@ const MODES: [ExecutionMode; 2] = [ExecutionMode::Sync, ExecutionMode::Thread];
 fn panicking_bus() -> EventBus {
     let bus = EventBus::builder().threads(1).build().unwrap();
     bus.subscribe("str", handler_fn(|_| panic!("out of cheese")));
-    bus.subscribe(
-        "string",
-        handler_fn(|ctx| panic!("bad value {} in {}", 42, ctx.event().event_type())),
-    );
+    bus.subscribe("string", handler_fn(|ctx| panic!("bad value {} in {}", 42, ctx.event().event_type())));
     bus.subscribe("other", handler_fn(|_| std::panic::panic_any(7_u8)));
     bus.subscribe("ok", handler_fn(|_| Ok(EventResult::success())));
     bus

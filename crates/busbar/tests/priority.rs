@@ -32,7 +32,7 @@ fn held_bus(gate: &Gate) -> (EventBus, Arc<Mutex<Vec<String>>>) {
             Ok(EventResult::success())
         }),
     );
-    let _hold = bus.publish(thread_event("hold")).unwrap();
+    drop(bus.publish(thread_event("hold")).unwrap());
     is_started.recv().unwrap();
     (bus, log)
 }
@@ -44,7 +44,7 @@ fn order() {
     let (bus, log) = held_bus(&gate);
     for (tag, priority) in [("a", 1), ("b", 10), ("c", 5), ("d", 10)] {
         let event = thread_event("record").with_priority(priority).with_data(json!({ "tag": tag }));
-        let _ = bus.publish(event).unwrap();
+        drop(bus.publish(event).unwrap());
     }
     gate.open();
     bus.join();
@@ -58,7 +58,7 @@ fn fifo_among_equals() {
     let (bus, log) = held_bus(&gate);
     let tags: Vec<String> = (0..200).map(|i| i.to_string()).collect();
     for tag in &tags {
-        let _ = bus.publish(thread_event("record").with_data(json!({ "tag": tag }))).unwrap();
+        drop(bus.publish(thread_event("record").with_data(json!({ "tag": tag }))).unwrap());
     }
     gate.open();
     bus.join();
@@ -72,7 +72,7 @@ fn extremes() {
     let (bus, log) = held_bus(&gate);
     for (tag, priority) in [("min", i32::MIN), ("zero", 0), ("max", i32::MAX), ("neg", -1)] {
         let event = thread_event("record").with_priority(priority).with_data(json!({ "tag": tag }));
-        let _ = bus.publish(event).unwrap();
+        drop(bus.publish(event).unwrap());
     }
     gate.open();
     bus.join();

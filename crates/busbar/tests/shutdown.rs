@@ -94,7 +94,7 @@ fn graceful() {
 fn now_cancels_queued() {
     const QUEUED: usize = 100_000;
     let f = Fixture::new(QUEUED);
-    let (hold, queued) = f.hold_and_queue(QUEUED);
+    let (mut hold, queued) = f.hold_and_queue(QUEUED);
 
     let started = Instant::now();
     f.bus.shutdown_now();
@@ -104,7 +104,6 @@ fn now_cancels_queued() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 
     // Resolved by the time `shutdown_now` returned, the running event included.
-    let mut hold = hold;
     assert!(hold.try_result().expect("resolved").is_cancelled());
     for mut handle in queued {
         let result = handle.try_result().expect("resolved");
@@ -134,20 +133,16 @@ fn now_cancels_backoff() {
             Err("try again later".into())
         }),
     );
-    let handle = bus.publish(thread_event("fails").with_retry_count(1)).unwrap();
+    let mut handle = bus.publish(thread_event("fails").with_retry_count(1)).unwrap();
     has_failed.recv().unwrap();
     // The retry now waits a minute (or is about to); cancelling must not wait for it.
     let started = Instant::now();
     bus.shutdown_now();
-    let mut handle = handle;
     let result = handle.wait_timeout(Duration::from_secs(10)).expect("resolved promptly").clone();
     assert!(started.elapsed() < Duration::from_secs(10));
     // Cancelled in its pause, or, if the bus was killed before the retry was scheduled,
     // finished with the failure of its only attempt. Never a second attempt.
-    assert!(
-        result.is_cancelled() || result.error_kind == Some(ErrorKind::HandlerError),
-        "{result:?}"
-    );
+    assert!(result.is_cancelled() || result.error_kind == Some(ErrorKind::HandlerError), "{result:?}");
     assert_eq!(bus.stats().retries, 0);
 }
 
@@ -240,8 +235,8 @@ fn concurrent() {
 }
 
 /// Dropping the last handle of a bus closes it at once: new events are refused, even those
-/// a running handler publishes through its context. The events already queued still run and
-/// resolve their handles, and the workers then exit by themselves.
+/// a running handler publishes through its context (which does not count as a handle). The
+/// events already queued still run and resolve their handles.
 #[test]
 fn drop_last_handle() {
     let f = Fixture::new(1000);
@@ -276,12 +271,10 @@ fn kept_context_bus() {
     );
     for event in [Event::new("keep"), thread_event("keep")] {
         assert!(bus.publish(event).unwrap().wait().success);
-        let kept = kept.lock().unwrap();
-        let kept = kept.as_ref().unwrap();
+        let kept = kept.lock().unwrap().clone().unwrap();
         assert!(!kept.is_shut_down(), "usable while the bus has users");
-        assert!(kept.publish(Event::new("keep").with_mode(busbar::ExecutionMode::Thread)).is_ok());
+        assert!(kept.publish(Event::new("keep")).unwrap().wait().success);
     }
-    bus.join();
 
     drop(bus);
     let kept = kept.lock().unwrap().take().unwrap();

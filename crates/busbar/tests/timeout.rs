@@ -141,7 +141,8 @@ fn deadline_in_context() {
         "check",
         handler_fn(|ctx| {
             let remaining = ctx.remaining();
-            let ok = !ctx.is_cancelled() && remaining > Duration::ZERO && remaining <= Duration::from_secs(20);
+            let ok =
+                !ctx.is_cancelled() && remaining > Duration::ZERO && remaining <= Duration::from_secs(20);
             Ok(EventResult::success_with(ok.into()))
         }),
     );
