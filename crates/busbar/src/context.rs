@@ -69,6 +69,10 @@ impl EventContext {
     }
 
     /// Returns the bus the event was published on.
+    ///
+    /// This handle, and any clone of it, does not keep the bus open: once the program dropped
+    /// its last own handle, publishing through it is refused with
+    /// [`PublishError::ShutDown`].
     pub fn event_bus(&self) -> &EventBus {
         &self.bus
     }

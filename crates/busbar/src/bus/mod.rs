@@ -4,7 +4,7 @@ mod builder;
 mod shared;
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use builder::{EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
@@ -40,7 +40,9 @@ use crate::timer::{CronError, TimerThread};
 /// - **Dropping the last handle** starts a graceful shutdown in the background: new events are
 ///   refused (handlers still running can't publish), queued events still run and resolve their
 ///   handles, and the threads exit when the queue is empty. It does not block the dropping
-///   thread. Call `shutdown` to wait for it.
+///   thread. Call `shutdown` to wait for it. The handle a handler gets from
+///   [`EventContext::event_bus`](crate::EventContext::event_bus), and clones of it, don't
+///   count: a handler cannot keep open a bus that its program dropped.
 ///
 /// # Examples
 ///
@@ -69,8 +71,9 @@ use crate::timer::{CronError, TimerThread};
 /// ```
 pub struct EventBus {
     shared: Arc<Shared>,
-    /// `None` for the non-owning handles the bus gives to handler contexts once every owning
-    /// handle is gone; they must not keep a bus alive that its users dropped.
+    /// `None` for the non-owning handles the bus gives to handler contexts (and their clones):
+    /// they must not keep a bus alive that its users dropped. A handler storing one would
+    /// otherwise make a cycle (bus → factory → handler → bus) that never closes.
     owner: Option<Arc<Owner>>,
 }
 
@@ -116,8 +119,6 @@ impl EventBus {
     fn from_shared(shared: Shared) -> Self {
         let shared = Arc::new(shared);
         let owner = Arc::new(Owner { shared: Arc::clone(&shared) });
-        // Freshly created, so the cell is empty.
-        let _ = shared.owner.set(Arc::downgrade(&owner));
         EventBus { shared, owner: Some(owner) }
     }
 
@@ -128,10 +129,9 @@ impl EventBus {
         Self::from_shared(shared)
     }
 
-    /// A handle for a handler's context: owning while any owning handle exists.
+    /// A non-owning handle for a handler's context.
     pub(crate) fn internal(shared: &Arc<Shared>) -> Self {
-        let owner = shared.owner.get().and_then(Weak::upgrade);
-        EventBus { shared: Arc::clone(shared), owner }
+        EventBus { shared: Arc::clone(shared), owner: None }
     }
 
     /// Publishes an event and returns a handle to its result.
@@ -408,9 +408,8 @@ impl EventBus {
 
 impl Clone for EventBus {
     fn clone(&self) -> Self {
-        // A clone of a non-owning handle becomes owning if the bus still has owners.
-        let owner = self.owner.clone().or_else(|| self.shared.owner.get().and_then(Weak::upgrade));
-        EventBus { shared: Arc::clone(&self.shared), owner }
+        // A clone of a non-owning handle is non-owning too.
+        EventBus { shared: Arc::clone(&self.shared), owner: self.owner.clone() }
     }
 }
 

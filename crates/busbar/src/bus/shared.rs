@@ -2,10 +2,9 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use super::Owner;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
 use crate::context;
@@ -47,8 +46,6 @@ pub(crate) struct Shared {
     corelets: OnceLock<Result<CoreletPool, String>>,
     /// Set in a corelet child: events published there go to the parent's bus.
     forward: Option<ChildLink>,
-    /// The owners' guard, so internal handles (in handler contexts) can become owning ones.
-    pub(super) owner: OnceLock<Weak<Owner>>,
     /// Serialises graceful shutdowns: a second caller waits for the first to finish.
     shutdown_lock: Mutex<()>,
     /// Timers, and accepted events held until their instant (`publish_after`, rate limits).
@@ -100,7 +97,6 @@ impl Shared {
             corelet_config,
             corelets: OnceLock::new(),
             forward: None,
-            owner: OnceLock::new(),
             shutdown_lock: Mutex::new(()),
             scheduler: Scheduler::new(),
             rate_limits: RateLimits::new(),

@@ -44,7 +44,7 @@ pub(crate) fn run(
         HandlerSource::Caller => registration.shared_instance().execute(&ctx),
     });
     match returned {
-        Ok(_) if Instant::now() > deadline => Outcome::TimedOut,
+        Ok(_) if Instant::now() >= deadline => Outcome::TimedOut,
         Ok(result) => Outcome::Returned(result),
         Err(message) => Outcome::Panicked(message),
     }

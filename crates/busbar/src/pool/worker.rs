@@ -56,6 +56,15 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
             if !pause.is_zero() {
                 let attempt = job.attempts_made;
                 slot.occupy(Running { job, attempt, watch_until: None });
+                // `shutdown_now` may have emptied the slots between the verdict and the line
+                // above; then nobody else will cancel this job, so do it here rather than
+                // after the pause. (If it comes later, it finds the job in the slot.)
+                if shared.is_killed() {
+                    if let Some(running) = slot.vacate() {
+                        shared.resolve(running.job, attempt::cancelled());
+                    }
+                    return;
+                }
                 thread::sleep(pause);
                 match slot.vacate() {
                     Some(running) => job = running.job,

@@ -1,0 +1,151 @@
+//! `EventFactory`: one handler per worker thread per type, shared instances, registration.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
+
+use busbar::{
+    handler_fn, Event, EventBus, EventContext, EventFactory, EventHandler, EventResult, HandlerResult,
+    PublishError,
+};
+use support::thread_event;
+
+/// A handler that remembers the thread that built it and reports where it runs.
+struct Pinned {
+    built_on: ThreadId,
+    ran_on: Arc<Mutex<HashSet<ThreadId>>>,
+}
+
+impl EventHandler for Pinned {
+    fn execute(&self, _ctx: &EventContext) -> HandlerResult {
+        let here = thread::current().id();
+        self.ran_on.lock().unwrap().insert(here);
+        if here == self.built_on {
+            Ok(EventResult::success())
+        } else {
+            Ok(EventResult::failure("runs on a thread other than the one that built it"))
+        }
+    }
+}
+
+#[test]
+fn one_per_worker() {
+    let built = Arc::new(AtomicUsize::new(0));
+    let ran_on = Arc::new(Mutex::new(HashSet::new()));
+    let factory = EventFactory::new();
+    let (counter, threads) = (Arc::clone(&built), Arc::clone(&ran_on));
+    factory.register_event_type("pinned", move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Pinned { built_on: thread::current().id(), ran_on: Arc::clone(&threads) }
+    });
+    let bus = EventBus::builder().threads(2).factory(factory).build().unwrap();
+
+    let handles: Vec<_> = (0..1000).map(|_| bus.publish(thread_event("pinned")).unwrap()).collect();
+    for handle in handles {
+        let result = handle.wait();
+        assert!(result.success, "{result:?}");
+    }
+    let built = built.load(Ordering::SeqCst);
+    let threads = ran_on.lock().unwrap().len();
+    assert!((1..=2).contains(&built), "built {built} handlers for 2 workers");
+    assert_eq!(built, threads, "one handler for each worker that ran the type");
+}
+
+#[test]
+fn sync_builds_once() {
+    let built = Arc::new(AtomicUsize::new(0));
+    let factory = EventFactory::new();
+    let counter = Arc::clone(&built);
+    factory.register_event_type("counted", move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        handler_fn(|_| Ok(EventResult::success()))
+    });
+    let bus = EventBus::with_factory(factory);
+    for _ in 0..100 {
+        assert!(bus.publish(Event::new("counted")).unwrap().wait().success);
+    }
+    assert_eq!(built.load(Ordering::SeqCst), 1, "sync events share one instance");
+}
+
+/// A handler that reports its own address, to tell instances apart.
+struct Identified;
+
+impl EventHandler for Identified {
+    fn execute(&self, _ctx: &EventContext) -> HandlerResult {
+        Ok(EventResult::success_with((std::ptr::from_ref(self) as usize).into()))
+    }
+}
+
+#[test]
+fn subscribe_shares() {
+    let bus = EventBus::builder().threads(2).build().unwrap();
+    bus.subscribe("shared", Identified);
+    let handles: Vec<_> = (0..200)
+        .map(|n| {
+            let event = if n % 2 == 0 { thread_event("shared") } else { Event::new("shared") };
+            bus.publish(event).unwrap()
+        })
+        .collect();
+    let instances: HashSet<u64> = handles.into_iter().map(|h| h.wait().data.as_u64().unwrap()).collect();
+    assert_eq!(instances.len(), 1, "one instance for every thread and mode");
+}
+
+#[test]
+fn reregister_replaces() {
+    let bus = EventBus::builder().threads(2).build().unwrap();
+    let version = |v: &'static str| move || handler_fn(move |_| Ok(EventResult::success_with(v.into())));
+    bus.factory().register_event_type("versioned", version("v1"));
+    let run = |bus: &EventBus| -> HashSet<String> {
+        let handles: Vec<_> = (0..50)
+            .map(|n| {
+                let event = if n % 5 == 0 { Event::new("versioned") } else { thread_event("versioned") };
+                bus.publish(event).unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.wait().data.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(run(&bus), HashSet::from(["v1".to_owned()]));
+    // Workers that built a v1 handler must not keep using it.
+    bus.factory().register_event_type("versioned", version("v2"));
+    assert_eq!(run(&bus), HashSet::from(["v2".to_owned()]));
+    bus.subscribe("versioned", handler_fn(|_| Ok(EventResult::success_with("v3".into()))));
+    assert_eq!(run(&bus), HashSet::from(["v3".to_owned()]));
+}
+
+#[test]
+fn registry() {
+    let built = Arc::new(AtomicUsize::new(0));
+    let factory = EventFactory::new();
+    let counter = Arc::clone(&built);
+    factory.register_event_type("order.created", move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Identified
+    });
+    factory.register_shared("order.shipped", Identified);
+
+    assert!(factory.is_handler_available("order.created"));
+    assert!(factory.is_handler_available("order.shipped"));
+    assert!(!factory.is_handler_available("order.cancelled"));
+    assert!(factory.create_handler("order.cancelled").is_none());
+
+    assert!(factory.create_handler("order.created").is_some());
+    assert!(factory.create_handler("order.created").is_some());
+    assert_eq!(built.load(Ordering::SeqCst), 2, "create_handler builds a new instance each call");
+    assert!(factory.create_handler("order.shipped").is_some());
+
+    // A bus sees registrations made through any clone of its factory, before or after.
+    let bus = EventBus::with_factory(factory.clone());
+    bus.subscribe("order.paid", Identified);
+    factory.register_event_type("order.refunded", || Identified);
+    assert_eq!(factory.event_types(), ["order.created", "order.paid", "order.refunded", "order.shipped"]);
+    assert_eq!(bus.factory().event_types(), factory.event_types());
+    assert!(bus.publish(Event::new("order.refunded")).unwrap().wait().success);
+
+    assert!(factory.unregister("order.refunded"));
+    assert!(!factory.unregister("order.refunded"));
+    let err = bus.publish(Event::new("order.refunded")).unwrap_err();
+    assert!(matches!(err, PublishError::NoHandlerAvailable(_)), "{err:?}");
+}

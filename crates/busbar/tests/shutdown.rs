@@ -1,0 +1,283 @@
+//! Shutdown: graceful finishes the queue, immediate cancels it, both refuse new events.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use busbar::{handler_fn, ErrorKind, Event, EventBus, EventHandle, EventResult, RetryBackoff};
+use support::{thread_event, Gate, Opener};
+
+/// A one-thread bus whose "hold" handler blocks at a gate, and whose "count" handler counts.
+struct Fixture {
+    bus: EventBus,
+    gate: Gate,
+    /// Calls of "count".
+    count: Arc<AtomicUsize>,
+    /// A message when "hold" starts.
+    started: mpsc::Receiver<()>,
+    /// What "hold" found after the gate: could it still publish, was it cancelled?
+    after_gate: mpsc::Receiver<(bool, bool)>,
+    /// Never leaves a handler blocked, even when an assertion failed.
+    _release: Opener,
+}
+
+impl Fixture {
+    fn new(queue_capacity: usize) -> Self {
+        let bus = EventBus::builder().threads(1).queue_capacity(queue_capacity).build().unwrap();
+        let gate = Gate::new();
+        let (started, is_started) = mpsc::channel();
+        let (after_gate, found) = mpsc::channel();
+        let held = gate.clone();
+        bus.subscribe(
+            "hold",
+            handler_fn(move |ctx| {
+                started.send(()).unwrap();
+                held.wait();
+                let could_publish = ctx.publish(thread_event("count")).is_ok();
+                after_gate.send((could_publish, ctx.is_cancelled())).unwrap();
+                Ok(EventResult::success())
+            }),
+        );
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        bus.subscribe(
+            "count",
+            handler_fn(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(EventResult::success())
+            }),
+        );
+        let _release = gate.opener();
+        Fixture { bus, gate, count, started: is_started, after_gate: found, _release }
+    }
+
+    /// Publishes a "hold" event, waits until the worker is blocked in it, then queues `n`
+    /// "count" events behind it.
+    fn hold_and_queue(&self, n: usize) -> (EventHandle, Vec<EventHandle>) {
+        let hold = self.bus.publish(thread_event("hold")).unwrap();
+        self.started.recv().unwrap();
+        let queued = (0..n).map(|_| self.bus.publish(thread_event("count")).unwrap()).collect();
+        (hold, queued)
+    }
+}
+
+#[test]
+fn graceful() {
+    let f = Fixture::new(10_000);
+    let (hold, queued) = f.hold_and_queue(1000);
+
+    thread::scope(|scope| {
+        let shutting_down = scope.spawn(|| f.bus.shutdown());
+        // Wait (without sleeping) until the shutdown has begun, with everything still queued.
+        while !f.bus.is_shut_down() {
+            thread::yield_now();
+        }
+        assert_eq!(f.bus.stats().queued, 1000);
+        f.gate.open();
+        shutting_down.join().unwrap();
+    });
+
+    assert_eq!(f.after_gate.recv().unwrap(), (false, false), "refused, not cancelled");
+    assert_eq!(f.count.load(Ordering::SeqCst), 1000, "every queued event ran");
+    assert!(hold.wait().success);
+    for handle in queued {
+        assert!(handle.wait().success);
+    }
+    let stats = f.bus.stats();
+    assert_eq!((stats.published, stats.succeeded, stats.in_flight), (1001, 1001, 0), "{stats:?}");
+}
+
+#[test]
+fn now_cancels_queued() {
+    const QUEUED: usize = 100_000;
+    let f = Fixture::new(QUEUED);
+    let (mut hold, queued) = f.hold_and_queue(QUEUED);
+
+    let started = Instant::now();
+    f.bus.shutdown_now();
+    let elapsed = started.elapsed();
+    eprintln!("shutdown_now with {QUEUED} queued events returned in {elapsed:?}");
+    // The target is well under a second (see the benchmark); a test only guards against hangs.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+
+    // Resolved by the time `shutdown_now` returned, the running event included.
+    assert!(hold.try_result().expect("resolved").is_cancelled());
+    for mut handle in queued {
+        let result = handle.try_result().expect("resolved");
+        assert_eq!(result.error_kind, Some(ErrorKind::Cancelled), "{result:?}");
+        assert!(result.error_message.as_deref().unwrap().contains("shut down"));
+    }
+    f.gate.open();
+    assert_eq!(f.after_gate.recv().unwrap(), (false, true), "the running handler sees the cancellation");
+    assert_eq!(f.count.load(Ordering::SeqCst), 0, "no queued event ran");
+    let stats = f.bus.stats();
+    assert_eq!(stats.cancelled, QUEUED as u64 + 1, "{stats:?}");
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+}
+
+#[test]
+fn now_cancels_backoff() {
+    let bus = EventBus::builder()
+        .threads(1)
+        .retry_backoff(RetryBackoff::Fixed(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let (failed, has_failed) = mpsc::channel();
+    bus.subscribe(
+        "fails",
+        handler_fn(move |_| {
+            failed.send(()).unwrap();
+            Err("try again later".into())
+        }),
+    );
+    let mut handle = bus.publish(thread_event("fails").with_retry_count(1)).unwrap();
+    has_failed.recv().unwrap();
+    // The retry now waits a minute (or is about to); cancelling must not wait for it.
+    let started = Instant::now();
+    bus.shutdown_now();
+    let result = handle.wait_timeout(Duration::from_secs(10)).expect("resolved promptly").clone();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Cancelled in its pause, or, if the bus was killed before the retry was scheduled,
+    // finished with the failure of its only attempt. Never a second attempt.
+    assert!(result.is_cancelled() || result.error_kind == Some(ErrorKind::HandlerError), "{result:?}");
+    assert_eq!(bus.stats().retries, 0);
+}
+
+#[test]
+fn refused_after() {
+    for immediate in [false, true] {
+        let bus = EventBus::builder().threads(1).build().unwrap();
+        bus.subscribe("ok", handler_fn(|_| Ok(EventResult::success())));
+        assert!(bus.publish(thread_event("ok")).unwrap().wait().success);
+        if immediate {
+            bus.shutdown_now();
+        } else {
+            bus.shutdown();
+        }
+        assert!(bus.is_shut_down());
+        for event in [Event::new("ok"), thread_event("ok")] {
+            let id = event.id();
+            let err = bus.publish(event).unwrap_err();
+            assert!(err.is_shut_down(), "{err:?}");
+            assert_eq!(err.to_string(), "publishing event `ok` on a bus that was shut down");
+            assert_eq!(err.into_inner().id(), id, "the event comes back");
+        }
+        assert!(bus.try_publish(thread_event("ok")).unwrap_err().is_shut_down());
+        assert_eq!(bus.stats().published, 1);
+    }
+}
+
+#[test]
+fn idempotent() {
+    let bus = EventBus::builder().threads(1).build().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    bus.subscribe(
+        "count",
+        handler_fn(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(EventResult::success())
+        }),
+    );
+    let handles: Vec<_> = (0..100).map(|_| bus.publish(thread_event("count")).unwrap()).collect();
+    bus.shutdown();
+    bus.shutdown();
+    bus.shutdown_now(); // nothing left to cancel
+    bus.shutdown_now();
+    assert_eq!(count.load(Ordering::SeqCst), 100);
+    assert!(handles.into_iter().all(|handle| handle.wait().success));
+    let stats = bus.stats();
+    assert_eq!((stats.published, stats.succeeded, stats.cancelled), (100, 100, 0), "{stats:?}");
+}
+
+#[test]
+fn concurrent() {
+    for immediate in [false, true] {
+        let f = Fixture::new(1000);
+        let (hold, queued) = f.hold_and_queue(500);
+        let both = Barrier::new(2);
+        thread::scope(|scope| {
+            let callers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        both.wait();
+                        if immediate {
+                            f.bus.shutdown_now();
+                        } else {
+                            f.bus.shutdown();
+                        }
+                    })
+                })
+                .collect();
+            if !immediate {
+                f.gate.open();
+            }
+            for caller in callers {
+                caller.join().unwrap();
+            }
+        });
+        f.gate.open();
+        let results: Vec<EventResult> = queued.into_iter().chain([hold]).map(EventHandle::wait).collect();
+        let stats = f.bus.stats();
+        if immediate {
+            assert!(results.iter().all(EventResult::is_cancelled));
+            assert_eq!(stats.cancelled, 501, "each event cancelled once: {stats:?}");
+        } else {
+            assert!(results.iter().all(|result| result.success));
+            assert_eq!(f.count.load(Ordering::SeqCst), 500 + usize::from(f.after_gate.recv().unwrap().0));
+            assert_eq!(stats.failed, 0, "{stats:?}");
+        }
+        assert_eq!(stats.in_flight, 0, "{stats:?}");
+    }
+}
+
+/// Dropping the last handle of a bus closes it at once: new events are refused, even those
+/// a running handler publishes through its context (which does not count as a handle). The
+/// events already queued still run and resolve their handles.
+#[test]
+fn drop_last_handle() {
+    let f = Fixture::new(1000);
+    let (hold, queued) = f.hold_and_queue(100);
+    drop(f.bus.clone()); // a clone is not the last handle
+    assert!(!f.bus.is_shut_down());
+
+    let Fixture { bus, gate, count, after_gate, _release, .. } = f;
+    drop(bus);
+    gate.open();
+    assert_eq!(after_gate.recv().unwrap(), (false, false), "refused, not cancelled");
+    assert!(hold.wait().success);
+    for handle in queued {
+        assert!(handle.wait().success);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 100, "the queued events ran");
+}
+
+/// A handler may keep a clone of `ctx.event_bus()` (to publish later), but that clone does
+/// not keep the bus open once its users dropped their handles.
+#[test]
+fn kept_context_bus() {
+    let bus = EventBus::builder().threads(1).build().unwrap();
+    let kept: Arc<Mutex<Option<EventBus>>> = Arc::default();
+    let keep = Arc::clone(&kept);
+    bus.subscribe(
+        "keep",
+        handler_fn(move |ctx| {
+            *keep.lock().unwrap() = Some(ctx.event_bus().clone());
+            Ok(EventResult::success())
+        }),
+    );
+    for event in [Event::new("keep"), thread_event("keep")] {
+        assert!(bus.publish(event).unwrap().wait().success);
+        let kept = kept.lock().unwrap().clone().unwrap();
+        assert!(!kept.is_shut_down(), "usable while the bus has users");
+        assert!(kept.publish(Event::new("keep")).unwrap().wait().success);
+    }
+
+    drop(bus);
+    let kept = kept.lock().unwrap().take().unwrap();
+    assert!(kept.is_shut_down(), "the handler's handle did not keep the bus open");
+    assert!(kept.publish(thread_event("keep")).unwrap_err().is_shut_down());
+}

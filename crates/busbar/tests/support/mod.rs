@@ -1,0 +1,56 @@
+//! Helpers shared by the behaviour tests: a gate to hold handlers, and short constructors.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use busbar::{Event, ExecutionMode};
+
+/// A gate that handlers wait at until the test opens it. Clones share one gate.
+///
+/// Opening is permanent: every waiter, present and future, passes.
+#[derive(Clone, Default)]
+pub(crate) struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets every waiter through, now and later.
+    pub(crate) fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        changed.notify_all();
+    }
+
+    /// Blocks until the gate is open.
+    pub(crate) fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*open {
+            open = changed.wait(open).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Returns a guard that opens the gate when dropped, so that a failing test does not
+    /// leave handler threads blocked behind it.
+    pub(crate) fn opener(&self) -> Opener {
+        Opener(self.clone())
+    }
+}
+
+/// Opens its gate on drop.
+pub(crate) struct Opener(Gate);
+
+impl Drop for Opener {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A thread-mode event of type `event_type`.
+pub(crate) fn thread_event(event_type: &str) -> Event {
+    Event::new(event_type).with_mode(ExecutionMode::Thread)
+}
