@@ -105,12 +105,16 @@ pub(crate) fn cancelled() -> EventResult {
 }
 
 /// Returns the deadline of an attempt starting now.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    deadline_from(Instant::now(), timeout)
+}
+
+/// Returns the deadline of an attempt starting at `start`.
 ///
 /// Timeouts are at most `MAX_TIMEOUT` (checked at publish), so the addition cannot overflow in
-/// practice; if it ever did, a year from now is as good as forever.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout).unwrap_or(now + crate::event::MAX_TIMEOUT)
+/// practice; if it ever did, a year from `start` is as good as forever.
+pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
+    start.checked_add(timeout).unwrap_or(start + crate::event::MAX_TIMEOUT)
 }
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
@@ -121,7 +125,7 @@ pub(crate) fn run_inline(
 ) -> EventResult {
     let started = Instant::now();
     let mut attempt = 1;
-    let mut deadline = started.checked_add(event.timeout()).unwrap_or(started + crate::event::MAX_TIMEOUT);
+    let mut deadline = deadline_from(started, event.timeout());
     loop {
         let outcome =
             mode::run_attempt(shared, &mut HandlerSource::Caller, registration, event, attempt, deadline);

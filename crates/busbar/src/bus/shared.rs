@@ -32,10 +32,13 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
-    /// Threads in `join`. Finishing an event wakes them only if there are any, so the common
-    /// case costs no syscall; they are woken on every finish, since a joiner inside sync
-    /// handlers waits for a count above zero.
+    /// Threads in `join` waiting for `in_flight` to reach zero. Finishing an event wakes them
+    /// only when it does, so neither the common case nor a draining queue costs a syscall per
+    /// event.
     joiners: AtomicUsize,
+    /// Threads in `join` inside sync handlers, waiting for a count above zero (their own
+    /// events). Rare; woken on every finish.
+    nested_joiners: AtomicUsize,
     counters: Counters,
     /// How cmd events run their programs.
     command_options: RunOptions,
@@ -92,6 +95,7 @@ impl Shared {
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             joiners: AtomicUsize::new(0),
+            nested_joiners: AtomicUsize::new(0),
             counters: Counters::default(),
             command_options: RunOptions::default(),
             corelet_config,
@@ -162,7 +166,11 @@ impl Shared {
     ) -> Result<EventHandle, PublishError> {
         if let Some(link) = &self.forward {
             // In a corelet child: the parent's bus accepts it (or logs why not).
-            return mode::forward_from_child(link, self.check(event)?);
+            let event = self.check(event)?;
+            if event.mode().needs_handler() && !self.factory.is_handler_available(event.event_type()) {
+                return Err(NoHandlerAvailableError::new(event).into());
+            }
+            return mode::forward_from_child(link, event);
         }
         let (event, registration) = self.accept(event)?;
         // Reserved now, so that events published together get successive slots.
@@ -206,12 +214,12 @@ impl Shared {
     }
 
     /// Refuses a malformed event and links it to the handler running on this thread.
+    ///
+    /// Whether a handler exists is the caller's check: `accept` looks the handler up once and
+    /// keeps it.
     fn check(&self, mut event: Event) -> Result<Event, PublishError> {
         if let Some(reason) = invalid_reason(&event) {
             return Err(InvalidEventError::new(reason, event).into());
-        }
-        if event.mode().needs_handler() && !self.factory.is_handler_available(event.event_type()) {
-            return Err(NoHandlerAvailableError::new(event).into());
         }
         if let Some(parent) = context::current_parent() {
             event.inherit_from(parent);
@@ -235,7 +243,7 @@ impl Shared {
             // Accepted, but nothing can run it: resolve it at once with the reason.
             self.counters.record_published();
             let message = format!("could not start the bus's worker threads: {error}");
-            self.resolve(job, EventResult::failed(ErrorKind::Internal, message));
+            self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
             return Ok(handle);
         }
         match self.pool.queue.push(job, admission) {
@@ -257,8 +265,11 @@ impl Shared {
     }
 
     /// Delivers the final result of a queued job.
-    pub(crate) fn resolve(&self, job: Job, result: EventResult) {
-        let started = job.started.unwrap_or_else(Instant::now);
+    ///
+    /// `started` is when its first attempt started, if one did.
+    pub(crate) fn resolve(&self, job: Job, result: EventResult, started: Option<Instant>) {
+        let started =
+            started.or(job.resume.as_ref().map(|resume| resume.started)).unwrap_or_else(Instant::now);
         let result = attempt::finish(result, &job.event, job.attempts_made, started);
         self.counters.record_result(&result);
         // The receiver may be gone (handle dropped): the event still counts as finished.
@@ -269,11 +280,13 @@ impl Shared {
 
     /// Counts one accepted event as finished and wakes joiners if any wait.
     fn leave_flight(&self) {
-        // SeqCst on both sides (here: decrement, then load `joiners`; in `join`: increment
-        // `joiners`, then load `in_flight`) means at least one of us sees the other's write:
-        // either we wake the joiner, or the joiner sees the new count.
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.joiners.load(Ordering::SeqCst) > 0 {
+        // SeqCst on both sides (here: decrement, then load the joiner counts; in `join`:
+        // increment a count, then load `in_flight`) means at least one of us sees the other's
+        // write: either we wake the joiner, or the joiner sees the new count.
+        let remaining = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        let wake = (remaining == 0 && self.joiners.load(Ordering::SeqCst) > 0)
+            || self.nested_joiners.load(Ordering::SeqCst) > 0;
+        if wake {
             // Take the lock so a joiner between its check and its wait cannot miss this.
             let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.idle.notify_all();
@@ -295,13 +308,14 @@ impl Shared {
             return;
         }
         let own = context::handlers_running_here(self.address());
-        self.joiners.fetch_add(1, Ordering::SeqCst);
+        let joiners = if own == 0 { &self.joiners } else { &self.nested_joiners };
+        joiners.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
         while self.in_flight() > own {
             guard = self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
         }
         drop(guard);
-        self.joiners.fetch_sub(1, Ordering::SeqCst);
+        joiners.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Refuses new events; queued ones still run. Does not wait.
@@ -339,10 +353,10 @@ impl Shared {
         // The watchdog may be requeueing a timed-out attempt right now: stop it before draining.
         self.pool.stop_watchdog();
         for job in self.scheduler.cancel_held() {
-            self.resolve(job, attempt::cancelled());
+            self.resolve(job, attempt::cancelled(), None);
         }
-        for job in self.pool.cancel_all() {
-            self.resolve(job, attempt::cancelled());
+        for (job, started) in self.pool.cancel_all() {
+            self.resolve(job, attempt::cancelled(), started);
         }
         if let Some(Ok(corelets)) = self.corelets.get() {
             corelets.kill_all();
@@ -430,7 +444,7 @@ impl Shared {
             Err((job, refusal @ Refusal::Spawn(_))) => {
                 // Accepted, but nothing can hold it: resolve it at once with the reason.
                 self.counters.record_published();
-                self.resolve(job, EventResult::failed(ErrorKind::Internal, refusal.to_string()));
+                self.resolve(job, EventResult::failed(ErrorKind::Internal, refusal.to_string()), None);
                 Ok(handle)
             }
         }
@@ -446,14 +460,14 @@ impl Shared {
         }
         if let Err(error) = self.pool.ensure_started(self) {
             let message = format!("could not start the bus's worker threads: {error}");
-            return self.resolve(job, EventResult::failed(ErrorKind::Internal, message));
+            return self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
         }
         // `Force`: the scheduler never waits for room. Only `shutdown_now` closes the queue
         // while the scheduler holds jobs; then the job is cancelled like the queued ones.
         if let Err(PushError::Closed(job) | PushError::Full(job)) =
             self.pool.queue.push(job, Admission::Force)
         {
-            self.resolve(job, attempt::cancelled());
+            self.resolve(job, attempt::cancelled(), None);
         }
     }
 }

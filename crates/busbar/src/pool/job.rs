@@ -12,6 +12,9 @@ use crate::handle::ResultSender;
 /// Whoever holds the `Job` is the only one who may resolve it: the queue while it waits, the
 /// worker's slot while an attempt runs, the watchdog or `shutdown_now` once they took it from
 /// the slot. Moving the job is what makes "exactly one result per event" hold.
+///
+/// A million jobs may wait in the queue, so the job is kept small (40 bytes): what only a
+/// requeued retry needs lives behind a pointer.
 #[derive(Debug)]
 pub(crate) struct Job {
     /// Shared with the running handler's context, so the watchdog can requeue a timed-out
@@ -23,9 +26,16 @@ pub(crate) struct Job {
     pub(crate) registration: Option<Arc<Registration>>,
     /// Attempts that already ran (and failed).
     pub(crate) attempts_made: u32,
+    /// Set when the watchdog requeues a timed-out attempt for a retry.
+    pub(crate) resume: Option<Box<Resume>>,
+}
+
+/// Where a requeued job's retry picks up.
+#[derive(Debug)]
+pub(crate) struct Resume {
     /// When the first attempt started (for the result's duration).
-    pub(crate) started: Option<Instant>,
-    /// A retry waits until then (backoff).
+    pub(crate) started: Instant,
+    /// The retry waits until then (backoff).
     pub(crate) not_before: Option<Instant>,
 }
 
@@ -35,6 +45,6 @@ impl Job {
         registration: Option<Arc<Registration>>,
         reply: ResultSender,
     ) -> Self {
-        Job { event, reply, registration, attempts_made: 0, started: None, not_before: None }
+        Job { event, reply, registration, attempts_made: 0, resume: None }
     }
 }

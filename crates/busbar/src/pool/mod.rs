@@ -152,8 +152,9 @@ impl Pool {
     }
 
     /// Takes every job from the queue and from the workers (for `shutdown_now`).
-    pub(crate) fn cancel_all(&self) -> Vec<Job> {
-        let mut jobs = self.queue.drain();
+    /// Each comes with when its first attempt started, if it did.
+    pub(crate) fn cancel_all(&self) -> Vec<(Job, Option<Instant>)> {
+        let mut jobs: Vec<_> = self.queue.drain().into_iter().map(|job| (job, None)).collect();
         let mut threads = self.lock();
         let mut index = 0;
         while index < threads.live.len() {
@@ -162,7 +163,7 @@ impl Pool {
                     let mut job = running.job;
                     // The attempt in progress (or, in a backoff pause, the last one) counts.
                     job.attempts_made = running.attempt;
-                    jobs.push(job);
+                    jobs.push((job, Some(running.started)));
                     // Its handler may still run; it exits afterwards (the slot is retired).
                     drop(threads.live.swap_remove(index));
                 }

@@ -1,7 +1,7 @@
 //! The bounded priority queue between publishers and workers.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::job::Job;
@@ -25,36 +25,43 @@ pub(crate) enum PushError {
     Closed(Job),
 }
 
-/// Higher priority first; among equals, lower sequence number (earlier publish) first.
-struct Queued {
-    priority: i32,
-    seq: u64,
-    job: Job,
+/// Jobs by priority: one FIFO lane per priority in use, highest priority first.
+///
+/// A binary heap of jobs moved large entries through `log n` cache-cold levels on every push
+/// and pop: with a million queued events, throughput fell to a sixth of its small-queue value.
+/// Lanes make push and pop O(1) in the queue's length (O(log p) in the number of distinct
+/// priorities, which is small) and read memory sequentially; FIFO among equals comes free.
+#[derive(Default)]
+struct Lanes {
+    lanes: BTreeMap<Reverse<i32>, VecDeque<Job>>,
+    len: usize,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Lanes {
+    fn push(&mut self, job: Job) {
+        self.lanes.entry(Reverse(job.event.priority())).or_default().push_back(job);
+        self.len += 1;
     }
-}
 
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    fn pop(&mut self) -> Option<Job> {
+        let mut lane = self.lanes.first_entry()?;
+        let job = lane.get_mut().pop_front();
+        // An emptied lane goes, so that `first_entry` always finds a job.
+        if lane.get().is_empty() {
+            lane.remove();
+        }
+        self.len -= 1;
+        job
     }
-}
 
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then_with(|| other.seq.cmp(&self.seq))
+    fn drain(&mut self) -> Vec<Job> {
+        self.len = 0;
+        std::mem::take(&mut self.lanes).into_values().flatten().collect()
     }
 }
 
 struct State {
-    heap: BinaryHeap<Queued>,
-    next_seq: u64,
+    lanes: Lanes,
     closed: bool,
     /// Workers blocked in `pop`: only then does a push need to wake one (saves a syscall).
     idle_workers: usize,
@@ -76,8 +83,7 @@ impl JobQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         JobQueue {
             state: Mutex::new(State {
-                heap: BinaryHeap::new(),
-                next_seq: 0,
+                lanes: Lanes::default(),
                 closed: false,
                 idle_workers: 0,
                 waiting_publishers: 0,
@@ -94,7 +100,7 @@ impl JobQueue {
             if state.closed {
                 return Err(PushError::Closed(job));
             }
-            if state.heap.len() < self.capacity || admission == Admission::Force {
+            if state.lanes.len < self.capacity || admission == Admission::Force {
                 break;
             }
             if admission == Admission::Try {
@@ -104,9 +110,7 @@ impl JobQueue {
             state = self.not_full.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.waiting_publishers -= 1;
         }
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.heap.push(Queued { priority: job.event.priority(), seq, job });
+        state.lanes.push(job);
         if state.idle_workers > 0 {
             self.not_empty.notify_one();
         }
@@ -117,11 +121,11 @@ impl JobQueue {
     pub(crate) fn pop(&self) -> Option<Job> {
         let mut state = self.lock();
         loop {
-            if let Some(queued) = state.heap.pop() {
+            if let Some(job) = state.lanes.pop() {
                 if state.waiting_publishers > 0 {
                     self.not_full.notify_one();
                 }
-                return Some(queued.job);
+                return Some(job);
             }
             if state.closed {
                 return None;
@@ -144,16 +148,13 @@ impl JobQueue {
     /// Requeues a retry even if the queue is closed: it was accepted before the close, and a
     /// graceful shutdown promises to finish it.
     pub(crate) fn requeue(&self, job: Job) {
-        let mut state = self.lock();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.heap.push(Queued { priority: job.event.priority(), seq, job });
+        self.lock().lanes.push(job);
         self.not_empty.notify_one();
     }
 
     /// Removes and returns every queued job (for `shutdown_now`).
     pub(crate) fn drain(&self) -> Vec<Job> {
-        let jobs: Vec<Job> = self.lock().heap.drain().map(|queued| queued.job).collect();
+        let jobs = self.lock().lanes.drain();
         self.not_full.notify_all();
         jobs
     }
@@ -163,7 +164,7 @@ impl JobQueue {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().heap.len()
+        self.lock().lanes.len
     }
 
     // No user code runs under this lock and every update leaves the state consistent, so a

@@ -14,6 +14,8 @@ pub(crate) struct Running {
     pub(crate) attempt: u32,
     /// When the watchdog should step in; `None` during a backoff pause.
     pub(crate) watch_until: Option<Instant>,
+    /// When the job's first attempt started (for the result's duration).
+    pub(crate) started: Instant,
 }
 
 #[derive(Default)]

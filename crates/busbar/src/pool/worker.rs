@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::job::Job;
+use super::job::{Job, Resume};
 use super::slot::{Running, WorkerSlot};
 use crate::attempt::{self, Outcome, Verdict};
 use crate::bus::{self, Shared};
@@ -48,20 +48,27 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
 fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, mut job: Job) {
     let event = Arc::clone(&job.event);
     let registration = job.registration.clone();
-    job.started.get_or_insert_with(Instant::now);
+    // One clock read serves as the start and as the first attempt's deadline base.
+    let now = Instant::now();
+    let (started, mut not_before) = match job.resume.take() {
+        Some(resume) => (resume.started, resume.not_before),
+        None => (now, None),
+    };
+    let mut attempt_start = Some(now);
     loop {
-        if let Some(not_before) = job.not_before.take() {
+        if let Some(not_before) = not_before.take() {
             // Backoff: park the job where `shutdown_now` can cancel it while this thread sleeps.
             let pause = not_before.saturating_duration_since(Instant::now());
             if !pause.is_zero() {
+                attempt_start = None;
                 let attempt = job.attempts_made;
-                slot.occupy(Running { job, attempt, watch_until: None });
+                slot.occupy(Running { job, attempt, watch_until: None, started });
                 // `shutdown_now` may have emptied the slots between the verdict and the line
                 // above; then nobody else will cancel this job, so do it here rather than
                 // after the pause. (If it comes later, it finds the job in the slot.)
                 if shared.is_killed() {
                     if let Some(running) = slot.vacate() {
-                        shared.resolve(running.job, attempt::cancelled());
+                        shared.resolve(running.job, attempt::cancelled(), Some(started));
                     }
                     return;
                 }
@@ -73,10 +80,13 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
             }
         }
         let attempt = job.attempts_made + 1;
-        let deadline = attempt::deadline_after(event.timeout());
+        let deadline = match attempt_start.take() {
+            Some(now) => attempt::deadline_from(now, event.timeout()),
+            None => attempt::deadline_after(event.timeout()),
+        };
         let watch_until =
             if event.mode().has_hard_timeout() { deadline + HARD_TIMEOUT_BACKSTOP } else { deadline };
-        slot.occupy(Running { job, attempt, watch_until: Some(watch_until) });
+        slot.occupy(Running { job, attempt, watch_until: Some(watch_until), started });
         shared.pool().watchdog().watch(watch_until);
         let outcome = mode::run_attempt(
             shared,
@@ -93,10 +103,10 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         job = running.job;
         job.attempts_made = attempt;
         match attempt::judge(shared, &event, attempt, outcome) {
-            Verdict::Final(result) => return shared.resolve(job, result),
+            Verdict::Final(result) => return shared.resolve(job, result, Some(started)),
             Verdict::Retry(pause) => {
                 if !pause.is_zero() {
-                    job.not_before = Some(Instant::now() + pause);
+                    not_before = Some(Instant::now() + pause);
                 }
             }
         }
@@ -107,16 +117,17 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
 ///
 /// Returns the job if it should run again (the caller requeues it).
 pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
-    let Running { mut job, attempt, .. } = running;
+    let Running { mut job, attempt, started, .. } = running;
     job.attempts_made = attempt;
     let event = Arc::clone(&job.event);
     match attempt::judge(shared, &event, attempt, Outcome::TimedOut) {
         Verdict::Final(result) => {
-            shared.resolve(job, result);
+            shared.resolve(job, result, Some(started));
             None
         }
         Verdict::Retry(pause) => {
-            job.not_before = (!pause.is_zero()).then(|| Instant::now() + pause);
+            let not_before = (!pause.is_zero()).then(|| Instant::now() + pause);
+            job.resume = Some(Box::new(Resume { started, not_before }));
             Some(job)
         }
     }

@@ -1,5 +1,7 @@
 //! The event: a typed message with data and execution settings.
 
+mod wire;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -100,38 +102,33 @@ impl fmt::Display for EventId {
 /// assert_eq!(event.header("tenant"), Some("acme"));
 /// assert_eq!(event.correlation_id(), event.id()); // a root event correlates with itself
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
+// Serialized through `wire::EventRepr`: the in-memory layout keeps rarely used fields behind a
+// pointer, the wire format is flat.
+#[derive(Clone, Debug)]
 pub struct Event {
-    #[serde(default = "EventId::new")]
     id: EventId,
     event_type: String,
-    #[serde(default)]
     data: Value,
-    #[serde(default)]
     mode: ExecutionMode,
-    #[serde(default = "default_priority")]
     priority: i32,
-    #[serde(default = "default_timeout", with = "timeout_seconds")]
     timeout: Duration,
-    #[serde(default)]
     retry_count: u32,
-    #[serde(default = "SystemTime::now")]
     created_at: SystemTime,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<EventId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    causation_id: Option<EventId>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    headers: BTreeMap<String, String>,
+    /// Chain ids and headers. Most events have none, and a million queued events may wait at
+    /// once, so they cost one pointer until used.
+    links: Option<Box<Links>>,
 }
 
-fn default_priority() -> i32 {
-    DEFAULT_PRIORITY
+/// The optional parts of an event.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Links {
+    pub(crate) correlation_id: Option<EventId>,
+    pub(crate) causation_id: Option<EventId>,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
-fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
-}
+/// What `headers()` returns for an event without headers.
+static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
 
 impl Event {
     /// Creates an event of the given type with null data and default settings.
@@ -148,9 +145,7 @@ impl Event {
             timeout: DEFAULT_TIMEOUT,
             retry_count: DEFAULT_RETRY_COUNT,
             created_at: SystemTime::now(),
-            correlation_id: None,
-            causation_id: None,
-            headers: BTreeMap::new(),
+            links: None,
         }
     }
 
@@ -220,7 +215,7 @@ impl Event {
     /// Events published from a handler get this automatically.
     #[must_use]
     pub fn with_correlation_id(mut self, id: EventId) -> Self {
-        self.correlation_id = Some(id);
+        self.links_mut().correlation_id = Some(id);
         self
     }
 
@@ -229,14 +224,14 @@ impl Event {
     /// Events published from a handler get this automatically.
     #[must_use]
     pub fn with_causation_id(mut self, id: EventId) -> Self {
-        self.causation_id = Some(id);
+        self.links_mut().causation_id = Some(id);
         self
     }
 
     /// Adds a string header, replacing an earlier value for the same name.
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
+        self.links_mut().headers.insert(name.into(), value.into());
         self
     }
 
@@ -316,31 +311,36 @@ impl Event {
 
     /// Returns the correlation id: the root event's id for a chain, this event's own id otherwise.
     pub fn correlation_id(&self) -> EventId {
-        self.correlation_id.unwrap_or(self.id)
+        self.links.as_ref().and_then(|links| links.correlation_id).unwrap_or(self.id)
     }
 
     /// Returns the id of the event whose handler published this one, if any.
     pub fn causation_id(&self) -> Option<EventId> {
-        self.causation_id
+        self.links.as_ref().and_then(|links| links.causation_id)
     }
 
     /// Returns the value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
+        self.headers().get(name).map(String::as_str)
     }
 
     /// Returns all headers, sorted by name.
     pub fn headers(&self) -> &BTreeMap<String, String> {
-        &self.headers
+        self.links.as_ref().map_or(&NO_HEADERS, |links| &links.headers)
+    }
+
+    fn links_mut(&mut self) -> &mut Links {
+        self.links.get_or_insert_with(Box::default)
     }
 
     /// Makes this event a child of `parent`: same correlation id, parent as causation.
     ///
     /// An explicitly set causation id is kept.
     pub(crate) fn inherit_from(&mut self, parent: ParentLink) {
-        if self.causation_id.is_none() {
-            self.causation_id = Some(parent.id);
-            self.correlation_id.get_or_insert(parent.correlation_id);
+        if self.causation_id().is_none() {
+            let links = self.links_mut();
+            links.causation_id = Some(parent.id);
+            links.correlation_id.get_or_insert(parent.correlation_id);
         }
     }
 }
@@ -357,23 +357,6 @@ pub(crate) struct ParentLink {
 impl ParentLink {
     pub(crate) fn of(event: &Event) -> Self {
         ParentLink { id: event.id(), correlation_id: event.correlation_id() }
-    }
-}
-
-/// Timeouts travel as (fractional) seconds, as in the documentation; bad values are refused
-/// while deserializing with a message that says what was expected.
-mod timeout_seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(timeout: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(timeout.as_secs_f64())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        super::timeout_from_secs(seconds).map_err(serde::de::Error::custom)
     }
 }
 
