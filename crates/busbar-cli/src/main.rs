@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 ///
 /// A program publishes an event; the bus runs the handler registered for the event's type
 /// in the event's execution mode: sync (on the publishing thread), thread (on a
-/// priority-ordered worker pool), corelet (an isolated process) or cmd (a command-line
-/// program). Corelet and cmd modes are not built yet.
+/// priority-ordered worker pool), corelet (an isolated child process) or cmd (a command-line
+/// program, no handler needed).
 #[derive(Debug, Parser)]
 #[command(name = "busbar", version, after_help = "Start with `busbar demo`: it runs in a few seconds.")]
 struct Cli {
@@ -24,13 +24,17 @@ enum Command {
     /// Tour the event bus: publish events in every mode and print what happened.
     ///
     /// Runs in a few seconds: sync and thread events, priorities, retries, timeouts, a
-    /// captured panic, a chain of events with correlation ids, error handling, the modes that
-    /// are not built yet, statistics and shutdown. Exits with a non-zero code if anything
-    /// behaved unexpectedly.
+    /// captured panic, a chain of events with correlation ids, error handling, corelets
+    /// (another process, a crash, a hard timeout), commands, timers, a rate limit,
+    /// statistics and shutdown. Exits with a non-zero code if anything behaved unexpectedly.
     Demo,
 }
 
 fn main() -> ExitCode {
+    // First, before anything else: the tour's corelet events run in children that are this
+    // program re-executed. In such a child this call serves events with the tour's corelet
+    // handlers and never returns; in `busbar` itself it returns at once.
+    busbar::corelet_main(&demo::handlers());
     match Cli::parse().command {
         Command::Demo => demo::run(),
     }

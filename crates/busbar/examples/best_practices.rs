@@ -1,6 +1,9 @@
-//! Documentation twins: the code blocks of "Choosing the Right Approach" (SYNC and THREAD
-//! mode), "Best Practices" and "Performance Tips", one function per block pair, named after
-//! its heading. (The CORELET blocks wait for issue 3.)
+//! Documentation twins: the code blocks of "Choosing the Right Approach" (SYNC, THREAD and
+//! CORELET mode), "Best Practices" and "Performance Tips", one function per block pair, named
+//! after its heading.
+//!
+//! Corelet events run in child processes that are this example re-executed, so `main` calls
+//! `busbar::corelet_main` before anything else, with the handlers of the corelet events.
 //!
 //! Run with `cargo run -p busbar --example best_practices`.
 
@@ -10,14 +13,18 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use busbar::{
-    handler_fn, ErrorKind, Event, EventBus, EventContext, EventHandler, EventResult, HandlerResult,
-    PublishError, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD,
+    handler_fn, ErrorKind, Event, EventBus, EventContext, EventFactory, EventHandler, EventResult,
+    HandlerResult, PublishError, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD,
 };
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Box<dyn Error>> {
+    // First: in a corelet child this serves corelet events and never returns.
+    busbar::corelet_main(&corelet_handlers());
+
     when_to_use_sync_mode()?;
     when_to_use_thread_mode()?;
+    when_to_use_corelet_mode()?;
     always_return_event_result()?;
     use_appropriate_execution_mode()?;
     cleanup_resources()?;
@@ -55,6 +62,48 @@ fn when_to_use_thread_mode() -> Result<(), Box<dyn Error>> {
     println!("THREAD: publish returned while the notification is still being sent");
     drop(release);
     assert!(handle.wait().success);
+    Ok(())
+}
+
+/// The handlers of this example's corelet events, for its buses and for `corelet_main`.
+fn corelet_handlers() -> EventFactory {
+    let factory = EventFactory::new();
+    // Untrusted code: it may crash the process it runs in.
+    factory.register_event_type("process.untrusted", || {
+        handler_fn(|ctx| {
+            if ctx.event().data()["input"] == "malicious" {
+                std::process::abort();
+            }
+            Ok(EventResult::success_with(json!({"pid": std::process::id()})))
+        })
+    });
+    factory.register_event_type("payment", || handler_fn(|_| Ok(EventResult::success())));
+    factory
+}
+
+/// Choosing the Right Approach › When to Use CORELET Mode: a handler that might crash runs in
+/// an isolated process, under a hard timeout.
+fn when_to_use_corelet_mode() -> Result<(), Box<dyn Error>> {
+    let bus = EventBus::with_factory(corelet_handlers());
+    let untrusted = |input: &str| {
+        Event::new("process.untrusted")
+            .with_mode(EXECUTION_MODE_CORELET)
+            .with_timeout(Duration::from_secs(10))
+            .with_data(json!({"input": input}))
+    };
+
+    let result = bus.publish(untrusted("benign"))?.wait();
+    assert!(result.success);
+    assert_ne!(result.data["pid"], std::process::id(), "it ran in another process");
+
+    let crashed = bus.publish(untrusted("malicious"))?.wait();
+    println!(
+        "CORELET: the untrusted handler crashed its process: {}",
+        crashed.error_message.as_deref().unwrap_or("")
+    );
+    assert_eq!(crashed.error_kind, Some(ErrorKind::Crashed));
+    assert!(bus.publish(untrusted("benign"))?.wait().success, "this process is unaffected");
+    bus.shutdown();
     Ok(())
 }
 
@@ -130,12 +179,15 @@ fn use_appropriate_execution_mode() -> Result<(), Box<dyn Error>> {
     let validation_event = Event::new("validate").with_mode(EXECUTION_MODE_SYNC);
     // GOOD - Slow I/O in thread mode
     let io_event = Event::new("file.upload").with_mode(EXECUTION_MODE_THREAD);
-    // GOOD - Critical operations in corelet mode (runs once issue 3 lands)
+    // GOOD - Critical operations in corelet mode
     let critical_event = Event::new("payment").with_mode(EXECUTION_MODE_CORELET);
     assert_eq!(
         [validation_event.mode(), io_event.mode(), critical_event.mode()],
         [EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD, EXECUTION_MODE_CORELET]
     );
+    let payments = EventBus::with_factory(corelet_handlers());
+    assert!(payments.publish(critical_event)?.wait().success);
+    payments.shutdown();
 
     // AVOID - Slow I/O blocking caller: a sync publish lasts as long as its handler.
     let bus = EventBus::new();

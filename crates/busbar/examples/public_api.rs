@@ -1,12 +1,12 @@
 //! Documentation twins: the code blocks of "Public APIs" (EventBus, Event, EventHandler,
-//! EventFactory) and of "Quick Reference › Imports", one function per block, named after
-//! its heading. (The TimerThread blocks wait for issue 4.)
+//! EventFactory, TimerThread) and of "Quick Reference › Imports", one function per block,
+//! named after its heading. (TimerThread › Examples is the `health_check` example.)
 //!
 //! Run with `cargo run -p busbar --example public_api`.
 
 use std::error::Error;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -16,8 +16,8 @@ use busbar::{Event, EventBus, EventHandler};
 use busbar::{EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD};
 // Results and context:
 use busbar::{EventContext, EventResult, HandlerResult};
-// Factory (TimerThread: pending, issue 4):
-use busbar::EventFactory;
+// Factory and timer:
+use busbar::{EventFactory, TimerThread};
 // Exceptions: busbar's errors are values. `NoHandlerAvailableError` comes inside
 // `PublishError`; `EventExecutionError` from `EventResult::into_result`.
 use busbar::{EventExecutionError, NoHandlerAvailableError, PublishError};
@@ -33,6 +33,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     event_handler_implementation_example()?;
     event_factory_register();
     event_factory_examples()?;
+    timer_thread()?;
     Ok(())
 }
 
@@ -90,7 +91,7 @@ fn event_signature() {
         .with_retry_count(1);
     assert_eq!(event.max_attempts(), 2);
 
-    // The four modes (running corelet and cmd events is issues 3 and 4):
+    // The four modes (`corelet_isolation` and `command` run the last two):
     let modes = [EXECUTION_MODE_SYNC, EXECUTION_MODE_THREAD, EXECUTION_MODE_CORELET, EXECUTION_MODE_CMD];
     assert_eq!(modes.map(|mode| mode.as_str()), ["sync", "thread", "corelet", "cmd"]);
     println!("Event::new defaults: mode sync, priority 5, timeout 30 s, retry_count 0");
@@ -282,5 +283,35 @@ fn event_factory_examples() -> Result<(), Box<dyn Error>> {
         println!("{event_type}: {}", result.data);
         assert_eq!(result.data["status"], &event_type["order.".len()..]);
     }
+    Ok(())
+}
+
+/// TimerThread: `TimerThread(event_bus, interval_seconds, event, run_once)`, then `start()`.
+///
+/// The interval is a `Duration` (the documentation's float seconds), and `run_once` has no
+/// default: Rust has no default arguments. The documentation's interval is 60 s; 20 ms here.
+fn timer_thread() -> Result<(), Box<dyn Error>> {
+    let bus = EventBus::new();
+    let (tick, ticks) = mpsc::channel();
+    let tick = Mutex::new(tick);
+    bus.subscribe("system.health_check", move |ctx: &EventContext| -> HandlerResult {
+        let _ = tick.lock().unwrap_or_else(PoisonError::into_inner).send(ctx.event().id());
+        Ok(EventResult::success())
+    });
+
+    let interval = Duration::from_millis(20);
+    let event = Event::new("system.health_check");
+    let original = event.id();
+    let started = Instant::now();
+    let timer = TimerThread::new(&bus, interval, event, false);
+    timer.start();
+
+    let first = ticks.recv_timeout(Duration::from_secs(10))?;
+    let second = ticks.recv_timeout(Duration::from_secs(10))?;
+    timer.stop(); // dropping the timer would stop it too
+    assert!(started.elapsed() >= interval * 2, "a periodic timer fires once per interval");
+    // Each firing publishes a fresh copy: same type and data, a new id.
+    assert!(first != original && second != original && first != second);
+    println!("TimerThread: fired {} times every {interval:?}, then stopped", timer.ticks());
     Ok(())
 }

@@ -85,13 +85,21 @@ pub(super) fn stats(tour: &mut Tour, bus: &EventBus) -> StepResult {
         s.published, s.succeeded, s.failed, s.in_flight
     ));
     tour.say(format!(
-        "of the failures: {} timed out, {} panicked, {} cancelled; {} retries in all",
-        s.timed_out, s.panicked, s.cancelled, s.retries
+        "of the failures: {} timed out, {} panicked, {} crashed, {} cancelled; {} retries in all",
+        s.timed_out, s.panicked, s.crashed, s.cancelled, s.retries
     ));
     tour.say(format!("workers {}, replaced after a stuck handler {}", s.workers, s.replaced_workers));
+    tour.say(format!(
+        "corelets alive {}; started {}, crashed {}, killed {}, retired {}",
+        s.corelets, s.corelet_spawns, s.corelet_crashes, s.corelet_kills, s.corelet_recycles
+    ));
     tour.check(
         s.published == s.succeeded + s.failed + s.in_flight,
         "published = succeeded + failed + in flight",
+    );
+    tour.check(
+        s.corelet_spawns == s.corelets + s.corelet_crashes + s.corelet_kills + s.corelet_recycles,
+        "every corelet started is alive, crashed, killed or retired",
     );
     Ok(())
 }

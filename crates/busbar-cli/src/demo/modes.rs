@@ -1,10 +1,10 @@
-//! Steps about where handlers run: sync, thread (priorities, a batch), and the pending modes.
+//! Steps about the in-process modes: sync, and thread (priorities, a batch).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use busbar::{handler_fn, ErrorKind, Event, EventBus, EventResult, ExecutionMode};
+use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
 use serde_json::json;
 
 use super::report::{describe, millis, StepResult, Tour};
@@ -111,31 +111,5 @@ pub(super) fn batch(tour: &mut Tour, bus: &EventBus) -> StepResult {
         sum == (1..=1000_i64).map(|n| n * n).sum::<i64>(),
         "every event ran once, with the right result",
     );
-    Ok(())
-}
-
-/// Corelet and cmd events are accepted and routed like the others, but their modes are not
-/// built yet: they end with a clear `unsupported` result.
-pub(super) fn pending(tour: &mut Tour, bus: &EventBus) -> StepResult {
-    bus.subscribe(
-        "payment.process",
-        handler_fn(|_| Ok(EventResult::success_with(json!({"transaction_id": 789})))),
-    );
-    let corelet = Event::new("payment.process")
-        .with_mode(ExecutionMode::Corelet)
-        .with_data(json!({"amount": 99.99, "account": "ACC123"}));
-    let cmd = Event::new("say.hello")
-        .with_mode(ExecutionMode::Cmd)
-        .with_data(json!({"executable": "echo", "args": ["hello"]}));
-    for event in [corelet, cmd] {
-        let mode = event.mode();
-        let result = bus.publish(event)?.wait();
-        tour.say(format!("{mode} event -> {}", describe(&result)));
-        let unsupported = result.error_kind == Some(ErrorKind::Unsupported);
-        tour.check(
-            unsupported || result.success,
-            format!("{mode} mode to say plainly that it is not supported yet (or to work)"),
-        );
-    }
     Ok(())
 }
