@@ -34,7 +34,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// No handler was registered for the event's type when it was about to run.
     NoHandler,
-    /// The event's mode is not supported by this build of busbar.
+    /// The result is not available where it was asked for: the handle of an event published
+    /// from inside a corelet, whose result is delivered on the parent's bus.
     Unsupported,
     /// The bus lost track of the event; this is a bug in busbar.
     Internal,

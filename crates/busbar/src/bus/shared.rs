@@ -166,11 +166,9 @@ impl Shared {
     ) -> Result<EventHandle, PublishError> {
         if let Some(link) = &self.forward {
             // In a corelet child: the parent's bus accepts it (or logs why not).
-            let event = self.check(event)?;
-            if event.mode().needs_handler() && !self.factory.is_handler_available(event.event_type()) {
-                return Err(NoHandlerAvailableError::new(event).into());
-            }
-            return mode::forward_from_child(link, event);
+            // No handler check here: the event runs on the parent's bus, whose handlers may
+            // differ from this process's (e.g. registered there with `subscribe`).
+            return mode::forward_from_child(link, self.check(event)?);
         }
         let (event, registration) = self.accept(event)?;
         // Reserved now, so that events published together get successive slots.
