@@ -97,6 +97,23 @@ pub(crate) fn frame_limit() {
     bus.shutdown();
 }
 
+/// An event nested beyond serde_json's recursion limit is refused with a clear error by the
+/// child, which serves on.
+pub(crate) fn too_deep() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = bus(config);
+    let pid = echo_pid(&bus);
+    let deep = (0..200).fold(json!("bottom"), |inner, _| json!([inner]));
+    let result = run(&bus, corelet("echo").with_data(deep).with_retry_count(2));
+    assert_eq!(result.error_kind, Some(ErrorKind::InvalidInput), "{:?}", result.error_message);
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("could not decode its request: recursion limit exceeded"), "{message}");
+    assert_eq!(result.attempts, 1, "an event that cannot be decoded is not retried");
+    assert_eq!(echo_pid(&bus), pid, "the same child serves on");
+    bus.shutdown();
+}
+
 /// A string whose JSON encoding is exactly `encoded_len` bytes, quotes included.
 fn text_encoding_to(encoded_len: usize) -> String {
     let chunk = "grüße 東京 🦀 \"q\" \\ \n\t\u{1}|";

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Check { name: "parent_killed", run: isolation::parent_killed },
         Check { name: "data_round_trip", run: exchange::data_round_trip },
         Check { name: "frame_limit", run: exchange::frame_limit },
+        Check { name: "too_deep", run: exchange::too_deep },
         Check { name: "panic", run: exchange::panic },
         Check { name: "follow_up", run: exchange::follow_up },
         Check { name: "stats", run: exchange::stats },
@@ -57,7 +58,12 @@ fn handlers() -> EventFactory {
         })
     });
     factory.register_event_type("segfault", || handler_fn(|_| segfault()));
-    factory.register_event_type("abort", || handler_fn(|_| std::process::abort()));
+    factory.register_event_type("abort", || {
+        handler_fn(|_| {
+            no_core_dumps();
+            std::process::abort()
+        })
+    });
     factory.register_event_type("exit", || handler_fn(|_| std::process::exit(3)));
     factory.register_event_type("hog", || handler_fn(|_| hog()));
     factory.register_event_type("spin", || handler_fn(spin));
@@ -71,8 +77,16 @@ fn handlers() -> EventFactory {
     factory
 }
 
+/// Keeps a crash from writing a core file: a test run should not fill the disk.
+fn no_core_dumps() {
+    let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit only reads the struct it is given.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+}
+
 /// Writes to a page that may not be touched: a real invalid memory access, SIGSEGV.
 fn segfault() -> ! {
+    no_core_dumps();
     // SAFETY: mmap with a null hint and an anonymous private mapping touches no memory of ours.
     let page = unsafe {
         libc::mmap(
@@ -93,6 +107,7 @@ fn segfault() -> ! {
 
 /// Allocates and touches memory until an allocation fails (under `memory_limit`, it will).
 fn hog() -> HandlerResult {
+    no_core_dumps();
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
         hoard.push(vec![1; 16 << 20]);
