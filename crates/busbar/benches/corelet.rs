@@ -31,6 +31,10 @@ use serde_json::{json, Value};
 /// Environment variable that makes this binary an echo process (see [`serve_echo`]).
 const ECHO_ROLE: &str = "BUSBAR_BENCH_ECHO";
 
+/// Environment variable that makes this binary run that many round trips and exit, for
+/// profilers (see [`profile`]).
+const PROFILE_ROUNDS: &str = "BUSBAR_BENCH_PROFILE";
+
 /// Names of the round-trip benchmarks, for the summary at the end.
 const GROUP: &str = "corelet_round_trip";
 const BUSBAR: &str = "busbar";
@@ -53,6 +57,10 @@ fn main() {
     busbar::corelet_main(&handlers()); // in a corelet child, never returns
     if std::env::var_os(ECHO_ROLE).is_some() {
         serve_echo();
+    }
+    if let Some(rounds) = std::env::var(PROFILE_ROUNDS).ok().and_then(|n| n.parse().ok()) {
+        profile(rounds);
+        return;
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -123,6 +131,28 @@ fn round_trip(c: &mut Criterion) {
     drop(submit);
     let _ = worker.join();
     group.finish();
+}
+
+/// Runs `rounds` round trips like the `busbar` benchmark, without criterion, and prints the
+/// mean. Instruction counts per round trip come from two runs and a subtraction, e.g.
+/// `BUSBAR_BENCH_PROFILE=2000 valgrind --tool=callgrind --trace-children=yes <bench binary>`
+/// and the same with 4000: the difference of the totals, over 2000, for the parent and for
+/// the child.
+fn profile(rounds: u32) {
+    let mut config = CoreletConfig::default();
+    config.pool_size = Some(1);
+    // Valgrind cannot re-execute /proc/self/exe (its own loader); the path it can.
+    config.program = Some(std::env::current_exe().expect("own path"));
+    let bus =
+        EventBus::builder().threads(1).factory(handlers()).corelet(config).build().expect("valid settings");
+    assert!(bus.publish(event()).expect("accepted").wait().success, "a corelet answers");
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        assert!(bus.publish(event()).expect("accepted").wait().success);
+    }
+    let each = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds.max(1));
+    println!("{rounds} round trips: {each:.2} µs each");
+    bus.shutdown();
 }
 
 /// Two corelets: a batch of events published at once, then waited for.
