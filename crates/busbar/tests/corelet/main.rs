@@ -1,6 +1,6 @@
-//! Corelet mode end to end, through `EventBus::publish`: crashes, timeouts, process hygiene,
-//! data, panics, follow-up events, stats and retries.
+//! Corelet mode end to end, through `EventBus::publish`.
 //!
+//! Crashes, timeouts, process hygiene, data, panics, follow-up events, stats and retries.
 //! A `harness = false` target: `main` hands the handlers to `busbar::corelet_main` first, so
 //! this binary is also the corelet worker program, then runs the named checks (arguments
 //! filter them by name) and ends with `N passed, M failed`. One check re-executes the binary
