@@ -5,6 +5,7 @@
 //! usually receives the whole reply with one `recv` into a buffer kept across frames; the child,
 //! which never needs a deadline, blocks in `recv` and answers with `send`.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -73,21 +74,23 @@ impl Channel {
 
     /// Reads the next frame's body, waiting until `deadline` at most.
     ///
-    /// Returns [`FrameError::Closed`] if the channel ends between frames and
-    /// [`FrameError::Truncated`] if it ends inside one.
-    pub(crate) fn read_frame(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, FrameError> {
+    /// A frame that fits the receive buffer is lent from it, without a copy; a larger one
+    /// comes in an allocation of its own. Returns [`FrameError::Closed`] if the channel ends
+    /// between frames and [`FrameError::Truncated`] if it ends inside one.
+    pub(crate) fn read_frame(&mut self, deadline: Option<Instant>) -> Result<Cow<'_, [u8]>, FrameError> {
         loop {
-            let pending = &self.buf[self.start..self.end];
-            let frame_len = match frame::parse(pending, self.limit)? {
+            let frame_len = match frame::parse(&self.buf[self.start..self.end], self.limit)? {
                 Parsed::Complete { body_len } => {
-                    let body = pending[HEADER_LEN..HEADER_LEN + body_len].to_vec();
+                    let body = self.start + HEADER_LEN..self.start + HEADER_LEN + body_len;
+                    // The bytes stay in place until the next receive, which the borrow of
+                    // `self` by the returned slice rules out while it lives.
                     self.consume(HEADER_LEN + body_len);
-                    return Ok(body);
+                    return Ok(Cow::Borrowed(&self.buf[body]));
                 }
                 Parsed::Incomplete { frame_len } => frame_len,
             };
             if frame_len > self.buf.len() {
-                return self.read_large(frame_len, deadline);
+                return self.read_large(frame_len, deadline).map(Cow::Owned);
             }
             if self.start + frame_len > self.buf.len() {
                 // Move the partial frame to the front so that the rest fits behind it.

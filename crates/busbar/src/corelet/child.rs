@@ -6,12 +6,17 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::Value;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Serialize;
 
 use super::channel::{self, Channel};
 use super::frame::{FrameError, DEFAULT_MAX_FRAME};
-use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use super::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::panic;
+
+/// Largest buffer capacity kept for the next reply; a larger one is freed after use, so that
+/// one huge reply does not pin its memory for the child's life.
+const KEPT_BUFFER: usize = 1 << 20;
 
 /// Environment variable that makes a process a corelet: the number of its channel descriptor.
 pub(crate) const FD_ENV: &str = "BUSBAR_CORELET_FD";
@@ -58,10 +63,10 @@ impl ChildLink {
     ///
     /// Fails if the event does not fit in a frame, if no request is running
     /// ([`FrameError::NotServing`]) or if the parent has gone away.
-    pub(crate) fn publish(&self, event: Value) -> Result<(), FrameError> {
+    pub(crate) fn publish<P: Serialize>(&self, event: &P) -> Result<(), FrameError> {
         let serving = self.lock();
         let seq = serving.ok_or(FrameError::NotServing)?;
-        let frame = message::encode(&ChildMessage::Publish { seq, event }, self.inner.limit)?;
+        let frame = message::encode(&ChildMessage::<(), &P>::Publish { seq, event }, self.inner.limit)?;
         channel::send_blocking(&self.inner.socket, &frame)
     }
 
@@ -87,20 +92,26 @@ impl ChildLink {
 /// parent sends `Shutdown` or its end of the channel closes, and exits the process. A panic in
 /// `handle` is caught and sent back as such; the child keeps serving.
 ///
+/// A request whose payload does not decode as a `Req` (nested beyond serde_json's recursion
+/// limit, say) still reaches `handle`, as the decoding error, so that it can be answered
+/// rather than end the child.
+///
 /// In any other process it returns at once.
-// Until the public entry point wraps it at integration, only tests call this.
-#[allow(dead_code)]
-pub(crate) fn serve_if_corelet<H>(handle: H)
+pub(crate) fn serve_if_corelet<Req, Rep, H>(handle: H)
 where
-    H: FnMut(Value, &ChildLink) -> Value,
+    Req: DeserializeOwned,
+    Rep: Serialize,
+    H: FnMut(Decoded<Req>, &ChildLink) -> Rep,
 {
     serve_if_corelet_as(PROTOCOL_VERSION, handle);
 }
 
 /// [`serve_if_corelet`], greeting with a chosen protocol version (tests fake old children).
-pub(crate) fn serve_if_corelet_as<H>(version: u32, handle: H)
+pub(crate) fn serve_if_corelet_as<Req, Rep, H>(version: u32, handle: H)
 where
-    H: FnMut(Value, &ChildLink) -> Value,
+    Req: DeserializeOwned,
+    Rep: Serialize,
+    H: FnMut(Decoded<Req>, &ChildLink) -> Rep,
 {
     let Some(fd) = std::env::var_os(FD_ENV) else {
         return;
@@ -160,20 +171,33 @@ fn is_socket(fd: RawFd) -> bool {
 }
 
 /// Greets the parent and answers requests; returns the exit code.
-fn serve<H>(channel: &mut Channel, version: u32, mut handle: H) -> i32
+fn serve<Req, Rep, H>(channel: &mut Channel, version: u32, mut handle: H) -> i32
 where
-    H: FnMut(Value, &ChildLink) -> Value,
+    Req: DeserializeOwned,
+    Rep: Serialize,
+    H: FnMut(Decoded<Req>, &ChildLink) -> Rep,
 {
     panic::install_hook();
-    let hello = ChildMessage::Hello { protocol_version: version, pid: std::process::id() };
     let link = ChildLink::new(channel);
-    if send(channel, &hello).is_err() {
+    // One buffer for every answer: a small reply then costs no allocation.
+    let mut answer = Vec::new();
+    let hello = BareChildMessage::Hello { protocol_version: version, pid: std::process::id() };
+    let greeted = message::encode_into(&mut answer, &hello, channel.limit())
+        .and_then(|()| channel.write_frame(&answer, None));
+    if greeted.is_err() {
         // The parent is gone or gave up on us already; nobody is left to tell.
         return EXIT_PROTOCOL;
     }
     loop {
-        let body = match channel.read_frame(None) {
-            Ok(body) => body,
+        let (seq, request) = match channel.read_frame(None) {
+            Ok(body) => match decode_request::<Req>(&body) {
+                Ok(Some(request)) => request,
+                Ok(None) => return 0,
+                Err(error) => {
+                    eprintln!("busbar corelet: undecodable request: {error}");
+                    return EXIT_PROTOCOL;
+                }
+            },
             // The parent closed its end: it retired us without a word, or it died.
             Err(FrameError::Closed) => return 0,
             Err(error) => {
@@ -181,49 +205,66 @@ where
                 return EXIT_PROTOCOL;
             }
         };
-        let (seq, request) = match message::decode(&body) {
-            Ok(ParentMessage::Execute { seq, request }) => (seq, request),
-            Ok(ParentMessage::Shutdown) => return 0,
-            Err(error) => {
-                eprintln!("busbar corelet: undecodable request: {error}");
-                return EXIT_PROTOCOL;
-            }
-        };
-        let answer = run(&link, channel.limit(), &mut handle, seq, request);
+        run(&link, channel.limit(), &mut handle, seq, request, &mut answer);
         if let Err(error) = channel.write_frame(&answer, None) {
             eprintln!("busbar corelet: sending a reply failed: {error}");
             return EXIT_PROTOCOL;
         }
-    }
-}
-
-/// Runs the handler on one request and returns the sealed frame that answers it.
-fn run<H>(link: &ChildLink, limit: u32, handle: &mut H, seq: u64, request: Value) -> Vec<u8>
-where
-    H: FnMut(Value, &ChildLink) -> Value,
-{
-    link.begin(seq);
-    let outcome = panic::catch(|| handle(request, link));
-    link.end();
-    let answer = match outcome {
-        Ok(reply) => ChildMessage::Reply { seq, reply },
-        Err(panic) => ChildMessage::Panic { seq, panic },
-    };
-    match message::encode(&answer, limit) {
-        Ok(frame) => frame,
-        Err(error) => {
-            let len = match error {
-                FrameError::TooLarge { len, .. } => len,
-                _ => 0,
-            };
-            // A two-number message is far below the smallest accepted limit.
-            message::encode(&ChildMessage::TooLarge { seq, len, limit }, limit).unwrap_or_default()
+        if answer.capacity() > KEPT_BUFFER {
+            answer = Vec::new();
         }
     }
 }
 
-/// Encodes and sends one message.
-fn send(channel: &mut Channel, message: &ChildMessage) -> Result<(), FrameError> {
-    let frame = message::encode(message, channel.limit())?;
-    channel.write_frame(&frame, None)
+/// A request's payload as the handler gets it: decoded, or why it could not be.
+type Decoded<Req> = Result<Req, serde_json::Error>;
+
+/// Decodes a parent message: the request's number and payload, or `None` for `Shutdown`.
+///
+/// A message that is not a parent message at all is an error; one whose payload is not a
+/// `Req` is a request whose payload is the decoding error.
+fn decode_request<Req: DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<(u64, Decoded<Req>)>, serde_json::Error> {
+    match message::decode::<ParentMessage<Req>>(body) {
+        Ok(ParentMessage::Execute { seq, request }) => Ok(Some((seq, Ok(request)))),
+        Ok(ParentMessage::Shutdown) => Ok(None),
+        // Only the payload can be at fault if the message decodes with any payload at all.
+        Err(error) => match message::decode::<ParentMessage<IgnoredAny>>(body)? {
+            ParentMessage::Execute { seq, .. } => Ok(Some((seq, Err(error)))),
+            ParentMessage::Shutdown => Ok(None),
+        },
+    }
+}
+
+/// Runs the handler on one request and encodes the frame that answers it into `answer`.
+fn run<Req, Rep, H>(
+    link: &ChildLink,
+    limit: u32,
+    handle: &mut H,
+    seq: u64,
+    request: Decoded<Req>,
+    answer: &mut Vec<u8>,
+) where
+    Rep: Serialize,
+    H: FnMut(Decoded<Req>, &ChildLink) -> Rep,
+{
+    link.begin(seq);
+    let outcome = panic::catch(|| handle(request, link));
+    link.end();
+    let encoded = match outcome {
+        Ok(reply) => message::encode_into(answer, &ChildMessage::<Rep, ()>::Reply { seq, reply }, limit),
+        Err(panic) => message::encode_into(answer, &BareChildMessage::Panic { seq, panic }, limit),
+    };
+    if let Err(error) = encoded {
+        let len = match error {
+            FrameError::TooLarge { len, .. } => len,
+            _ => 0,
+        };
+        // A two-number message is far below the smallest accepted limit.
+        let too_large = BareChildMessage::TooLarge { seq, len, limit };
+        if message::encode_into(answer, &too_large, limit).is_err() {
+            answer.clear();
+        }
+    }
 }

@@ -60,20 +60,21 @@ impl From<io::Error> for FrameError {
     }
 }
 
-/// Returns a buffer holding a placeholder header, ready for the body to be appended.
+/// Empties `buf` and puts a placeholder header in it, ready for the body to be appended.
 ///
 /// Building header and body in one buffer lets the channel send a frame with a single system
 /// call, which matters for round-trip latency.
-pub(crate) fn start() -> Vec<u8> {
-    vec![0; HEADER_LEN]
+pub(crate) fn start(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.extend_from_slice(&[0; HEADER_LEN]);
 }
 
-/// Fills in the header of a buffer made by [`start`] once its body is complete.
+/// Fills in the header of a buffer prepared by [`start`] once its body is complete.
 ///
 /// Fails with [`FrameError::TooLarge`] if the body exceeds `limit`; the buffer is then useless
 /// but nothing has been sent, so the channel is still in step.
 pub(crate) fn seal(buf: &mut [u8], limit: u32) -> Result<(), FrameError> {
-    debug_assert!(buf.len() >= HEADER_LEN, "buffer was not made by frame::start");
+    debug_assert!(buf.len() >= HEADER_LEN, "buffer was not prepared by frame::start");
     let len = (buf.len() - HEADER_LEN) as u64;
     if len > u64::from(limit) {
         return Err(FrameError::TooLarge { len, limit });

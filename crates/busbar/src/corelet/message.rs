@@ -2,53 +2,45 @@
 //!
 //! Bodies are JSON. Enums use serde's default external tagging (`{"reply":{"reply":…}}`)
 //! because it deserializes in one pass; internal tagging would buffer every payload first.
+//!
+//! Messages are generic over what they carry (the request, the reply, a published event), so
+//! payloads are encoded straight from the caller's types into the frame and decoded straight
+//! from the frame into the caller's types, with no `serde_json::Value` in between: that tree
+//! would cost more than everything else a round trip does in user space.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::frame::{self, FrameError};
 use super::panic::PanicInfo;
 
 /// Version of the message set below; a child must greet with exactly this number.
 ///
-/// Bump it whenever a message changes shape. `Hello` itself must never change, so that
-/// parents and children of different versions can always tell each other apart.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// Bump it whenever a message changes shape, payloads included (2: busbar's replies are
+/// externally tagged). `Hello` itself must never change, so that parents and children of
+/// different versions can always tell each other apart.
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
-/// Messages from the parent to a child.
+/// Messages from the parent to a child, carrying requests of type `R`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum ParentMessage {
+pub(crate) enum ParentMessage<R> {
     /// Run the handler on `request` and answer with [`ChildMessage::Reply`].
     Execute {
         /// Number of the request, repeated in every message about it.
         seq: u64,
-        /// The request, for busbar the serialized event.
-        request: Value,
+        /// The request, for busbar the event and its attempt.
+        request: R,
     },
     /// Exit now; sent when a child is retired.
     Shutdown,
 }
 
-/// Borrowed twin of [`ParentMessage::Execute`]: encodes identically, without cloning the
-/// request (which may be megabytes and is kept by the caller for retries).
-#[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
-enum ParentMessageRef<'a> {
-    /// See [`ParentMessage::Execute`].
-    Execute {
-        /// Number of the request.
-        seq: u64,
-        /// The request.
-        request: &'a Value,
-    },
-}
-
-/// Messages from a child to the parent.
+/// Messages from a child to the parent, carrying replies of type `R` and published events of
+/// type `P`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum ChildMessage {
+pub(crate) enum ChildMessage<R, P> {
     /// The first message of every child: who it is and which protocol it speaks.
     Hello {
         /// The child's [`PROTOCOL_VERSION`].
@@ -61,14 +53,14 @@ pub(crate) enum ChildMessage {
         /// Number of the request whose handler published it.
         seq: u64,
         /// The event, for busbar a serialized `Event`.
-        event: Value,
+        event: P,
     },
     /// The handler's answer; ends the request.
     Reply {
         /// Number of the request answered.
         seq: u64,
         /// The handler's result.
-        reply: Value,
+        reply: R,
     },
     /// The handler panicked; ends the request. The child survives.
     Panic {
@@ -88,7 +80,11 @@ pub(crate) enum ChildMessage {
     },
 }
 
-impl ChildMessage {
+/// A child message that carries no payload (`Hello`, `Panic`, `TooLarge`): its payload types
+/// do not matter.
+pub(crate) type BareChildMessage = ChildMessage<(), ()>;
+
+impl<R, P> ChildMessage<R, P> {
     /// Returns the message's name as it appears on the wire, for error messages.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -119,21 +115,35 @@ impl ChildMessage {
 ///
 /// Fails with [`FrameError::TooLarge`] if the encoded message exceeds `limit`.
 pub(crate) fn encode<M: Serialize>(message: &M, limit: u32) -> Result<Vec<u8>, FrameError> {
-    let mut buf = frame::start();
-    // Serializing a `Value` into memory cannot fail: its map keys are always strings.
-    if let Err(error) = serde_json::to_writer(&mut buf, message) {
-        return Err(FrameError::Io(error.into()));
-    }
-    frame::seal(&mut buf, limit)?;
+    let mut buf = Vec::new();
+    encode_into(&mut buf, message, limit)?;
     Ok(buf)
 }
 
-/// Encodes `ParentMessage::Execute { seq, request }` as one sealed frame, borrowing `request`.
-pub(crate) fn encode_execute(seq: u64, request: &Value, limit: u32) -> Result<Vec<u8>, FrameError> {
-    encode(&ParentMessageRef::Execute { seq, request }, limit)
+/// Encodes a message as one sealed frame into `buf`, replacing what it held.
+///
+/// Reusing one buffer for every request saves an allocation per round trip. Fails with
+/// [`FrameError::TooLarge`] if the encoded message exceeds `limit`, and with
+/// [`FrameError::Io`] if the message cannot be serialized (a map with non-string keys).
+pub(crate) fn encode_into<M: Serialize>(
+    buf: &mut Vec<u8>,
+    message: &M,
+    limit: u32,
+) -> Result<(), FrameError> {
+    frame::start(buf);
+    if let Err(error) = serde_json::to_writer(&mut *buf, message) {
+        return Err(FrameError::Io(error.into()));
+    }
+    frame::seal(buf, limit)
 }
 
 /// Decodes a frame body into a message.
 pub(crate) fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, serde_json::Error> {
-    serde_json::from_slice(body)
+    // Validating the body once lets serde_json skip validating every string in it, which is
+    // a good part of decoding a small message. A body that is not UTF-8 is decoded from the
+    // bytes only to get serde_json's error, which says where it went wrong.
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
 }

@@ -7,9 +7,9 @@
 //! sends the request, forwards published events, and returns the reply, or a
 //! [`CoreletError`] saying how the child timed out, crashed or misbehaved.
 //!
-//! This layer moves `serde_json::Value`s and knows nothing of events or handlers; the mode
-//! file on top of it serializes events and results. How the pieces fit, and why, is in
-//! `README.md` next to this file.
+//! This layer moves any serde types as JSON and knows nothing of events or handlers; the mode
+//! on top of it chooses the request, reply and publication types. How the pieces fit, and why,
+//! is in `README.md` next to this file.
 //!
 //! | file | responsibility |
 //! |---|---|

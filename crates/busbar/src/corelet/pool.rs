@@ -7,7 +7,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::config::{ConfigError, CoreletConfig};
 use super::error::{CoreletError, StartError};
@@ -105,8 +106,6 @@ pub(crate) enum PoolBuildError {
     Io(#[from] io::Error),
 }
 
-// Until corelet mode joins the attempt loop at integration, only tests use the pool.
-#[allow(dead_code)]
 impl CoreletPool {
     /// Validates `config` and starts the keeper thread; no child is started yet.
     pub(crate) fn new(config: CoreletConfig) -> Result<Self, PoolBuildError> {
@@ -131,6 +130,9 @@ impl CoreletPool {
 
     /// Runs `request` in a child and returns its reply, waiting at most until `deadline`.
     ///
+    /// The request is encoded straight from `Req` and the reply decoded straight into `Rep`
+    /// (events into `Pub`); a child whose reply is not a `Rep` broke the protocol.
+    ///
     /// Events the handler publishes meanwhile are passed to `on_publish`, on this thread, in
     /// the order they were published. If `on_publish` panics, the child is killed and the
     /// panic continues to the caller. If every child is busy, the call waits for one until
@@ -140,12 +142,17 @@ impl CoreletPool {
     ///
     /// See [`CoreletError`]: timeouts, crashes, panics, oversized messages, protocol errors,
     /// failed starts, and a pool that is shut down.
-    pub(crate) fn execute(
+    pub(crate) fn execute<Req, Rep, Pub>(
         &self,
-        request: &Value,
+        request: &Req,
         deadline: Option<Instant>,
-        on_publish: &mut dyn FnMut(Value),
-    ) -> Result<Value, CoreletError> {
+        on_publish: &mut dyn FnMut(Pub),
+    ) -> Result<Rep, CoreletError>
+    where
+        Req: Serialize,
+        Rep: DeserializeOwned,
+        Pub: DeserializeOwned,
+    {
         let (mut corelet, lease) = self.checkout(deadline)?;
         let result = panic::catch_unwind(AssertUnwindSafe(|| corelet.execute(request, deadline, on_publish)));
         match result {
@@ -154,7 +161,7 @@ impl CoreletPool {
                 // `on_publish` panicked in the middle of a request: the child is out of step.
                 // Kill it and give the slot back before the panic continues to the caller.
                 corelet.abort();
-                let _ = self.checkin(corelet, lease, Err(CoreletError::Cancelled));
+                let _ = self.checkin::<Rep>(corelet, lease, Err(CoreletError::Cancelled));
                 panic::resume_unwind(payload)
             }
         }
@@ -300,12 +307,12 @@ impl CoreletPool {
     }
 
     /// Returns a child after a request, keeping it, retiring it or letting it go.
-    fn checkin(
+    fn checkin<Rep>(
         &self,
         corelet: Corelet,
         lease: u64,
-        result: Result<Value, CoreletError>,
-    ) -> Result<Value, CoreletError> {
+        result: Result<Rep, CoreletError>,
+    ) -> Result<Rep, CoreletError> {
         let config = &self.shared.config;
         // A child that died unobserved after its reply is caught by `checkout`.
         let reusable = !corelet.is_reaped();

@@ -7,7 +7,8 @@ use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Serialize;
 
 use super::channel::Channel;
 use super::error::{CoreletError, Payload, StartError};
@@ -15,6 +16,9 @@ use super::frame::FrameError;
 use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::spawn::Spawned;
 use crate::sys;
+
+/// Largest send-buffer capacity kept for the next request; see [`Corelet::execute`].
+const KEPT_BUFFER: usize = 1 << 20;
 
 /// A live child that has greeted and speaks our protocol version.
 ///
@@ -27,6 +31,8 @@ pub(crate) struct Corelet {
     child: Child,
     /// The parent's end of the channel.
     channel: Channel,
+    /// The request being sent, kept between requests so that a small one costs no allocation.
+    send_buf: Vec<u8>,
     /// Time between SIGTERM and SIGKILL when the group is killed.
     kill_grace: Duration,
     /// Requests sent to this child so far.
@@ -69,12 +75,14 @@ impl Corelet {
         let mut corelet = Corelet {
             child: spawned.child,
             channel,
+            send_buf: Vec::new(),
             kill_grace,
             served: 0,
             last_used: Instant::now(),
             status: None,
         };
-        let reason = match corelet.receive(deadline) {
+        // Only `hello` is expected: the payloads of other messages are not even looked at.
+        let reason = match corelet.receive::<IgnoredAny, IgnoredAny>(deadline) {
             Ok(ChildMessage::Hello { protocol_version, .. }) if protocol_version == PROTOCOL_VERSION => {
                 corelet.last_used = Instant::now();
                 return Ok(corelet);
@@ -100,38 +108,52 @@ impl Corelet {
 
     /// Sends `request`, passes published events to `on_publish`, and returns the reply.
     ///
-    /// Never waits past `deadline`. After a `Timeout` with the deadline already passed on
-    /// entry, a `Panicked` or a `TooLarge`, the child is untouched; after any other error it has
-    /// been killed and reaped, and [`Corelet::is_reusable`] is `false`.
-    pub(crate) fn execute(
+    /// The reply and the events are decoded straight into `Rep` and `Pub`; a message that does
+    /// not decode as one is a protocol error. Never waits past `deadline`. After a `Timeout`
+    /// with the deadline already passed on entry, a `Panicked` or a `TooLarge`, the child is
+    /// untouched; after any other error it has been killed and reaped, and
+    /// [`Corelet::is_reusable`] is `false`.
+    pub(crate) fn execute<Req, Rep, Pub>(
         &mut self,
-        request: &Value,
+        request: &Req,
         deadline: Option<Instant>,
-        on_publish: &mut dyn FnMut(Value),
-    ) -> Result<Value, CoreletError> {
+        on_publish: &mut dyn FnMut(Pub),
+    ) -> Result<Rep, CoreletError>
+    where
+        Req: Serialize,
+        Rep: DeserializeOwned,
+        Pub: DeserializeOwned,
+    {
         let seq = self.served + 1;
-        let frame = message::encode_execute(seq, request, self.channel.limit()).map_err(|error| {
-            match error {
+        let message = ParentMessage::Execute { seq, request };
+        if let Err(error) = message::encode_into(&mut self.send_buf, &message, self.channel.limit()) {
+            self.send_buf = Vec::new();
+            return Err(match error {
                 FrameError::TooLarge { len, limit } => {
                     CoreletError::TooLarge { what: Payload::Request, len, limit }
                 }
-                // Unreachable for JSON values, whose map keys are always strings.
+                // Unreachable for busbar's requests, which always serialize.
                 other => CoreletError::Protocol(format!("the request cannot be encoded: {other}")),
-            }
-        })?;
+            });
+        }
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             // Nothing was sent, so the child is still in step and stays usable.
             return Err(CoreletError::Timeout);
         }
         self.served = seq;
-        match self.channel.write_frame(&frame, deadline) {
+        let sent = self.channel.write_frame(&self.send_buf, deadline);
+        if self.send_buf.capacity() > KEPT_BUFFER {
+            // One huge request should not pin its memory for the child's life.
+            self.send_buf = Vec::new();
+        }
+        match sent {
             Ok(()) => {}
             Err(FrameError::Timeout) => return Err(self.timed_out()),
             // The child is gone (EPIPE, ECONNRESET) or going.
             Err(_) => return Err(self.crashed()),
         }
         let result = loop {
-            match self.receive(deadline) {
+            match self.receive::<Rep, Pub>(deadline) {
                 Ok(ChildMessage::Hello { .. }) => {
                     let reason = "the child sent `hello` during a request".to_owned();
                     return Err(self.broke_protocol(reason));
@@ -229,7 +251,7 @@ impl Corelet {
     /// group and reaps it.
     pub(crate) fn retire(mut self) {
         let deadline = Instant::now().checked_add(self.kill_grace);
-        if let Ok(frame) = message::encode(&ParentMessage::Shutdown, self.channel.limit()) {
+        if let Ok(frame) = message::encode(&ParentMessage::<()>::Shutdown, self.channel.limit()) {
             if self.channel.write_frame(&frame, deadline).is_ok() {
                 // The child exits on `Shutdown`; its end-of-file is the sign it did.
                 let _ = self.channel.read_frame(deadline);
@@ -249,8 +271,12 @@ impl Corelet {
         self.kill();
     }
 
-    /// Reads and decodes one message.
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<ChildMessage, ReceiveError> {
+    /// Reads and decodes one message, straight from the receive buffer.
+    fn receive<Rep, Pub>(&mut self, deadline: Option<Instant>) -> Result<ChildMessage<Rep, Pub>, ReceiveError>
+    where
+        Rep: DeserializeOwned,
+        Pub: DeserializeOwned,
+    {
         let body = self.channel.read_frame(deadline).map_err(ReceiveError::Frame)?;
         message::decode(&body).map_err(ReceiveError::Decode)
     }

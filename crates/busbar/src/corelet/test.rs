@@ -12,18 +12,19 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::channel::Channel;
 use super::config::{CoreletConfig, CoreletOutput};
 use super::frame::{self, FrameError, Parsed};
-use super::message::{self, ChildMessage, ParentMessage};
+use super::message::{self, BareChildMessage, ChildMessage, ParentMessage};
 use super::panic;
 use super::unit::{parse_bytes, parse_duration};
 
 /// Encodes `body` as a frame with a generous limit.
 fn framed(body: &[u8]) -> Vec<u8> {
-    let mut buf = frame::start();
+    let mut buf = Vec::new();
+    frame::start(&mut buf);
     buf.extend_from_slice(body);
     frame::seal(&mut buf, u32::MAX).expect("body fits");
     buf
@@ -68,23 +69,26 @@ fn frame_round_trip() {
     bytes.extend(framed(b"world"));
     peer.write_all(&bytes).unwrap();
     drop(peer);
-    assert_eq!(channel.read_frame(soon()).unwrap(), b"hello");
-    assert_eq!(channel.read_frame(soon()).unwrap(), b"");
-    assert_eq!(channel.read_frame(soon()).unwrap(), b"world");
+    assert_eq!(&*channel.read_frame(soon()).unwrap(), b"hello");
+    assert_eq!(&*channel.read_frame(soon()).unwrap(), b"");
+    assert_eq!(&*channel.read_frame(soon()).unwrap(), b"world");
     assert!(matches!(channel.read_frame(soon()), Err(FrameError::Closed)));
 }
 
 #[test]
 fn frame_exact_limit() {
     let body = vec![7u8; 100];
-    let mut buf = frame::start();
+    let mut buf = Vec::new();
+    frame::start(&mut buf);
     buf.extend_from_slice(&body);
     frame::seal(&mut buf, 100).expect("a body of exactly the limit is allowed");
     let (mut channel, mut peer) = channel_pair(100);
     peer.write_all(&buf).unwrap();
-    assert_eq!(channel.read_frame(soon()).unwrap(), body);
+    assert_eq!(&*channel.read_frame(soon()).unwrap(), body);
 
-    let mut over = frame::start();
+    let mut over = vec![1, 2, 3];
+    frame::start(&mut over);
+    assert_eq!(over, [0; 4], "start empties the buffer");
     over.extend_from_slice(&[7u8; 101]);
     let error = frame::seal(&mut over, 100).unwrap_err();
     assert!(matches!(error, FrameError::TooLarge { len: 101, limit: 100 }));
@@ -107,8 +111,8 @@ fn frame_larger_than_the_buffer() {
             peer.write_all(&sealed).unwrap();
             peer.write_all(&framed(b"next")).unwrap();
         });
-        assert_eq!(channel.read_frame(soon()).unwrap(), body);
-        assert_eq!(channel.read_frame(soon()).unwrap(), b"next");
+        assert_eq!(&*channel.read_frame(soon()).unwrap(), body);
+        assert_eq!(&*channel.read_frame(soon()).unwrap(), b"next");
     });
 }
 
@@ -140,28 +144,34 @@ fn frame_truncated() {
 #[test]
 fn frame_garbage_bodies_are_decode_errors() {
     for body in [&b""[..], b"not json", b"\xff\xfe", b"{\"reply\":", b"{\"launch\":{}}"] {
-        assert!(message::decode::<ChildMessage>(body).is_err(), "{body:?} decoded");
+        assert!(message::decode::<ChildMessage<Value, Value>>(body).is_err(), "{body:?} decoded");
     }
     // Parent messages reject unknown fields: a child never guesses.
-    assert!(message::decode::<ParentMessage>(br#"{"execute":{"request":1,"x":2}}"#).is_err());
+    assert!(message::decode::<ParentMessage<Value>>(br#"{"execute":{"request":1,"x":2}}"#).is_err());
+    // A payload of the wrong type is an error too, not a default.
+    let reply = br#"{"reply":{"seq":1,"reply":"text"}}"#;
+    assert!(message::decode::<ChildMessage<Value, Value>>(reply).is_ok());
+    assert!(message::decode::<ChildMessage<u32, Value>>(reply).is_err());
 }
 
 #[test]
 fn message_encoding() {
     let request = json!({"a": [1, "two", null], "ü": "ß"});
     let owned = message::encode(&ParentMessage::Execute { seq: 7, request: request.clone() }, 1024).unwrap();
-    assert_eq!(message::encode_execute(7, &request, 1024).unwrap(), owned);
-    let decoded: ParentMessage = message::decode(&owned[4..]).unwrap();
+    let mut reused = vec![9; 3];
+    message::encode_into(&mut reused, &ParentMessage::Execute { seq: 7, request: &request }, 1024).unwrap();
+    assert_eq!(reused, owned, "borrowed and owned payloads encode alike, into any buffer");
+    let decoded: ParentMessage<Value> = message::decode(&owned[4..]).unwrap();
     assert!(matches!(decoded, ParentMessage::Execute { seq: 7, request: r } if r == request));
 
-    let hello = message::encode(&ChildMessage::Hello { protocol_version: 1, pid: 42 }, 1024).unwrap();
+    let hello = message::encode(&BareChildMessage::Hello { protocol_version: 1, pid: 42 }, 1024).unwrap();
     assert_eq!(
         &hello[4..],
         br#"{"hello":{"protocol_version":1,"pid":42}}"#,
         "the handshake's shape is frozen across protocol versions"
     );
     assert!(matches!(
-        message::encode_execute(1, &json!("x".repeat(100)), 64),
+        message::encode(&ParentMessage::Execute { seq: 1, request: "x".repeat(100) }, 64),
         Err(FrameError::TooLarge { limit: 64, .. })
     ));
 }
@@ -190,7 +200,7 @@ fn channel_deadline() {
 fn channel_reports_a_dead_peer() {
     let (mut channel, peer) = channel_pair(64);
     drop(peer);
-    let frame = message::encode(&ParentMessage::Shutdown, 64).unwrap();
+    let frame = message::encode(&ParentMessage::<()>::Shutdown, 64).unwrap();
     // EPIPE, not SIGPIPE: the test process survives to see the error.
     let error = channel.write_frame(&frame, None).unwrap_err();
     assert!(matches!(error, FrameError::Io(ref e) if e.kind() == io::ErrorKind::BrokenPipe));

@@ -22,7 +22,7 @@ use crate::corelet::channel::Channel;
 use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, ChildLink, FD_ENV};
 use crate::corelet::config::{CoreletConfig, CoreletOutput};
 use crate::corelet::frame::DEFAULT_MAX_FRAME;
-use crate::corelet::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use crate::corelet::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 
 /// Module path of this file as libtest names tests.
 const HERE: &str = "corelet::test::child::";
@@ -50,13 +50,21 @@ pub(crate) fn config(name: &str) -> CoreletConfig {
 #[test]
 #[ignore = "entry point of corelet test children; does nothing when run directly"]
 fn entry() {
-    serve_if_corelet(handle);
+    serve_if_corelet(decoded);
 }
 
 #[test]
 #[ignore = "entry point of corelet test children; does nothing when run directly"]
 fn entry_version_zero() {
-    serve_if_corelet_as(0, handle);
+    serve_if_corelet_as(0, decoded);
+}
+
+/// Answers a request that did not decode with its error, any other with [`handle`].
+fn decoded(request: Result<Value, serde_json::Error>, link: &ChildLink) -> Value {
+    match request {
+        Ok(request) => handle(request, link),
+        Err(error) => json!({"undecodable": error.to_string()}),
+    }
 }
 
 #[test]
@@ -84,7 +92,7 @@ fn handle(request: Value, link: &ChildLink) -> Value {
         "publish" => {
             let count = request["count"].as_u64().unwrap_or(0);
             for n in 0..count {
-                if let Err(error) = link.publish(json!({"n": n})) {
+                if let Err(error) = link.publish(&json!({"n": n})) {
                     return json!({"error": error.to_string()});
                 }
             }
@@ -103,7 +111,7 @@ fn handle(request: Value, link: &ChildLink) -> Value {
         "segfault" => segfault(),
         "hog" => hog(),
         "sleep" => {
-            let _ = link.publish(json!({"sleeping": std::process::id()}));
+            let _ = link.publish(&json!({"sleeping": std::process::id()}));
             loop {
                 std::thread::park();
             }
@@ -160,7 +168,7 @@ fn spin(grandchild: bool, link: &ChildLink) -> Value {
             Err(error) => announced = json!({"error": error.to_string()}),
         }
     }
-    let _ = link.publish(announced);
+    let _ = link.publish(&announced);
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
@@ -206,7 +214,7 @@ fn serve_raw() {
     // else in the process uses it: this entry replaces the real one.
     let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, limit);
     let hello = message::encode(
-        &ChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() },
+        &BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() },
         limit,
     )
     .unwrap_or_default();
@@ -215,13 +223,14 @@ fn serve_raw() {
         let Ok(body) = channel.read_frame(None) else {
             std::process::exit(0);
         };
-        let (seq, request) = match message::decode::<ParentMessage>(&body) {
+        let (seq, request) = match message::decode::<ParentMessage<Value>>(&body) {
             Ok(ParentMessage::Execute { seq, request }) => (seq, request),
             _ => std::process::exit(0),
         };
+        drop(body);
         let answer = match request["op"].as_str().unwrap_or_default() {
             "echo" => {
-                let reply = ChildMessage::Reply { seq, reply: request["value"].clone() };
+                let reply = ChildMessage::<_, ()>::Reply { seq, reply: &request["value"] };
                 message::encode(&reply, limit).unwrap_or_default()
             }
             "garbage" => b"\x00\x00\x00\x0bnot json!!!".to_vec(),
@@ -229,7 +238,7 @@ fn serve_raw() {
             "hello" => hello.clone(),
             "stale" => {
                 // Answer twice: the second reply would answer the next request.
-                let reply = ChildMessage::Reply { seq, reply: json!("stale") };
+                let reply = ChildMessage::<_, ()>::Reply { seq, reply: "stale" };
                 let reply = message::encode(&reply, limit).unwrap_or_default();
                 let _ = channel.write_frame(&reply, None);
                 reply

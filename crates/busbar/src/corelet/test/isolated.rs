@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::child::{config, test_args};
 use super::pool::{eventually, is_gone, pid, pool, run, PATIENCE};
@@ -150,10 +150,14 @@ fn parent_death_inner() {
     let pool = pool(config("entry"));
     // Warm up, so the child that hangs is not the first one ever started.
     let _ = pid(&pool);
-    let _ = pool.execute(&json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |event| {
-        // The child is busy and will not read its channel: only the parent-death signal
-        // can end it once we are killed.
-        println!("corelet {}", event["sleeping"]);
-    });
+    let _ = pool.execute::<_, Value, Value>(
+        &json!({"op": "sleep"}),
+        Some(Instant::now() + PATIENCE),
+        &mut |event: Value| {
+            // The child is busy and will not read its channel: only the parent-death signal
+            // can end it once we are killed.
+            println!("corelet {}", event["sleeping"]);
+        },
+    );
     panic!("the parent should have been killed while its corelet slept");
 }

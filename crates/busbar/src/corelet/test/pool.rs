@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::child::config;
 use crate::corelet::config::CoreletConfig;
 use crate::corelet::error::{CoreletError, Payload};
-use crate::corelet::message;
+use crate::corelet::message::{self, ParentMessage};
 use crate::corelet::pool::CoreletPool;
 
 /// A bound for things that should take milliseconds, generous for a loaded 2-core machine.
@@ -22,7 +22,7 @@ pub(super) fn pool(config: CoreletConfig) -> CoreletPool {
 
 /// Runs `request` with a generous deadline, ignoring published events.
 pub(super) fn run(pool: &CoreletPool, request: Value) -> Result<Value, CoreletError> {
-    pool.execute(&request, Some(Instant::now() + PATIENCE), &mut |_| {})
+    pool.execute(&request, Some(Instant::now() + PATIENCE), &mut |_: Value| {})
 }
 
 /// Returns the pid of the child that serves the next request.
@@ -80,7 +80,8 @@ fn frame_limit() {
     let limit: u32 = 4 << 20;
     let pool = pool(CoreletConfig { max_frame_size: limit, ..config("entry") });
     let request = |len: usize| json!({"op": "echo", "value": "x".repeat(len)});
-    let overhead = message::encode_execute(1, &request(0), limit).expect("small").len() - 4;
+    let execute = |request| ParentMessage::Execute { seq: 1, request };
+    let overhead = message::encode(&execute(request(0)), limit).expect("small").len() - 4;
     let fits = limit as usize - overhead;
 
     let exact = request(fits);
@@ -119,10 +120,12 @@ fn output() {
 fn publish() {
     let pool = pool(config("entry"));
     let mut events = Vec::new();
-    let reply = pool
-        .execute(&json!({"op": "publish", "count": 3}), Some(Instant::now() + PATIENCE), &mut |event| {
-            events.push(event)
-        })
+    let reply: Value = pool
+        .execute(
+            &json!({"op": "publish", "count": 3}),
+            Some(Instant::now() + PATIENCE),
+            &mut |event: Value| events.push(event),
+        )
         .expect("publish");
     assert_eq!(reply, json!({"published": 3}));
     assert_eq!(events, [json!({"n": 0}), json!({"n": 1}), json!({"n": 2})]);
@@ -200,10 +203,10 @@ fn timeout() {
     let mut grandchild = None;
     let start = Instant::now();
     let error = pool
-        .execute(
+        .execute::<_, Value, Value>(
             &json!({"op": "spin", "grandchild": true}),
             Some(start + Duration::from_secs(1)),
-            &mut |event| grandchild = event["grandchild"].as_u64(),
+            &mut |event: Value| grandchild = event["grandchild"].as_u64(),
         )
         .expect_err("a timeout");
     let elapsed = start.elapsed();
@@ -222,8 +225,9 @@ fn timeout() {
 fn deadline_passed_before_sending() {
     let pool = pool(config("entry"));
     let before = pid(&pool);
-    let error =
-        pool.execute(&json!({"op": "pid"}), Some(Instant::now()), &mut |_| {}).expect_err("no time left");
+    let error = pool
+        .execute::<_, Value, Value>(&json!({"op": "pid"}), Some(Instant::now()), &mut |_| {})
+        .expect_err("no time left");
     assert!(matches!(error, CoreletError::Timeout), "{error:?}");
     assert_eq!(pid(&pool), before, "an unsent request harms no child");
     assert_eq!(pool.stats().kills, 0);
@@ -270,7 +274,7 @@ fn version_mismatch() {
         panic!("expected a start error, got {error:?}");
     };
     assert!(start.is_version_mismatch(), "{error}");
-    assert!(error.to_string().contains("speaks protocol version 0, this process speaks 1"), "{error}");
+    assert!(error.to_string().contains("speaks protocol version 0, this process speaks 2"), "{error}");
     let stats = pool.stats();
     assert_eq!((stats.live, stats.spawns, stats.start_failures), (0, 1, 1));
 }
@@ -378,16 +382,24 @@ fn kill_all_cancels_running_requests() {
     let (started, running) = mpsc::channel();
     thread::scope(|scope| {
         let sleeper = scope.spawn(|| {
-            pool.execute(&json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |e| {
-                let _ = started.send(e["sleeping"].as_u64());
-            })
+            pool.execute::<_, Value, Value>(
+                &json!({"op": "sleep"}),
+                Some(Instant::now() + PATIENCE),
+                &mut |e| {
+                    let _ = started.send(e["sleeping"].as_u64());
+                },
+            )
         });
         let child = running.recv_timeout(PATIENCE).expect("the handler started").expect("a pid") as u32;
 
         // The only child is busy: another request waits for it until its deadline.
         let start = Instant::now();
         let error = pool
-            .execute(&json!({"op": "pid"}), Some(start + Duration::from_millis(300)), &mut |_| {})
+            .execute::<_, Value, Value>(
+                &json!({"op": "pid"}),
+                Some(start + Duration::from_millis(300)),
+                &mut |_| {},
+            )
             .expect_err("no free child");
         assert!(matches!(error, CoreletError::Saturated { pool_size: 1 }), "{error:?}");
         assert!(start.elapsed() >= Duration::from_millis(300));
@@ -416,9 +428,11 @@ fn panicking_publish_callback() {
     let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry") });
     let child = pid(&pool);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pool.execute(&json!({"op": "publish", "count": 1}), Some(Instant::now() + PATIENCE), &mut |_| {
-            panic!("the caller's callback broke")
-        })
+        pool.execute::<_, Value, Value>(
+            &json!({"op": "publish", "count": 1}),
+            Some(Instant::now() + PATIENCE),
+            &mut |_| panic!("the caller's callback broke"),
+        )
     }));
     assert!(caught.is_err(), "the panic reaches the caller");
     assert!(is_gone(child), "the child, out of step, was killed");

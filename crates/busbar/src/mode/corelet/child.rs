@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::wire::{OwnedRequest, Reply};
 use crate::attempt::{self, Outcome};
 use crate::bus::{EventBus, Shared};
@@ -56,7 +54,7 @@ use crate::result::{ErrorKind, EventResult};
 /// [`CoreletConfig::program`](crate::CoreletConfig::program) at a binary that does.
 pub fn corelet_main(factory: &EventFactory) {
     let mut worker: Option<ChildWorker> = None;
-    corelet::serve_if_corelet(|request, link| {
+    corelet::serve_if_corelet(|request: Result<OwnedRequest, serde_json::Error>, link| {
         let worker = worker.get_or_insert_with(|| ChildWorker::new(factory.clone(), link.clone()));
         worker.execute(request)
     });
@@ -74,20 +72,18 @@ impl ChildWorker {
         ChildWorker { bus: EventBus::forwarding_to_parent(factory, link), handlers: HandlerCache::default() }
     }
 
-    /// Runs one attempt of the requested event and encodes how it ended.
-    fn execute(&mut self, request: Value) -> Value {
-        let reply = match serde_json::from_value::<OwnedRequest>(request) {
+    /// Runs one attempt of the requested event and says how it ended.
+    ///
+    /// A request that did not decode (an event nested beyond serde_json's recursion limit) is
+    /// refused, and the child serves on.
+    fn execute(&mut self, request: Result<OwnedRequest, serde_json::Error>) -> Reply {
+        match request {
             Ok(request) => Reply::from_outcome(self.run(request)),
             Err(error) => Reply::Refused {
                 kind: ErrorKind::InvalidInput,
                 message: format!("the corelet could not decode its request: {error}"),
             },
-        };
-        serde_json::to_value(reply).unwrap_or_else(|error| {
-            // A result whose data serde cannot encode (e.g. a map with non-string keys cannot
-            // exist in a Value, so this is only defensive).
-            serde_json::json!({"outcome": "error", "message": error.to_string(), "permanent": true})
-        })
+        }
     }
 
     fn run(&mut self, request: OwnedRequest) -> Outcome {
@@ -111,14 +107,7 @@ impl ChildWorker {
 /// bus. The returned handle is already resolved (see [`corelet_main`]).
 pub(crate) fn forward_from_child(link: &ChildLink, event: Event) -> Result<EventHandle, PublishError> {
     let id = event.id();
-    let value = match serde_json::to_value(&event) {
-        Ok(value) => value,
-        Err(error) => {
-            let reason = format!("it cannot be sent to the parent process: {error}");
-            return Err(InvalidEventError::new(reason, event).into());
-        }
-    };
-    match link.publish(value) {
+    match link.publish(&event) {
         Ok(()) => {
             let mut result = EventResult::failed(
                 ErrorKind::Unsupported,

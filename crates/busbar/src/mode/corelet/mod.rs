@@ -11,8 +11,6 @@ mod wire;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
-
 pub use child::corelet_main;
 pub(crate) use child::forward_from_child;
 use wire::{Reply, Request};
@@ -38,17 +36,11 @@ pub(crate) fn run_attempt(
         Ok(pool) => pool,
         Err(message) => return Outcome::Crashed(message.to_owned()),
     };
-    let request = match Request::encode(event, attempt, deadline) {
-        Ok(request) => request,
-        Err(error) => {
-            let message = format!("the event cannot be sent to a corelet: {error}");
-            return Outcome::refused(ErrorKind::InvalidInput, message);
-        }
-    };
+    let request = Request::new(event, attempt, deadline);
     let parent = ParentLink::of(event);
-    let mut on_publish = |published: Value| publish_for_child(shared, parent, published);
-    match pool.execute(&request, Some(deadline), &mut on_publish) {
-        Ok(reply) => Reply::into_outcome(reply),
+    let mut on_publish = |published: Event| publish_for_child(shared, parent, published);
+    match pool.execute::<_, Reply, Event>(&request, Some(deadline), &mut on_publish) {
+        Ok(reply) => reply.into_outcome(),
         Err(error) => outcome_of(error),
     }
 }
@@ -77,15 +69,9 @@ fn outcome_of(error: CoreletError) -> Outcome {
 ///
 /// The child already linked it to its parent event; linking again here covers a child that
 /// did not (another worker program). A refusal cannot reach the child any more (its publish
-/// returned when the frame was sent), so it is logged.
-fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, published: Value) {
-    let mut event: Event = match serde_json::from_value(published) {
-        Ok(event) => event,
-        Err(error) => {
-            tracing::warn!(%error, "busbar: a corelet published something that is not an event; dropped");
-            return;
-        }
-    };
+/// returned when the frame was sent), so it is logged. (Something that is not an event does
+/// not get here: the pool kills a child that sends one, for breaking the protocol.)
+fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, mut event: Event) {
     event.inherit_from(parent);
     if let Err(error) = shared.publish(event, Admission::Block) {
         tracing::warn!(%error, "busbar: an event published by a corelet handler was refused");

@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::attempt::Outcome;
 use crate::event::Event;
@@ -28,11 +27,12 @@ pub(super) struct OwnedRequest {
     pub(super) timeout_ms: u64,
 }
 
-impl Request<'_> {
-    pub(super) fn encode(event: &Event, attempt: u32, deadline: Instant) -> Result<Value, serde_json::Error> {
+impl<'a> Request<'a> {
+    /// A request to run attempt `attempt` of `event`, which must end by `deadline`.
+    pub(super) fn new(event: &'a Event, attempt: u32, deadline: Instant) -> Self {
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-        serde_json::to_value(Request { event, attempt, timeout_ms })
+        Request { event, attempt, timeout_ms }
     }
 }
 
@@ -43,8 +43,11 @@ impl OwnedRequest {
 }
 
 /// How an attempt ended in the child: the parts of [`Outcome`] that can happen there.
+///
+/// Externally tagged (`{"returned":{"result":…}}`, serde's default), which decodes in one
+/// pass; internal tagging would buffer the whole result before decoding it.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(super) enum Reply {
     Returned { result: EventResult },
     Error { message: String, permanent: bool },
@@ -73,21 +76,17 @@ impl Reply {
         }
     }
 
-    /// Decodes a child's reply into the outcome of the attempt.
-    ///
-    /// A reply that is not one of ours means the child runs other code than this parent
-    /// expects (a different busbar, or a worker program that is not a busbar corelet).
-    pub(super) fn into_outcome(reply: Value) -> Outcome {
-        match serde_json::from_value(reply) {
-            Ok(Reply::Returned { result }) => Outcome::Returned(Ok(result)),
-            Ok(Reply::Error { message, permanent: true }) => Outcome::Returned(Err(HandlerError::permanent(message))),
-            Ok(Reply::Error { message, permanent: false }) => Outcome::Returned(Err(HandlerError::new(message))),
-            Ok(Reply::Panicked { message }) => Outcome::Panicked(message),
-            Ok(Reply::TimedOut) => Outcome::TimedOut,
-            Ok(Reply::Refused { kind, message }) => Outcome::Refused { kind, message },
-            Err(error) => Outcome::Crashed(format!(
-                "the corelet's reply is not a busbar result ({error}); is the worker program a busbar corelet?"
-            )),
+    /// Turns a child's reply into the outcome of the attempt.
+    pub(super) fn into_outcome(self) -> Outcome {
+        match self {
+            Reply::Returned { result } => Outcome::Returned(Ok(result)),
+            Reply::Error { message, permanent: true } => {
+                Outcome::Returned(Err(HandlerError::permanent(message)))
+            }
+            Reply::Error { message, permanent: false } => Outcome::Returned(Err(HandlerError::new(message))),
+            Reply::Panicked { message } => Outcome::Panicked(message),
+            Reply::TimedOut => Outcome::TimedOut,
+            Reply::Refused { kind, message } => Outcome::Refused { kind, message },
         }
     }
 }

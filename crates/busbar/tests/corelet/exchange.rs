@@ -1,0 +1,211 @@
+//! What crosses the process boundary: data, frame limits, panics, follow-up events, stats and
+//! retries.
+
+use std::time::Duration;
+
+use busbar::{ErrorKind, EventId, ExecutionMode};
+use serde_json::{json, Value};
+
+use super::{bus, config, corelet, echo_pid, proc, recorded, run};
+
+/// Nested JSON, unicode, escapes and numbers at the edges come back exactly.
+pub(crate) fn data_round_trip() {
+    let bus = bus(config());
+    for (name, data) in samples() {
+        let result = run(&bus, corelet("echo").with_data(data.clone()));
+        assert!(result.success, "{name}: {result:?}");
+        let back = &result.data["data"];
+        assert_eq!(back, &data, "{name} came back changed");
+        // Equal values can still differ in ways `==` forgives, such as -0.0 and 0.0.
+        assert_eq!(back.to_string(), data.to_string(), "{name} came back changed");
+    }
+    bus.shutdown();
+}
+
+/// Payloads that test what JSON and the channel must carry unchanged.
+fn samples() -> Vec<(&'static str, Value)> {
+    let mut nested = json!("bottom");
+    for depth in 0..100 {
+        nested =
+            if depth % 2 == 0 { json!([depth, nested]) } else { json!({"level": depth, "inner": nested}) };
+    }
+    vec![
+        ("100 levels of nesting", nested),
+        ("unicode", json!("grüße, 東京, Ελλάδα, עברית, 🦀👩‍👩‍👧, e\u{301}, \u{feff}, \u{10ffff}")),
+        (
+            "escapes",
+            json!("quote \" backslash \\ slash / newline \n tab \t nul \u{0} esc \u{1b} del \u{7f} \u{2028}"),
+        ),
+        ("unicode keys", json!({"ключ": 1, "🔑": 2, "": 3, "a\"b\\c": 4, "\u{0}": 5})),
+        (
+            "numbers",
+            json!([
+                0,
+                -1,
+                u64::MAX,
+                i64::MIN,
+                0.1,
+                0.30000000000000004,
+                1e308,
+                f64::MAX,
+                f64::MIN_POSITIVE,
+                5e-324,
+                -2.5e-8,
+                123_456_789.123_456_79,
+                -0.0,
+                9_007_199_254_740_993_u64
+            ]),
+        ),
+        ("empty things", json!({"object": {}, "array": [], "string": "", "null": null, "false": false})),
+    ]
+}
+
+/// The frame limit: a payload just below it round-trips, one above it is a clear
+/// `InvalidInput` error, a reply above it a permanent handler error, and nothing crashes.
+pub(crate) fn frame_limit() {
+    const LIMIT: u32 = 1 << 20;
+    let mut config = config();
+    config.pool_size = Some(1);
+    config.max_frame_size = LIMIT;
+    let bus = bus(config);
+
+    // Multi-byte text and escapes, spread over many receive buffers, within 1 KiB of the limit
+    // once encoded (the rest of the frame is the event's envelope).
+    let big = text_encoding_to(LIMIT as usize - 1024);
+    let result = run(&bus, corelet("echo").with_data(json!(big)));
+    assert!(result.success, "{:?}", result.error_message);
+    assert!(result.data["data"].as_str() == Some(big.as_str()), "the large payload came back changed");
+    let pid = result.data["pid"].as_u64();
+
+    let over = "x".repeat(LIMIT as usize + 1);
+    let result = run(&bus, corelet("echo").with_data(json!(over)).with_retry_count(2));
+    assert_eq!(result.error_kind, Some(ErrorKind::InvalidInput), "{:?}", result.error_message);
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains(&format!("exceeds the corelet frame limit of {LIMIT} bytes")), "{message}");
+    assert_eq!(result.attempts, 1, "a payload that cannot fit is not retried");
+
+    let result = run(&bus, corelet("inflate").with_data(json!({"len": LIMIT + 1})).with_retry_count(2));
+    assert_eq!(result.error_kind, Some(ErrorKind::HandlerError), "{:?}", result.error_message);
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("reply of"), "{message}");
+    assert!(message.contains(&format!("exceeds the corelet frame limit of {LIMIT} bytes")), "{message}");
+    assert_eq!(result.attempts, 1, "a reply that cannot fit is not retried");
+
+    assert_eq!(Some(echo_pid(&bus)), pid, "the same child serves on");
+    let stats = bus.stats();
+    assert_eq!((stats.corelet_spawns, stats.corelet_crashes, stats.corelet_kills), (1, 0, 0), "{stats:?}");
+    bus.shutdown();
+}
+
+/// An event nested beyond serde_json's recursion limit is refused with a clear error by the
+/// child, which serves on.
+pub(crate) fn too_deep() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = bus(config);
+    let pid = echo_pid(&bus);
+    let deep = (0..200).fold(json!("bottom"), |inner, _| json!([inner]));
+    let result = run(&bus, corelet("echo").with_data(deep).with_retry_count(2));
+    assert_eq!(result.error_kind, Some(ErrorKind::InvalidInput), "{:?}", result.error_message);
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("could not decode its request: recursion limit exceeded"), "{message}");
+    assert_eq!(result.attempts, 1, "an event that cannot be decoded is not retried");
+    assert_eq!(echo_pid(&bus), pid, "the same child serves on");
+    bus.shutdown();
+}
+
+/// A string whose JSON encoding is exactly `encoded_len` bytes, quotes included.
+fn text_encoding_to(encoded_len: usize) -> String {
+    let chunk = "grüße 東京 🦀 \"q\" \\ \n\t\u{1}|";
+    let chunk_len = json!(chunk).to_string().len() - 2;
+    let mut text = chunk.repeat((encoded_len - 2) / chunk_len);
+    let encoded = json!(text).to_string().len();
+    text.push_str(&"a".repeat(encoded_len - encoded));
+    assert_eq!(json!(text).to_string().len(), encoded_len);
+    text
+}
+
+/// A panic in a child handler comes back as `Panic` with its message; the child survives.
+pub(crate) fn panic() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = bus(config);
+    let pid = echo_pid(&bus);
+    let result = run(&bus, corelet("panic"));
+    assert_eq!(result.error_kind, Some(ErrorKind::Panic), "{result:?}");
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("boom in a corelet"), "{message}");
+    assert_eq!(echo_pid(&bus), pid, "the same child serves the next event");
+    let stats = bus.stats();
+    assert_eq!((stats.panicked, stats.corelet_spawns, stats.corelet_crashes), (1, 1, 0), "{stats:?}");
+    bus.shutdown();
+}
+
+/// Events a child handler publishes run on the parent's bus with correlation and causation ids
+/// intact.
+pub(crate) fn follow_up() {
+    let bus = bus(config());
+    let correlation = EventId::new();
+    let event = corelet("chain").with_correlation_id(correlation);
+    let id = event.id();
+    let result = run(&bus, event);
+    assert!(result.success, "{result:?}");
+    // In the child, the handles of published events resolve at once and say where they ran.
+    assert_eq!(result.data["local"], json!(["unsupported", "unsupported"]));
+    bus.join();
+
+    let mut records = recorded(correlation, 2);
+    records.sort_by_key(|(event, _)| event.data()["n"].as_u64());
+    for (n, (event, pid)) in (1..).zip(&records) {
+        assert_eq!(event.data()["n"], n);
+        assert_eq!(*pid, std::process::id(), "follow-up {n} ran in the parent");
+        assert_ne!(result.data["pid"], *pid, "the publishing handler ran in a child");
+        assert_eq!(event.mode(), ExecutionMode::Thread);
+        assert_eq!(event.correlation_id(), correlation, "follow-up {n}");
+        assert_eq!(event.causation_id(), Some(id), "follow-up {n}");
+    }
+    bus.shutdown();
+}
+
+/// `stats()` counts spawns, recycles (`max_requests = 2`), crashes and kills.
+pub(crate) fn stats() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    config.max_requests = Some(2);
+    let bus = bus(config);
+    let pids: Vec<u64> = (0..4).map(|_| echo_pid(&bus)).collect();
+    assert!(
+        pids[0] == pids[1] && pids[2] == pids[3] && pids[1] != pids[2],
+        "two children, two events each: {pids:?}"
+    );
+    let stats = bus.stats();
+    assert_eq!((stats.corelet_spawns, stats.corelet_recycles, stats.corelets), (2, 2, 0), "{stats:?}");
+
+    let crashed = run(&bus, corelet("exit"));
+    assert_eq!(crashed.error_kind, Some(ErrorKind::Crashed), "{crashed:?}");
+    echo_pid(&bus); // a warm child for the next event, so its timeout is spent in the handler
+    let hung = run(&bus, corelet("hang").with_timeout(Duration::from_millis(500)));
+    assert_eq!(hung.error_kind, Some(ErrorKind::Timeout), "{hung:?}");
+
+    let stats = bus.stats();
+    let counts = (stats.corelet_spawns, stats.corelet_recycles, stats.corelet_crashes, stats.corelet_kills);
+    assert_eq!(counts, (4, 2, 1, 1), "spawns, recycles, crashes, kills: {stats:?}");
+    assert_eq!((stats.corelets, stats.corelet_start_failures), (0, 0), "{stats:?}");
+    bus.shutdown();
+}
+
+/// A retry after a crash runs in a fresh child.
+pub(crate) fn retry_fresh_child() {
+    let bus = bus(config());
+    let event = corelet("crash_once").with_retry_count(1);
+    let id = event.id();
+    let result = run(&bus, event);
+    assert!(result.success, "{result:?}");
+    assert_eq!((result.attempts, &result.data["attempt"]), (2, &json!(2)));
+    let first = recorded(id, 1).remove(0).0.data()["pid"].as_u64().expect("the first child's pid");
+    assert_ne!(result.data["pid"], first, "the retry ran in another child");
+    assert!(proc::wait_gone(first as u32, Duration::ZERO), "the crashed child was reaped");
+    let stats = bus.stats();
+    assert_eq!((stats.retries, stats.corelet_crashes, stats.corelet_spawns), (1, 1, 2), "{stats:?}");
+    bus.shutdown();
+}
