@@ -24,10 +24,8 @@ pub(crate) enum Outcome {
     /// The attempt ran past the event's timeout.
     TimedOut,
     /// The process running the attempt died; the text names the exit code or signal.
-    #[allow(dead_code)] // Produced by corelet mode, which is not wired in yet.
     Crashed(String),
     /// The attempt was stopped by `shutdown_now` (a killed corelet or command).
-    #[allow(dead_code)] // Produced by corelet and cmd modes, which are not wired in yet.
     Cancelled,
     /// The attempt could not run and never will (no handler, bad input, unsupported mode).
     Refused { kind: ErrorKind, message: String },
