@@ -102,7 +102,7 @@ pub struct CommandConfig {
     pub max_output_bytes: usize,
     /// How long a command that is being stopped (at its deadline, or by
     /// [`shutdown_now`](crate::EventBus::shutdown_now)) has between SIGTERM and SIGKILL to
-    /// its process group. Zero sends SIGKILL at once. Default: 2 s.
+    /// its process group. Zero sends SIGKILL right after SIGTERM. Default: 2 s.
     #[serde(deserialize_with = "unit::duration")]
     pub kill_grace: Duration,
     /// Address-space limit of each command (`RLIMIT_AS`), which bounds its memory.
