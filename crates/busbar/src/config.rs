@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::corelet::CoreletConfig;
+use crate::mode::cmd::CommandConfig;
 
 use crate::backoff::RetryBackoff;
 use crate::bus::DEFAULT_QUEUE_CAPACITY;
@@ -23,6 +24,7 @@ use crate::bus::DEFAULT_QUEUE_CAPACITY;
 /// | `queue_capacity` | `BUSBAR_QUEUE_CAPACITY` | 100 000 |
 /// | `retry_backoff` | `BUSBAR_RETRY_BACKOFF` (`immediate`, `fixed:<ms>`, `exponential:<initial ms>:<max ms>[:jitter]`) | `immediate` |
 /// | `[corelet]` | — | see [`CoreletConfig`] |
+/// | `[cmd]` | — | see [`CommandConfig`] |
 ///
 /// In TOML, `retry_backoff` is a table: `{ kind = "immediate" }`,
 /// `{ kind = "fixed", delay_ms = 50 }` or
@@ -62,6 +64,8 @@ pub struct BusConfig {
     pub retry_backoff: RetryBackoff,
     /// How corelet processes are started, limited and retired (the `[corelet]` table).
     pub corelet: CoreletConfig,
+    /// How cmd events run their programs (the `[cmd]` table).
+    pub cmd: CommandConfig,
 }
 
 impl Default for BusConfig {
@@ -71,6 +75,7 @@ impl Default for BusConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             retry_backoff: RetryBackoff::Immediate,
             corelet: CoreletConfig::default(),
+            cmd: CommandConfig::default(),
         }
     }
 }
@@ -167,12 +172,14 @@ impl BusConfig {
     ///
     /// # Errors
     ///
-    /// Fails if `threads` or `queue_capacity` is zero.
+    /// Fails if `threads` or `queue_capacity` is zero, or a corelet or cmd setting is out of
+    /// range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(reason) = check(self.threads, self.queue_capacity) {
             return Err(ConfigError::new(None, reason));
         }
-        self.corelet.validate().map_err(|error| ConfigError::new(None, error.to_string()))
+        self.corelet.validate().map_err(|error| ConfigError::new(None, error.to_string()))?;
+        self.cmd.validate().map_err(|error| ConfigError::new(None, error.to_string()))
     }
 
     fn checked(self, path: Option<&Path>) -> Result<Self, ConfigError> {

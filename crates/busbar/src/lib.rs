@@ -431,6 +431,7 @@ pub use crate::event::{Event, EventId, DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT, DE
 pub use crate::factory::EventFactory;
 pub use crate::handle::{EventFuture, EventHandle};
 pub use crate::handler::{handler_fn, EventHandler, HandlerError, HandlerResult};
+pub use crate::mode::cmd::CommandConfig;
 pub use crate::mode::{
     corelet_main, ExecutionMode, EXECUTION_MODE_CMD, EXECUTION_MODE_CORELET, EXECUTION_MODE_SYNC,
     EXECUTION_MODE_THREAD,

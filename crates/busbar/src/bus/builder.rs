@@ -1,4 +1,4 @@
-//! [`EventBusBuilder`]: threads, queue capacity, retry backoff, factory.
+//! [`EventBusBuilder`]: threads, queue capacity, retry backoff, factory, corelet and cmd settings.
 
 use std::fmt;
 
@@ -7,6 +7,7 @@ use crate::backoff::RetryBackoff;
 use crate::config::BusConfig;
 use crate::corelet::CoreletConfig;
 use crate::factory::EventFactory;
+use crate::mode::cmd::CommandConfig;
 
 /// The default capacity of the queue of a bus: events beyond it wait in `publish`.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
@@ -38,6 +39,7 @@ pub struct EventBusBuilder {
     retry_backoff: RetryBackoff,
     factory: Option<EventFactory>,
     corelet: CoreletConfig,
+    cmd: CommandConfig,
 }
 
 impl EventBusBuilder {
@@ -76,12 +78,20 @@ impl EventBusBuilder {
         self
     }
 
+    /// Sets how cmd events run their programs: output bound, stopping, limits (see
+    /// [`CommandConfig`]).
+    pub fn cmd(mut self, cmd: CommandConfig) -> Self {
+        self.cmd = cmd;
+        self
+    }
+
     /// Takes every setting from `config`.
     pub fn config(mut self, config: &BusConfig) -> Self {
         self.threads = config.threads;
         self.queue_capacity = Some(config.queue_capacity);
         self.retry_backoff = config.retry_backoff;
         self.corelet = config.corelet.clone();
+        self.cmd = config.cmd.clone();
         self
     }
 
@@ -89,13 +99,17 @@ impl EventBusBuilder {
     ///
     /// # Errors
     ///
-    /// Fails if `threads` or `queue_capacity` is zero, or a corelet setting is out of range.
+    /// Fails if `threads` or `queue_capacity` is zero, or a corelet or cmd setting is out of
+    /// range.
     pub fn build(self) -> Result<EventBus, EventBusBuildError> {
         let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
         if let Some(reason) = crate::config::check(self.threads, capacity) {
             return Err(EventBusBuildError { reason });
         }
         if let Err(error) = self.corelet.validate() {
+            return Err(EventBusBuildError { reason: error.to_string() });
+        }
+        if let Err(error) = self.cmd.validate() {
             return Err(EventBusBuildError { reason: error.to_string() });
         }
         Ok(self.build_infallible())
@@ -110,7 +124,8 @@ impl EventBusBuilder {
         let threads = self.threads.unwrap_or_else(default_threads).max(1);
         let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY).max(1);
         let factory = self.factory.unwrap_or_default();
-        Shared::new(factory, threads, capacity, self.retry_backoff, self.corelet)
+        let command_options = self.cmd.run_options();
+        Shared::new(factory, threads, capacity, self.retry_backoff, self.corelet, command_options)
     }
 }
 

@@ -82,6 +82,7 @@ impl Shared {
         queue_capacity: usize,
         backoff: RetryBackoff,
         mut corelet_config: CoreletConfig,
+        command_options: RunOptions,
     ) -> Self {
         // "Default: the thread count" for the corelet pool.
         corelet_config.pool_size.get_or_insert(threads);
@@ -97,7 +98,7 @@ impl Shared {
             joiners: AtomicUsize::new(0),
             nested_joiners: AtomicUsize::new(0),
             counters: Counters::default(),
-            command_options: RunOptions::default(),
+            command_options,
             corelet_config,
             corelets: OnceLock::new(),
             forward: None,

@@ -1,6 +1,7 @@
 //! Cmd mode: runs a command-line program, never through a shell, as an event's attempt.
 
 mod attempt;
+mod config;
 mod error;
 mod output;
 mod pipes;
@@ -9,6 +10,8 @@ mod spec;
 
 #[cfg(test)]
 mod test;
+
+pub use config::CommandConfig;
 
 pub(crate) use attempt::run_attempt;
 pub(crate) use output::CommandOutcome;

@@ -12,8 +12,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::process::ChildStdin;
 use std::time::Duration;
 
 use super::output::Capture;
@@ -66,8 +66,8 @@ impl<'a> Pipes<'a> {
     /// Fails if a pipe cannot be made non-blocking.
     pub(super) fn new(
         stdin: Option<ChildStdin>,
-        stdout: Option<ChildStdout>,
-        stderr: Option<ChildStderr>,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
         input: &'a [u8],
         limit: usize,
     ) -> io::Result<Pipes<'a>> {
@@ -80,8 +80,8 @@ impl<'a> Pipes<'a> {
         };
         Ok(Pipes {
             stdin,
-            stdout: drain(stdout.map(OwnedFd::from))?,
-            stderr: drain(stderr.map(OwnedFd::from))?,
+            stdout: drain(stdout)?,
+            stderr: drain(stderr)?,
             // `vec![0; n]` allocates zeroed memory in one step, where growing a Vec to that
             // length would write every byte (slowly, in debug builds).
             buffer: vec![0; CHUNK].into_boxed_slice(),
@@ -186,6 +186,22 @@ impl Drain {
         }
         self.pipe = None;
     }
+}
+
+/// Creates a pipe and returns its read and write ends, both close-on-exec.
+///
+/// Both ends block: the parent makes its own end non-blocking when [`Pipes`] takes it over,
+/// and the child's end must keep blocking (the flag would be shared through the pipe's open
+/// file description otherwise, since `O_NONBLOCK` given to pipe2 applies to both ends).
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, a valid, exclusively borrowed array of
+    // two C ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Makes a pipe end non-blocking and wraps it for reading or writing.

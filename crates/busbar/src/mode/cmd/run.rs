@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::error::CommandRunError;
 use super::output::{Capture, CommandOutcome, CommandOutput, Text};
-use super::pipes::Pipes;
+use super::pipes::{self, Pipes};
 use super::spec::CommandSpec;
 use crate::sys::{self, ProcessLimits};
 
@@ -86,13 +86,14 @@ pub(crate) fn run(
     is_cancelled: &dyn Fn() -> bool,
     options: &RunOptions,
 ) -> Result<CommandOutcome, CommandRunError> {
-    let mut command = prepare(spec, options)?;
+    let (mut command, outputs) = prepare(spec, options)?;
     let spawned = command.spawn();
-    // The command holds the parent's copies of the output files; close them now.
+    // The command holds the parent's copies of the output files and of the pipes' write ends
+    // given to the child; close them now.
     drop(command);
     let child = spawned.map_err(|error| CommandRunError::spawn(&spec.executable, error))?;
     let mut running = Running { child, is_reaped: false, grace: options.kill_grace };
-    supervise(&mut running, spec, deadline, is_cancelled, options)
+    supervise(&mut running, outputs, spec, deadline, is_cancelled, options)
         .map_err(|error| CommandRunError::supervise(&spec.executable, error))
 }
 
@@ -126,10 +127,23 @@ enum Stop {
     Cancelled,
 }
 
+/// The parent's ends of the pipes that capture a child's stdout and stderr.
+#[derive(Debug)]
+struct Outputs {
+    /// The read end of stdout's pipe; `None` if stdout goes to a file.
+    stdout: Option<OwnedFd>,
+    /// The read end of stderr's pipe; `None` if stderr goes to a file.
+    stderr: Option<OwnedFd>,
+    /// Copies of the write ends, which keep the pipes from reaching end of file while the
+    /// leader runs (see `supervise`).
+    writers: Vec<OwnedFd>,
+}
+
 /// Feeds and drains the child's pipes until it has exited and its output ended, stopping it at
 /// the deadline or on cancellation; then reaps it.
 fn supervise(
     running: &mut Running,
+    outputs: Outputs,
     spec: &CommandSpec,
     deadline: Instant,
     is_cancelled: &dyn Fn() -> bool,
@@ -137,14 +151,18 @@ fn supervise(
 ) -> io::Result<CommandOutcome> {
     let child = &mut running.child;
     let exit_fd = exit_watch(child);
+    // A program's pipes reach end of file as it exits, a moment before its pidfd turns
+    // readable, and each of those events would wake this thread on its own: three wake-ups
+    // for a silent program where one would do, and on a busy machine each wake-up waits for a
+    // CPU. Holding a copy of each write end until the exit has been seen leaves the pidfd as
+    // the only event. (Without a pidfd the early end of file is the quickest sign of an exit,
+    // so the copies go at once.)
+    let Outputs { stdout, stderr, mut writers } = outputs;
+    if exit_fd.is_none() {
+        writers.clear();
+    }
     let input = spec.stdin.as_deref().unwrap_or_default().as_bytes();
-    let mut pipes = Pipes::new(
-        child.stdin.take(),
-        child.stdout.take(),
-        child.stderr.take(),
-        input,
-        options.max_output_bytes,
-    )?;
+    let mut pipes = Pipes::new(child.stdin.take(), stdout, stderr, input, options.max_output_bytes)?;
     let mut stop = None;
     let mut exited = false;
     // When the group gets SIGKILL if the leader has not exited by then.
@@ -156,6 +174,8 @@ fn supervise(
             // the attempt.
             sys::signal_group(child, libc::SIGKILL)?;
             kill_at = None;
+            // Now the pipes may end.
+            writers.clear();
         }
         if exited && pipes.is_done() {
             break;
@@ -236,9 +256,9 @@ fn finish_text(capture: Capture, redirected: bool) -> Text {
     }
 }
 
-/// Builds the `Command` for `spec`: program, arguments, environment, directory, streams and
-/// limits.
-fn prepare(spec: &CommandSpec, options: &RunOptions) -> Result<Command, CommandRunError> {
+/// Builds the `Command` for `spec` (program, arguments, environment, directory, streams and
+/// limits) and the parent's ends of its output pipes.
+fn prepare(spec: &CommandSpec, options: &RunOptions) -> Result<(Command, Outputs), CommandRunError> {
     let mut command = Command::new(&spec.executable);
     command.args(&spec.args).envs(&spec.env);
     if let Some(cwd) = &spec.cwd {
@@ -249,11 +269,26 @@ fn prepare(spec: &CommandSpec, options: &RunOptions) -> Result<Command, CommandR
     }
     let has_input = spec.stdin.as_deref().is_some_and(|input| !input.is_empty());
     command.stdin(if has_input { Stdio::piped() } else { Stdio::null() });
-    let (stdout, stderr) = output_files(spec)?;
-    command.stdout(stdout.map_or_else(Stdio::piped, Stdio::from));
-    command.stderr(stderr.map_or_else(Stdio::piped, Stdio::from));
+    let (stdout_file, stderr_file) = output_files(spec)?;
+    let mut writers = Vec::new();
+    // Returns what the child gets for a stream, and the parent's read end if it is a pipe. A
+    // pipe that cannot be made is a shortage (descriptors, memory), reported as a spawn that
+    // failed for the same reason would be.
+    let mut capture = |file: Option<File>| -> Result<(Stdio, Option<OwnedFd>), CommandRunError> {
+        let Some(file) = file else {
+            let spawn_error = |error| CommandRunError::spawn(&spec.executable, error);
+            let (read, write) = pipes::pipe().map_err(spawn_error)?;
+            writers.push(write.try_clone().map_err(spawn_error)?);
+            return Ok((Stdio::from(write), Some(read)));
+        };
+        Ok((Stdio::from(file), None))
+    };
+    let (child_stdout, stdout) = capture(stdout_file)?;
+    let (child_stderr, stderr) = capture(stderr_file)?;
+    command.stdout(child_stdout).stderr(child_stderr);
+    let outputs = Outputs { stdout, stderr, writers };
     sys::configure_child(&mut command, &options.limits, options.die_with_parent);
-    Ok(command)
+    Ok((command, outputs))
 }
 
 /// Opens `stdout_file` and `stderr_file`, if given.
