@@ -416,6 +416,7 @@ mod result;
 mod stats;
 mod sys;
 mod timer;
+mod unit;
 mod unwind;
 
 pub use crate::backoff::RetryBackoff;

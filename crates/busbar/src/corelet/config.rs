@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::frame::DEFAULT_MAX_FRAME;
-use super::unit;
+use crate::unit;
 
 /// Smallest accepted frame limit: enough for the handshake and an error reply.
 const MIN_FRAME: u32 = 1 << 10;

@@ -22,7 +22,7 @@
 //! | `process.rs` | one child: handshake, request, kill, reap |
 //! | `keeper.rs` | the thread that starts and retires children |
 //! | `pool.rs` | lending children, replacing the dead, backing off |
-//! | `config.rs`, `unit.rs` | settings, with human units |
+//! | `config.rs` | settings (with the human units of `crate::unit`) |
 //! | `error.rs`, `stats.rs` | what callers get back |
 
 mod channel;
@@ -37,7 +37,6 @@ mod pool;
 mod process;
 mod spawn;
 mod stats;
-mod unit;
 
 #[cfg(test)]
 mod test;

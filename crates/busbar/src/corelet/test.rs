@@ -19,7 +19,7 @@ use super::config::{CoreletConfig, CoreletOutput};
 use super::frame::{self, FrameError, Parsed};
 use super::message::{self, BareChildMessage, ChildMessage, ParentMessage};
 use super::panic;
-use super::unit::{parse_bytes, parse_duration};
+use crate::unit::{parse_bytes, parse_duration};
 
 /// Encodes `body` as a frame with a generous limit.
 fn framed(body: &[u8]) -> Vec<u8> {

@@ -7,13 +7,7 @@ use serde::{Deserialize, Deserializer};
 use super::run::{RunOptions, DEFAULT_KILL_GRACE, DEFAULT_MAX_OUTPUT_BYTES};
 use crate::sys::ProcessLimits;
 
-// HACK: the human units of `[corelet]` (`"250ms"`, `"64KiB"`) belong to every table of the
-// configuration, but their module is private to `corelet`, which this branch does not own.
-// Compiling the same file a second time here keeps one definition of the syntax; moving it to
-// `crate::unit` removes these lines.
-#[allow(clippy::duplicate_mod)]
-#[path = "../../corelet/unit.rs"]
-mod unit;
+use crate::unit;
 
 /// The largest accepted [`CommandConfig::max_output_bytes`]: 1 GiB.
 const MAX_OUTPUT_BYTES: usize = 1 << 30;
