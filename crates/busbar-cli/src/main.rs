@@ -1,5 +1,6 @@
 //! The `busbar` command: `busbar demo` tours the event bus.
 
+mod bench;
 mod demo;
 
 use std::process::ExitCode;
@@ -28,10 +29,25 @@ enum Command {
     /// are not built yet, statistics and shutdown. Exits with a non-zero code if anything
     /// behaved unexpectedly.
     Demo,
+    /// Measure every execution mode beside its floor (the bare mechanism it is built on).
+    ///
+    /// Prints one row per scenario: busbar's figure, the floor's, their ratio, the target
+    /// and whether it is met. Build with `--release` for figures that mean anything.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
+    // MERGE NOTE (bench branch): corelet children re-execute this binary, so `main` must call
+    // `busbar::corelet_main` first, on a factory holding every handler a corelet event may
+    // need, including the bench's: `bench::register_handlers(&factory)`. The demo branch adds
+    // `busbar::corelet_main(&handlers())`; keep one call, with the bench's handlers registered
+    // in that factory (e.g. call `bench::register_handlers(&factory)` inside `handlers()`).
+    let factory = busbar::EventFactory::new();
+    bench::register_handlers(&factory);
+    busbar::corelet_main(&factory);
+
     match Cli::parse().command {
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(&args),
     }
 }
