@@ -25,6 +25,9 @@ pub(super) struct Row {
     pub(super) reps: usize,
     /// How large one repetition is, e.g. "200 000 events".
     pub(super) size: String,
+    /// What a reader needs to interpret the figure, printed under the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) note: Option<String>,
 }
 
 impl Row {
@@ -50,6 +53,7 @@ impl Row {
             met: target.is_met(busbar.value, ratio),
             reps: 0,
             size: String::new(),
+            note: None,
         }
     }
 
@@ -57,6 +61,12 @@ impl Row {
     pub(super) fn runs(mut self, reps: usize, size: String) -> Row {
         self.reps = reps;
         self.size = size;
+        self
+    }
+
+    /// Adds a note printed under the table.
+    pub(super) fn note(mut self, note: String) -> Row {
+        self.note = Some(note);
         self
     }
 
@@ -213,6 +223,13 @@ pub(super) fn print_table(rows: &[Row]) {
         let cells: Vec<String> =
             line.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         println!("{}", cells.join("  ").trim_end());
+    }
+    let notes: Vec<&Row> = rows.iter().filter(|row| row.note.is_some()).collect();
+    if !notes.is_empty() {
+        println!();
+        for row in notes {
+            println!("{}: {}", row.title, row.note.as_deref().unwrap_or_default());
+        }
     }
     println!();
     println!("{}", LEGEND.trim());
