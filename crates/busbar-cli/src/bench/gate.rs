@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use busbar::{handler_fn, Event, EventBus, ExecutionMode};
 
+use super::floor::Handler;
 use super::{handlers, Error};
 
 /// Blocks whoever [`pass`](Gate::pass)es until [`open`](Gate::open) is called.
@@ -72,4 +73,16 @@ pub(super) fn blocked_bus(capacity: usize) -> Result<(EventBus, Arc<Gate>), Erro
     drop(bus.publish(block)?);
     gate.wait_entered();
     Ok((bus, gate))
+}
+
+/// A floor handler that waits at `gate` for [`BLOCK`] events and runs the trivial handler
+/// body for every other event.
+pub(super) fn gated_floor_handler(gate: &Arc<Gate>) -> Handler {
+    let gate = Arc::clone(gate);
+    Arc::new(move |event: &Event| {
+        if event.event_type() == BLOCK {
+            gate.pass();
+        }
+        handlers::trivial()
+    })
 }

@@ -7,16 +7,14 @@
 //! difference per event. Target: ≤ 400 bytes. The floor child (`--child memory-floor`) queues
 //! the same events in the thread-throughput floor's heap, for comparison.
 
-use std::io::Write;
-use std::sync::Arc;
-
 use busbar::{Event, ExecutionMode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::io::Write;
 
 use super::floor::pool::FloorPool;
 use super::gate::{self, Gate, BLOCK};
-use super::handlers::{self, TRIVIAL};
+use super::handlers::TRIVIAL;
 use super::report::{grouped, Figure, Row, Target, Unit};
 use super::stats::median;
 use super::{child_command, Error, Run};
@@ -84,16 +82,7 @@ pub(super) fn serve_busbar(events: usize) -> Result<(), Error> {
 /// `--child memory-floor`: the same with the floor pool.
 pub(super) fn serve_floor(events: usize) -> Result<(), Error> {
     let gate = Gate::new();
-    let handler = {
-        let gate = Arc::clone(&gate);
-        Arc::new(move |event: &Event| {
-            if event.event_type() == BLOCK {
-                gate.pass();
-            }
-            handlers::trivial()
-        })
-    };
-    let pool = FloorPool::new(1, handler)?;
+    let pool = FloorPool::new(1, gate::gated_floor_handler(&gate))?;
     pool.submit(Event::new(BLOCK).with_mode(ExecutionMode::Thread));
     gate.wait_entered();
     let before = resident_bytes()?;

@@ -155,12 +155,12 @@ impl Run<'_> {
 
     /// Runs `reps` repetitions of busbar and its floor, alternating which goes first so that
     /// neither always runs on the warmer (or noisier) side of a pair.
-    fn alternate<T>(
+    fn alternate<A, B>(
         &self,
         reps: usize,
-        mut busbar: impl FnMut() -> Result<T, Error>,
-        mut floor: impl FnMut() -> Result<T, Error>,
-    ) -> Result<(Vec<T>, Vec<T>), Error> {
+        mut busbar: impl FnMut() -> Result<A, Error>,
+        mut floor: impl FnMut() -> Result<B, Error>,
+    ) -> Result<(Vec<A>, Vec<B>), Error> {
         let (mut ours, mut theirs) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
         for rep in 0..reps {
             self.progress.rep(rep + 1, reps);

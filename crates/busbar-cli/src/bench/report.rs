@@ -116,7 +116,7 @@ impl Unit {
     fn format(self, value: f64) -> String {
         match self {
             Unit::NsPerEvent => format!("{value:.0} ns/event"),
-            Unit::EventsPerSecond => format!("{} events/s", si(value)),
+            Unit::EventsPerSecond => format!("{} events/s", si_rate(value)),
             Unit::Micros => format!("{value:.1} µs"),
             Unit::RunsPerSecond => format!("{value:.0} runs/s"),
             Unit::Millis => format!("{value:.3} ms"),
@@ -228,11 +228,36 @@ pub(super) fn print_table(rows: &[Row]) {
     if !notes.is_empty() {
         println!();
         for row in notes {
-            println!("{}: {}", row.title, row.note.as_deref().unwrap_or_default());
+            let text = format!("{}: {}", row.title, row.note.as_deref().unwrap_or_default());
+            for line in wrap(&text, NOTE_WIDTH) {
+                println!("{line}");
+            }
         }
     }
     println!();
     println!("{}", LEGEND.trim());
+}
+
+/// Width the notes under the table are wrapped to.
+const NOTE_WIDTH: usize = 100;
+
+/// Splits `text` into lines of at most `width` characters at spaces, indenting continuations.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut line, "  ".to_owned()));
+        }
+        if !line.is_empty() && line != "  " {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.trim().is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// How to read the table, printed under it.
@@ -269,7 +294,7 @@ pub(super) fn print_json(machine: &Machine, rows: &[Row], errors: &[String]) {
 }
 
 /// Formats a rate with a k or M suffix.
-fn si(value: f64) -> String {
+pub(super) fn si_rate(value: f64) -> String {
     if value >= 1e6 {
         format!("{:.2}M", value / 1e6)
     } else if value >= 1e3 {
@@ -302,6 +327,12 @@ mod test {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1_000), "1 000");
         assert_eq!(grouped(1_000_000), "1 000 000");
+    }
+
+    #[test]
+    fn wrapping() {
+        assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "  ccc", "  dddd"]);
+        assert_eq!(wrap("short", 80), ["short"]);
     }
 
     #[test]

@@ -1,39 +1,69 @@
 //! Floor of corelet mode: a child process (this binary, `busbar bench --child echo`) that
 //! echoes length-prefixed frames from its stdin to its stdout.
 //!
+//! Its stdin and stdout are pipes ([`Transport::Pipe`], the floor), or both one end of a
+//! socketpair ([`Transport::Socket`], the transport busbar's design prescribes), so that the
+//! report can tell what the transport costs apart from what busbar adds.
+//!
 //! A frame is a u32 big-endian length and the body, as on busbar's corelet channel. Both sides
 //! keep one buffer and read what is there, so a small frame costs one `write` and one `read`
 //! on each side.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
 
 use crate::bench::Error;
 
 /// Bytes read per `read` call.
 const CHUNK: usize = 64 * 1024;
 
-/// A running echo child and the parent's ends of its pipes.
+/// What carries the frames between parent and echo child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::bench) enum Transport {
+    /// Two pipes: the floor.
+    Pipe,
+    /// One end of a socketpair as both stdin and stdout, like busbar's corelet channel.
+    Socket,
+}
+
+/// A running echo child and the parent's ends of its channel.
 pub(in crate::bench) struct EchoChild {
     child: Child,
-    to_child: Option<ChildStdin>,
-    from_child: ChildStdout,
+    /// `None` only while dropping: closing both ends ends the child.
+    to_child: Option<File>,
+    from_child: Option<File>,
     reply: Vec<u8>,
     chunk: Vec<u8>,
 }
 
 impl EchoChild {
-    pub(in crate::bench) fn spawn() -> Result<EchoChild, Error> {
-        let mut child =
-            crate::bench::child_command("echo", &[])?.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        let to_child = child.stdin.take().ok_or("the echo child has no stdin")?;
-        let from_child = child.stdout.take().ok_or("the echo child has no stdout")?;
+    pub(in crate::bench) fn spawn(transport: Transport) -> Result<EchoChild, Error> {
+        let mut command = crate::bench::child_command("echo", &[])?;
+        let (child, to_child, from_child) = match transport {
+            Transport::Pipe => {
+                let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+                let to_child = child.stdin.take().ok_or("the echo child has no stdin")?;
+                let from_child = child.stdout.take().ok_or("the echo child has no stdout")?;
+                (child, File::from(OwnedFd::from(to_child)), File::from(OwnedFd::from(from_child)))
+            }
+            Transport::Socket => {
+                let (ours, theirs) = UnixStream::pair()?;
+                let theirs_too = theirs.try_clone()?;
+                command
+                    .stdin(Stdio::from(OwnedFd::from(theirs)))
+                    .stdout(Stdio::from(OwnedFd::from(theirs_too)));
+                let child = command.spawn()?;
+                let ours_too = ours.try_clone()?;
+                (child, File::from(OwnedFd::from(ours)), File::from(OwnedFd::from(ours_too)))
+            }
+        };
         Ok(EchoChild {
             child,
             to_child: Some(to_child),
-            from_child,
+            from_child: Some(from_child),
             reply: Vec::new(),
             chunk: vec![0; CHUNK],
         })
@@ -41,8 +71,9 @@ impl EchoChild {
 
     /// Sends `frame` (length prefix included) and waits for it to come back.
     pub(in crate::bench) fn round_trip(&mut self, frame: &[u8]) -> Result<(), Error> {
-        self.to_child.as_mut().ok_or("the echo child's stdin is closed")?.write_all(frame)?;
-        if !read_frame(&mut self.from_child, &mut self.reply, &mut self.chunk)? {
+        self.to_child.as_mut().ok_or("the echo child's channel is closed")?.write_all(frame)?;
+        let from_child = self.from_child.as_mut().ok_or("the echo child's channel is closed")?;
+        if !read_frame(from_child, &mut self.reply, &mut self.chunk)? {
             return Err("the echo child exited".into());
         }
         if self.reply.len() != frame.len() {
@@ -54,8 +85,9 @@ impl EchoChild {
 
 impl Drop for EchoChild {
     fn drop(&mut self) {
-        // End-of-file on its stdin ends the child.
+        // End-of-file on its stdin ends the child (for a socket, once both our ends close).
         drop(self.to_child.take());
+        drop(self.from_child.take());
         let _ = self.child.wait();
     }
 }
