@@ -4,6 +4,9 @@
 //! on the calling thread. Target: busbar ≥ 0.85× the floor. busbar also captures the
 //! program's output and enforces its deadline, which the floor does not: that is part of
 //! what the ratio shows.
+//!
+//! A repetition's figure is one over the median time of its runs, so that a run during which
+//! another process held the CPU does not weigh on the figure.
 
 use std::time::Instant;
 
@@ -13,7 +16,7 @@ use serde_json::json;
 use super::floor;
 use super::handlers::{self, expect_success};
 use super::report::{grouped, Figure, Row, Target, Unit};
-use super::stats::{median, per_second};
+use super::stats::median;
 use super::{Error, Run};
 
 /// The program both sides run.
@@ -39,19 +42,24 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
 }
 
 fn busbar_rate(bus: &EventBus, runs: usize) -> Result<f64, Error> {
-    let start = Instant::now();
-    for _ in 0..runs {
+    median_rate(runs, || {
         let event =
             Event::new("bench.cmd").with_mode(ExecutionMode::Cmd).with_data(json!({"executable": PROGRAM}));
-        expect_success(&bus.publish(event)?.wait())?;
-    }
-    Ok(per_second(runs, start.elapsed()))
+        expect_success(&bus.publish(event)?.wait())
+    })
 }
 
 fn floor_rate(runs: usize) -> Result<f64, Error> {
-    let start = Instant::now();
+    median_rate(runs, || floor::spawn::run(PROGRAM))
+}
+
+/// Calls `one` `runs` times; runs per second at the median duration of a call.
+fn median_rate(runs: usize, mut one: impl FnMut() -> Result<(), Error>) -> Result<f64, Error> {
+    let mut seconds = Vec::with_capacity(runs);
     for _ in 0..runs {
-        floor::spawn::run(PROGRAM)?;
+        let start = Instant::now();
+        one()?;
+        seconds.push(start.elapsed().as_secs_f64());
     }
-    Ok(per_second(runs, start.elapsed()))
+    Ok(1.0 / median(&seconds).max(f64::MIN_POSITIVE))
 }
