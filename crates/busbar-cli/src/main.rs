@@ -1,5 +1,6 @@
-//! The `busbar` command: `busbar demo` tours the event bus.
+//! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it.
 
+mod bench;
 mod demo;
 
 use std::process::ExitCode;
@@ -28,14 +29,28 @@ enum Command {
     /// (another process, a crash, a hard timeout), commands, timers, a rate limit,
     /// statistics and shutdown. Exits with a non-zero code if anything behaved unexpectedly.
     Demo,
+    /// Measure every execution mode beside its floor (the bare mechanism it is built on).
+    ///
+    /// Prints one row per scenario: busbar's figure, the floor's, their ratio, the target
+    /// and whether it is met. Build with `--release` for figures that mean anything.
+    Bench(bench::BenchArgs),
+}
+
+/// Every handler the program's corelet events need: the tour's and the bench's.
+fn corelet_handlers() -> busbar::EventFactory {
+    let factory = demo::handlers();
+    bench::register_handlers(&factory);
+    factory
 }
 
 fn main() -> ExitCode {
-    // First, before anything else: the tour's corelet events run in children that are this
-    // program re-executed. In such a child this call serves events with the tour's corelet
-    // handlers and never returns; in `busbar` itself it returns at once.
-    busbar::corelet_main(&demo::handlers());
+    // First, before anything else: corelet events (the tour's and the bench's) run in children
+    // that are this program re-executed. In such a child this call serves events and never
+    // returns; in `busbar` itself it returns at once. The factory must hold every handler a
+    // corelet event of this program may need.
+    busbar::corelet_main(&corelet_handlers());
     match Cli::parse().command {
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -1,0 +1,167 @@
+//! Scenario 4: corelet mode, round trip one at a time (p50/p99 µs) and throughput with two
+//! corelets (events/s).
+//!
+//! Floor: a child process (this binary, `--child echo`) echoing a frame as large as the
+//! request busbar sends for the same event, over pipes. Target: round trip p50 ≤ 1.5× the
+//! floor's. The throughput row has no target: it shows what two corelets sustain beside two
+//! echo children driven by two threads.
+//!
+//! busbar's design prescribes a socketpair, which costs more per message than a pipe, so the
+//! round-trip row's note also gives the same echo over a socketpair: what busbar adds beyond
+//! its transport.
+
+use std::time::{Duration, Instant};
+
+use busbar::{CoreletConfig, Event, EventBus, ExecutionMode};
+use serde_json::json;
+
+use super::floor::echo::{self, EchoChild, Transport};
+use super::handlers::{self, expect_no_failures, expect_success, TRIVIAL};
+use super::report::{grouped, Figure, Row, Target, Unit};
+use super::stats::{median, micros, per_second, Latency};
+use super::{Error, Run};
+
+/// Corelets (and echo children, and pool threads) in the throughput measurement.
+const CORELETS: usize = 2;
+
+pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
+    Ok(vec![round_trip(run)?, throughput(run)?])
+}
+
+fn round_trip(run: &Run<'_>) -> Result<Row, Error> {
+    let round_trips = run.size(5_000, 100);
+    let reps = run.size(5, 3);
+    let bus = corelet_bus(1)?;
+    let frame = request_frame(&corelet_event())?;
+    let mut pipe = EchoChild::spawn(Transport::Pipe)?;
+    let mut socket = EchoChild::spawn(Transport::Socket)?;
+    // Warm-up, which also starts the corelet.
+    busbar_latency(&bus, 50)?;
+    floor_latency(&mut pipe, &frame, 50)?;
+    floor_latency(&mut socket, &frame, 50)?;
+    let (ours, floors) = run.alternate(
+        reps,
+        || busbar_latency(&bus, round_trips),
+        || {
+            Ok((
+                floor_latency(&mut pipe, &frame, round_trips)?,
+                floor_latency(&mut socket, &frame, round_trips)?,
+            ))
+        },
+    )?;
+    bus.shutdown();
+    let ours = Latency::median_of(&ours);
+    let pipe = Latency::median_of(&floors.iter().map(|(pipe, _)| *pipe).collect::<Vec<_>>());
+    let socket = Latency::median_of(&floors.iter().map(|(_, socket)| *socket).collect::<Vec<_>>());
+    let note = format!(
+        "the same echo over a socketpair, the transport busbar's design prescribes: p50 {:.1} µs \
+         (p99 {:.1}); busbar ÷ socketpair echo = {:.2}×",
+        socket.p50,
+        socket.p99,
+        ours.p50 / socket.p50.max(f64::MIN_POSITIVE),
+    );
+    let row = Row::new(
+        "corelet",
+        "corelet round trip p50 (p99)",
+        Unit::Micros,
+        Figure::latency(ours),
+        Figure::latency(pipe),
+        Target::RatioAtMost(1.5),
+    );
+    let size = format!("{} round trips, {}-byte frame", grouped(round_trips), frame.len());
+    Ok(row.runs(reps, size).note(note))
+}
+
+fn throughput(run: &Run<'_>) -> Result<Row, Error> {
+    let events = run.size(20_000, 200);
+    let reps = run.size(5, 3);
+    let bus = corelet_bus(CORELETS)?;
+    let frame = request_frame(&corelet_event())?;
+    let mut children =
+        (0..CORELETS).map(|_| EchoChild::spawn(Transport::Pipe)).collect::<Result<Vec<_>, _>>()?;
+    busbar_rate(&bus, 200)?;
+    floor_rate(&mut children, &frame, 200)?;
+    let (ours, floor) =
+        run.alternate(reps, || busbar_rate(&bus, events), || floor_rate(&mut children, &frame, events))?;
+    expect_no_failures(&bus)?;
+    bus.shutdown();
+    let row = Row::new(
+        "corelet",
+        format!("corelet throughput, {CORELETS} corelets"),
+        Unit::EventsPerSecond,
+        Figure::of(median(&ours)),
+        Figure::of(median(&floor)),
+        Target::None,
+    );
+    Ok(row.runs(reps, format!("{} events", grouped(events))))
+}
+
+/// A bus whose `threads` workers each can keep one of `threads` corelets busy.
+fn corelet_bus(threads: usize) -> Result<EventBus, Error> {
+    let mut corelets = CoreletConfig::default();
+    corelets.pool_size = Some(threads);
+    // No idle retirement during the measurement.
+    corelets.idle_timeout = Duration::from_secs(3600);
+    handlers::bus(threads, |builder| builder.corelet(corelets).queue_capacity(1_000_000))
+}
+
+fn corelet_event() -> Event {
+    Event::new(TRIVIAL).with_mode(ExecutionMode::Corelet).with_data(json!({"n": 12345}))
+}
+
+/// A frame as large as the one busbar's parent sends to run one attempt of `event`: the
+/// `execute` message of `corelet/message.rs` around the request of `mode/corelet/wire.rs`.
+fn request_frame(event: &Event) -> Result<Vec<u8>, Error> {
+    let message =
+        json!({"execute": {"seq": 1, "request": {"event": event, "attempt": 1, "timeout_ms": 29_999}}});
+    echo::frame(&serde_json::to_vec(&message)?)
+}
+
+fn busbar_latency(bus: &EventBus, round_trips: usize) -> Result<Latency, Error> {
+    let mut samples = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
+        let start = Instant::now();
+        let result = bus.publish(corelet_event())?.wait();
+        samples.push(micros(start.elapsed()));
+        expect_success(&result)?;
+    }
+    Ok(Latency::of(&samples))
+}
+
+fn floor_latency(child: &mut EchoChild, frame: &[u8], round_trips: usize) -> Result<Latency, Error> {
+    let mut samples = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
+        let start = Instant::now();
+        child.round_trip(frame)?;
+        samples.push(micros(start.elapsed()));
+    }
+    Ok(Latency::of(&samples))
+}
+
+fn busbar_rate(bus: &EventBus, events: usize) -> Result<f64, Error> {
+    let start = Instant::now();
+    for _ in 0..events {
+        drop(bus.publish(corelet_event())?);
+    }
+    bus.join();
+    Ok(per_second(events, start.elapsed()))
+}
+
+/// Drives each echo child from its own thread, `events` round trips in all.
+fn floor_rate(children: &mut [EchoChild], frame: &[u8], events: usize) -> Result<f64, Error> {
+    let share = events / children.len();
+    let start = Instant::now();
+    let outcomes: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = children
+            .iter_mut()
+            .map(|child| scope.spawn(move || (0..share).try_for_each(|_| child.round_trip(frame))))
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or_else(|_| Err("a floor thread panicked".into())))
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    outcomes.into_iter().collect::<Result<(), Error>>()?;
+    Ok(per_second(share * children.len(), elapsed))
+}

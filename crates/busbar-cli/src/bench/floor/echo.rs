@@ -1,0 +1,136 @@
+//! Floor of corelet mode: a child process (this binary, `busbar bench --child echo`) that
+//! echoes length-prefixed frames from its stdin to its stdout.
+//!
+//! Its stdin and stdout are pipes ([`Transport::Pipe`], the floor), or both one end of a
+//! socketpair ([`Transport::Socket`], the transport busbar's design prescribes), so that the
+//! report can tell what the transport costs apart from what busbar adds.
+//!
+//! A frame is a u32 big-endian length and the body, as on busbar's corelet channel. Both sides
+//! keep one buffer and read what is there, so a small frame costs one `write` and one `read`
+//! on each side.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+
+use crate::bench::Error;
+
+/// Bytes read per `read` call.
+const CHUNK: usize = 64 * 1024;
+
+/// What carries the frames between parent and echo child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::bench) enum Transport {
+    /// Two pipes: the floor.
+    Pipe,
+    /// One end of a socketpair as both stdin and stdout, like busbar's corelet channel.
+    Socket,
+}
+
+/// A running echo child and the parent's ends of its channel.
+pub(in crate::bench) struct EchoChild {
+    child: Child,
+    /// `None` only while dropping: closing both ends ends the child.
+    to_child: Option<File>,
+    from_child: Option<File>,
+    reply: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl EchoChild {
+    pub(in crate::bench) fn spawn(transport: Transport) -> Result<EchoChild, Error> {
+        let mut command = crate::bench::child_command("echo", &[])?;
+        let (child, to_child, from_child) = match transport {
+            Transport::Pipe => {
+                let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+                let to_child = child.stdin.take().ok_or("the echo child has no stdin")?;
+                let from_child = child.stdout.take().ok_or("the echo child has no stdout")?;
+                (child, File::from(OwnedFd::from(to_child)), File::from(OwnedFd::from(from_child)))
+            }
+            Transport::Socket => {
+                let (ours, theirs) = UnixStream::pair()?;
+                let theirs_too = theirs.try_clone()?;
+                command
+                    .stdin(Stdio::from(OwnedFd::from(theirs)))
+                    .stdout(Stdio::from(OwnedFd::from(theirs_too)));
+                let child = command.spawn()?;
+                let ours_too = ours.try_clone()?;
+                (child, File::from(OwnedFd::from(ours)), File::from(OwnedFd::from(ours_too)))
+            }
+        };
+        Ok(EchoChild {
+            child,
+            to_child: Some(to_child),
+            from_child: Some(from_child),
+            reply: Vec::new(),
+            chunk: vec![0; CHUNK],
+        })
+    }
+
+    /// Sends `frame` (length prefix included) and waits for it to come back.
+    pub(in crate::bench) fn round_trip(&mut self, frame: &[u8]) -> Result<(), Error> {
+        self.to_child.as_mut().ok_or("the echo child's channel is closed")?.write_all(frame)?;
+        let from_child = self.from_child.as_mut().ok_or("the echo child's channel is closed")?;
+        if !read_frame(from_child, &mut self.reply, &mut self.chunk)? {
+            return Err("the echo child exited".into());
+        }
+        if self.reply.len() != frame.len() {
+            return Err(format!("the echo child sent {} bytes for {}", self.reply.len(), frame.len()).into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EchoChild {
+    fn drop(&mut self) {
+        // End-of-file on its stdin ends the child (for a socket, once both our ends close).
+        drop(self.to_child.take());
+        drop(self.from_child.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds a frame: the length of `body` (u32 big-endian), then `body`.
+pub(in crate::bench) fn frame(body: &[u8]) -> Result<Vec<u8>, Error> {
+    let len = u32::try_from(body.len())?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    Ok(frame)
+}
+
+/// The child's side: echoes frames until its stdin closes.
+pub(in crate::bench) fn serve() -> Result<(), Error> {
+    // Unbuffered handles on descriptors 0 and 1: the std locks buffer, and stdout's flushes
+    // lines, which would split a frame holding a newline byte into two writes.
+    let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    let (mut frame, mut chunk) = (Vec::new(), vec![0; CHUNK]);
+    while read_frame(&mut input, &mut frame, &mut chunk)? {
+        output.write_all(&frame)?;
+    }
+    Ok(())
+}
+
+/// Reads one whole frame (prefix included) into `frame`; `false` at end-of-file between frames.
+fn read_frame(reader: &mut impl Read, frame: &mut Vec<u8>, chunk: &mut [u8]) -> io::Result<bool> {
+    frame.clear();
+    loop {
+        if let Some(prefix) = frame.first_chunk::<4>() {
+            let len = 4 + u32::from_be_bytes(*prefix) as usize;
+            if frame.len() >= len {
+                return Ok(true);
+            }
+        }
+        let read = reader.read(chunk)?;
+        if read == 0 {
+            return match frame.is_empty() {
+                true => Ok(false),
+                false => Err(io::ErrorKind::UnexpectedEof.into()),
+            };
+        }
+        frame.extend_from_slice(&chunk[..read]);
+    }
+}
