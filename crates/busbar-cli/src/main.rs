@@ -1,6 +1,7 @@
 //! The `busbar` command: `busbar demo` tours the event bus.
 
 mod demo;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,13 @@ enum Command {
     /// (another process, a crash, a hard timeout), commands, timers, a rate limit,
     /// statistics and shutdown. Exits with a non-zero code if anything behaved unexpectedly.
     Demo,
+    /// Run the cmd events of a Redis queue: a distributed command runner.
+    ///
+    /// Takes events published with busbar-redis's `Publisher` to the queue's streams (any
+    /// number of workers, on any machines, share them), runs their commands, records each
+    /// result for its publisher, retries failures that have retries left and sends the rest
+    /// to the dead-letter stream. SIGINT or SIGTERM stops it after the commands in hand.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +45,6 @@ fn main() -> ExitCode {
     busbar::corelet_main(&demo::handlers());
     match Cli::parse().command {
         Command::Demo => demo::run(),
+        Command::Worker(args) => worker::run(args),
     }
 }

@@ -20,6 +20,7 @@ pub(crate) struct Settlement {
     letter: Option<Record>,
     /// The message of the next attempt and its delay.
     next: Option<(Envelope, Duration)>,
+    kind: Kind,
 }
 
 /// What a settlement does, for counting.
@@ -49,7 +50,8 @@ impl Settlement {
         worker: &str,
     ) -> Self {
         if result.is_cancelled() {
-            return Settlement { result: None, letter: None, next: Some((envelope.clone(), Duration::ZERO)) };
+            let next = Some((envelope.clone(), Duration::ZERO));
+            return Settlement { result: None, letter: None, next, kind: Kind::Released };
         }
         let max_attempts = envelope.event.max_attempts();
         if !result.success && !result.is_permanent() && attempt < max_attempts {
@@ -61,7 +63,8 @@ impl Settlement {
                 kind: result.error_kind,
                 message: result.error_message.clone().unwrap_or_default(),
             });
-            return Settlement { result: None, letter: None, next: Some((next, backoff.delay(attempt))) };
+            let next = Some((next, backoff.delay(attempt)));
+            return Settlement { result: None, letter: None, next, kind: Kind::Retried };
         }
         result.attempts = attempt;
         result.duration = Duration::from_millis(now_ms().saturating_sub(started_ms));
@@ -85,8 +88,9 @@ impl Settlement {
                 failed_ms: now_ms(),
             }
         });
+        let kind = if letter.is_some() { Kind::DeadLettered } else { Kind::Succeeded };
         let result = envelope.reply.clone().map(|reply| (reply, result));
-        Settlement { result, letter, next: None }
+        Settlement { result, letter, next: None, kind }
     }
 
     /// Gives up on a message that could not be read: a dead letter with the reason, and a
@@ -102,17 +106,12 @@ impl Settlement {
             (reply, result)
         });
         let letter = Record::unreadable(malformed.reason, fields, worker);
-        Settlement { result, letter: Some(letter), next: None }
+        Settlement { result, letter: Some(letter), next: None, kind: Kind::DeadLettered }
     }
 
     /// Returns what this settlement does.
     pub(crate) fn kind(&self) -> Kind {
-        match (&self.next, &self.letter) {
-            (Some((next, _)), _) if next.last_error.is_some() => Kind::Retried,
-            (Some(_), _) => Kind::Released,
-            (None, Some(_)) => Kind::DeadLettered,
-            (None, None) => Kind::Succeeded,
-        }
+        self.kind
     }
 
     /// Builds the script call that settles message `message_id` of band `band`'s stream for

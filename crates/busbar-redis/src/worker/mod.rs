@@ -100,16 +100,30 @@ impl Worker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        // Everything this worker held is settled: nothing pending is lost by leaving.
+        // Leave the group where this worker holds nothing: deleting a consumer drops its pending
+        // messages. (A message can be pending here unknown to the worker if the reply that
+        // delivered it was lost with the connection; it stays, to be reclaimed.)
         let mut link = Link::new(self.shared.broker());
         for stream in self.shared.broker().keys().streams() {
             let left = link.run(|c| {
+                let held: redis::Value = redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .arg(self.name())
+                    .query(c)?;
+                if matches!(&held, redis::Value::Array(items) if !items.is_empty()) {
+                    return Ok(());
+                }
                 redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
                     .arg(stream)
                     .arg(GROUP)
                     .arg(self.name())
                     .query::<i64>(c)
+                    .map(drop)
             });
             if let Err(error) = left {
                 tracing::debug!(%error, "busbar-redis: could not leave the consumer group");
@@ -270,7 +284,12 @@ pub struct WorkerStats {
 
 /// Counts the messages of `stream` that workers hold and have not settled.
 pub(crate) fn pending_count(link: &mut Link, stream: &str) -> Result<u64, BrokerError> {
-    let summary: redis::Value = link.run(|c| redis::cmd("XPENDING").arg(stream).arg(GROUP).query(c))?;
+    let summary: redis::Value =
+        link.run(|c| match redis::cmd("XPENDING").arg(stream).arg(GROUP).query(c) {
+            // No worker created the group yet: nothing is pending.
+            Err(error) if error.code() == Some("NOGROUP") => Ok(redis::Value::Nil),
+            other => other,
+        })?;
     Ok(match summary {
         redis::Value::Array(items) => match items.first() {
             Some(redis::Value::Int(count)) => u64::try_from(*count).unwrap_or(0),
