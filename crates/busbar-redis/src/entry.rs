@@ -37,22 +37,36 @@ pub(crate) fn autoclaim_reply(reply: Value) -> (String, Vec<Entry>) {
     (cursor, parts.next().map(entries).unwrap_or_default())
 }
 
+/// Reads the reply of the `TAKE` script: entries with their band index.
+pub(crate) fn take_reply(reply: Value) -> Vec<(usize, Entry)> {
+    items(reply)
+        .into_iter()
+        .filter_map(|taken| {
+            let mut parts = items(taken).into_iter();
+            let band = match parts.next()? {
+                Value::Int(band) => usize::try_from(band).ok()?,
+                _ => return None,
+            };
+            Some((band, entry(parts)?))
+        })
+        .collect()
+}
+
 /// Reads a list of entries (`XRANGE`, and the inner lists above). Entries without fields
 /// (deleted ones, in some replies) are skipped.
 pub(crate) fn entries(list: Value) -> Vec<Entry> {
-    items(list)
-        .into_iter()
-        .filter_map(|entry| {
-            let mut parts = items(entry).into_iter();
-            let id = text(&parts.next()?);
-            let mut fields = HashMap::new();
-            let mut flat = items(parts.next()?).into_iter();
-            while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
-                fields.insert(text(&name), value);
-            }
-            Some(Entry { id, fields })
-        })
-        .collect()
+    items(list).into_iter().filter_map(|item| entry(items(item).into_iter())).collect()
+}
+
+/// Reads an entry from its id and its flat list of fields.
+fn entry(mut parts: impl Iterator<Item = Value>) -> Option<Entry> {
+    let id = text(&parts.next()?);
+    let mut fields = HashMap::new();
+    let mut flat = items(parts.next()?).into_iter();
+    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+        fields.insert(text(&name), value);
+    }
+    Some(Entry { id, fields })
 }
 
 fn items(value: Value) -> Vec<Value> {

@@ -13,11 +13,15 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Settles a delivered message in one step: checks that `consumer` still owns it (another
-/// worker may have reclaimed it after the visibility timeout; then nothing happens and the
-/// script returns 0), sends the result to the publisher's reply stream, writes the dead letter,
-/// re-enqueues the message for its next attempt (at once or through the delayed set), and
-/// acknowledges and deletes the message. Returns 1.
+/// Settles a delivered message in one step: checks that `consumer` still owns it, sends the
+/// result to the publisher's reply stream, writes the dead letter, re-enqueues the message for
+/// its next attempt (at once or through the delayed set), and acknowledges and deletes the
+/// message. Returns 1.
+///
+/// If the consumer does not own the message, nothing happens: the script returns -1 if another
+/// consumer owns it (it reclaimed the message after the visibility timeout), 0 if nobody does
+/// (it was settled already: by the reclaimer, or by an earlier try of this very call whose
+/// answer was lost with the connection).
 ///
 /// KEYS: 1 the message's stream, 2 the reply stream (unused if no ticket), 3 the dead-letter
 /// stream, 4 the delayed set, 5 the stream of the next attempt.
@@ -28,8 +32,11 @@ pub(crate) static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local owner = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #owner == 0 or owner[1][2] ~= ARGV[2] then
+if #owner == 0 then
   return 0
+end
+if owner[1][2] ~= ARGV[2] then
+  return -1
 end
 if ARGV[4] ~= '' then
   redis.call('XADD', KEYS[2], '*', 'ticket', ARGV[4], 'result', ARGV[5])
@@ -103,6 +110,33 @@ return {#due, wait}
     )
 });
 
+/// Takes up to ARGV[3] new messages for consumer ARGV[2] of group ARGV[1] from the band
+/// streams, high first: a lower band only when the higher ones have no more. Returns
+/// `{band index, id, fields}` for each, in one round trip.
+///
+/// KEYS: 1..3 the streams of the high, normal and low bands.
+pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local want = tonumber(ARGV[3])
+local taken = {}
+for band = 1, #KEYS do
+  if want <= 0 then
+    break
+  end
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[band], '>')
+  if reply then
+    for _, entry in ipairs(reply[1][2]) do
+      table.insert(taken, {band - 1, entry[1], entry[2]})
+    end
+    want = want - #reply[1][2]
+  end
+end
+return taken
+",
+    )
+});
+
 /// Adds a member to the delayed set, due ARGV[1] milliseconds from now by Redis's clock.
 ///
 /// KEYS: 1 the delayed set. ARGV: 1 delay (ms), 2 member.
@@ -134,8 +168,8 @@ return 1
 });
 
 /// Every script, for loading on a new connection.
-pub(crate) fn all() -> [&'static Script; 5] {
-    [&SETTLE, &RENEW, &PROMOTE, &DELAY, &REVIVE]
+pub(crate) fn all() -> [&'static Script; 6] {
+    [&SETTLE, &RENEW, &PROMOTE, &TAKE, &DELAY, &REVIVE]
 }
 
 /// Starts an `EVALSHA` command for `script`; add the key count, keys and arguments.

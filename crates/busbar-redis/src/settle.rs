@@ -115,7 +115,8 @@ impl Settlement {
     }
 
     /// Builds the script call that settles message `message_id` of band `band`'s stream for
-    /// `consumer`; it returns 1, or 0 if the consumer no longer owns the message.
+    /// `consumer`; it returns 1 if it did, -1 if another consumer owns the message now, 0 if
+    /// the message was settled already (see `crate::script::SETTLE`).
     pub(crate) fn command(
         &self,
         keys: &Keys,

@@ -29,12 +29,16 @@ const RECLAIM_PAGES: usize = 10;
 
 /// The fetcher's loop; on any Redis failure it pauses, reconnects and carries on.
 pub(super) fn run(shared: &Arc<Shared>) {
-    let mut link = Link::blocking(shared.broker(), MAX_BLOCK);
-    let mut in_group = true; // `WorkerBuilder::start` joined it.
-    let mut next_reclaim = Instant::now();
+    let now = Instant::now();
+    let mut fetcher = Fetcher {
+        link: Link::blocking(shared.broker(), MAX_BLOCK),
+        in_group: true, // `WorkerBuilder::start` joined it.
+        next_promote: now,
+        next_reclaim: now,
+    };
     let mut failures = 0u32;
     while !shared.is_stopping() {
-        match step(shared, &mut link, &mut in_group, &mut next_reclaim) {
+        match fetcher.step(shared) {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(worker = shared.name(), "busbar-redis: worker reconnected to redis");
@@ -46,7 +50,7 @@ pub(super) fn run(shared: &Arc<Shared>) {
                     tracing::warn!(worker = shared.name(), %error, "busbar-redis: worker lost redis; retrying");
                 }
                 // A Redis that lost its data lost the consumer group too: join it again.
-                in_group = false;
+                fetcher.in_group = false;
                 shared.pause(retry_pause(failures));
                 failures += 1;
             }
@@ -55,43 +59,81 @@ pub(super) fn run(shared: &Arc<Shared>) {
     shared.set_fetcher_done();
 }
 
-/// One round: promote, reclaim if due, wait for room, read.
-fn step(
-    shared: &Arc<Shared>,
-    link: &mut Link,
-    in_group: &mut bool,
-    next_reclaim: &mut Instant,
-) -> Result<(), BrokerError> {
-    if !*in_group {
-        join_group(link, shared.broker())?;
-        *in_group = true;
-    }
-    let next_due = promote(link, shared.broker())?;
-    let now = Instant::now();
-    if now >= *next_reclaim {
-        reclaim(shared, link)?;
-        *next_reclaim = now + (shared.visibility() / 4).max(Duration::from_millis(25));
-    }
-    let mut wake_by = (*next_reclaim).min(now + MAX_BLOCK);
-    if let Some(next_due) = next_due {
-        wake_by = wake_by.min(now + next_due);
-    }
-    let free = shared.wait_for_room(wake_by);
-    if free == 0 || shared.is_stopping() {
-        return Ok(());
-    }
-    // High band first: a lower band is read only when the higher ones are empty.
-    let mut taken = 0;
-    for band in Band::ALL {
-        if taken < free {
-            taken += read(shared, link, &[band], free - taken, None)?;
+/// The fetcher's connection and schedule.
+struct Fetcher {
+    link: Link,
+    /// `false` after a failure: the group may have to be created again.
+    in_group: bool,
+    /// When to look at the delayed set next: when its first member is due, and at least every
+    /// `MAX_BLOCK` (others may add earlier ones).
+    next_promote: Instant,
+    /// When to look for abandoned messages next: every quarter of the visibility timeout.
+    next_reclaim: Instant,
+}
+
+impl Fetcher {
+    /// One round: promote and reclaim when due, wait for room, take messages.
+    fn step(&mut self, shared: &Arc<Shared>) -> Result<(), BrokerError> {
+        if !self.in_group {
+            join_group(&mut self.link, shared.broker())?;
+            self.in_group = true;
         }
+        let now = Instant::now();
+        if now >= self.next_promote {
+            let next_due = promote(&mut self.link, shared.broker())?;
+            self.next_promote = now + next_due.map_or(MAX_BLOCK, |due| due.min(MAX_BLOCK));
+        }
+        if now >= self.next_reclaim {
+            reclaim(shared, &mut self.link)?;
+            self.next_reclaim = now + (shared.visibility() / 4).max(Duration::from_millis(25));
+        }
+        let wake_by = self.next_promote.min(self.next_reclaim);
+        let free = shared.wait_for_room(wake_by);
+        if free == 0 || shared.is_stopping() {
+            return Ok(());
+        }
+        if self.take(shared, free)? == 0 {
+            let block = wake_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            self.wait_for_messages(shared, block)?;
+        }
+        Ok(())
     }
-    if taken == 0 {
-        let block = wake_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        read(shared, link, &Band::ALL, 1, Some(block))?;
+
+    /// Takes up to `count` new messages, high band first, and starts them; returns how many.
+    fn take(&mut self, shared: &Arc<Shared>, count: usize) -> Result<usize, BrokerError> {
+        let mut call = script::call(&script::TAKE);
+        call.arg(3).arg(shared.broker().keys().streams()).arg(GROUP).arg(shared.name()).arg(count);
+        let reply: redis::Value = self.link.run(|c| call.query(c))?;
+        let taken = entry::take_reply(reply);
+        let count = taken.len();
+        for (band, entry) in taken {
+            match Band::ALL.get(band) {
+                Some(band) => start(shared, *band, entry),
+                None => tracing::error!(band, "busbar-redis: a message from an unknown band"),
+            }
+        }
+        Ok(count)
     }
-    Ok(())
+
+    /// Blocks until a message arrives in any band (or `block` passes), and starts it.
+    fn wait_for_messages(&mut self, shared: &Arc<Shared>, block: Duration) -> Result<(), BrokerError> {
+        let keys = shared.broker().keys();
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(GROUP).arg(shared.name()).arg("COUNT").arg(1);
+        cmd.arg("BLOCK").arg(block.as_millis().max(1).to_string()).arg("STREAMS").arg(keys.streams());
+        cmd.arg(&[">", ">", ">"][..]);
+        let reply: redis::Value = self.link.run(|c| cmd.query(c))?;
+        let mut arrived: Vec<(Band, Entry)> = entry::read_reply(reply)
+            .into_iter()
+            .filter_map(|(stream, entries)| Some((band_of(shared.broker(), &stream)?, entries)))
+            .flat_map(|(band, entries)| entries.into_iter().map(move |entry| (band, entry)))
+            .collect();
+        arrived.sort_by_key(|(band, _)| band.index());
+        for (band, entry) in arrived {
+            start(shared, band, entry);
+        }
+        Ok(())
+    }
 }
 
 /// Creates the band streams and the consumer group where they do not exist. Reading starts
@@ -125,44 +167,6 @@ fn promote(link: &mut Link, broker: &Broker) -> Result<Option<Duration>, BrokerE
         return Ok(Some(Duration::ZERO)); // More are due.
     }
     Ok(u64::try_from(wait).ok().map(Duration::from_millis))
-}
-
-/// Reads up to `count` new messages from the streams of `bands` and starts them; returns how
-/// many it read.
-fn read(
-    shared: &Arc<Shared>,
-    link: &mut Link,
-    bands: &[Band],
-    count: usize,
-    block: Option<Duration>,
-) -> Result<usize, BrokerError> {
-    let keys = shared.broker().keys();
-    let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP").arg(GROUP).arg(shared.name()).arg("COUNT").arg(count);
-    if let Some(block) = block {
-        cmd.arg("BLOCK").arg(block.as_millis().max(1).to_string());
-    }
-    cmd.arg("STREAMS");
-    for band in bands {
-        cmd.arg(keys.stream(*band));
-    }
-    for _ in bands {
-        cmd.arg(">");
-    }
-    let reply: redis::Value = link.run(|c| cmd.query(c))?;
-    let mut streams: Vec<(Band, Vec<Entry>)> = entry::read_reply(reply)
-        .into_iter()
-        .filter_map(|(stream, entries)| Some((band_of(shared.broker(), &stream)?, entries)))
-        .collect();
-    streams.sort_by_key(|(band, _)| band.index());
-    let mut taken = 0;
-    for (band, entries) in streams {
-        for entry in entries {
-            start(shared, band, entry);
-            taken += 1;
-        }
-    }
-    Ok(taken)
 }
 
 fn band_of(broker: &Broker, stream: &str) -> Option<Band> {

@@ -93,15 +93,21 @@ fn write_settled(shared: &Shared, link: &mut Link) -> Result<(), BrokerError> {
         let full = batch.len() == BATCH;
         let mut written = Vec::with_capacity(batch.len());
         for ((key, kind, _), answer) in batch.into_iter().zip(answers) {
-            if answer == 1 {
-                shared.counters().count(kind);
-            } else {
-                shared.counters().lost.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(
+            match answer {
+                1 => shared.counters().count(kind),
+                0 => tracing::debug!(
                     worker = shared.name(),
-                    "busbar-redis: an attempt's outcome was discarded: another worker reclaimed its \
-                     message after the visibility timeout"
-                );
+                    "busbar-redis: a message was settled already (by a try whose answer was lost, \
+                     or by the worker that reclaimed it)"
+                ),
+                _ => {
+                    shared.counters().lost.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(
+                        worker = shared.name(),
+                        "busbar-redis: an attempt's outcome was discarded: another worker reclaimed \
+                         its message after the visibility timeout"
+                    );
+                }
             }
             written.push(key);
         }
