@@ -100,9 +100,9 @@ fn redis_benchmark(server: &RedisServer, clients: usize, requests: usize, envelo
     let args = ["-h", "127.0.0.1", "-p", &port, "-c", &clients, "-n", &requests, "--csv"];
     let command = ["XADD", "bench:xadd", "*", "v", "1", "envelope", envelope];
     println!(
-        "$ redis-benchmark {} {} v 1 envelope <{} bytes>",
+        "$ redis-benchmark {} {} <{} bytes>",
         args.join(" "),
-        command[..4].join(" "),
+        command[..6].join(" "),
         envelope.len()
     );
     let output =
