@@ -2,7 +2,8 @@
 //! `redis-server` in the same run.
 //!
 //! `cargo bench -p busbar-redis --bench throughput` (events: `BUSBAR_BENCH_EVENTS`, default
-//! 20 000). Prints the redis-benchmark commands, the rates and their ratios.
+//! 20 000). Prints the redis-benchmark commands, the rates and their ratios. Under
+//! `cargo test --all-targets` it runs with 300 events, as a smoke test.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,16 +19,20 @@ fn main() {
         );
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this as a quick smoke test.
+    let measuring = std::env::args().any(|arg| arg == "--bench");
+    let default_events = if measuring { 20_000 } else { 300 };
     let events: usize =
-        std::env::var("BUSBAR_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+        std::env::var("BUSBAR_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(default_events);
+    let requests = |at_least: usize| if measuring { events.max(at_least) } else { events * 10 };
     let server = RedisServer::start(false);
     let broker = Broker::new(&server.url()).expect("url").namespace("bench");
 
     // What a busbar message weighs, so that redis-benchmark writes entries of the same size.
     let sample = serde_json::json!({"event": noop(0), "attempts": 0, "reply": {"stream": "bench:reply:0123456789abcdef0123456789abcdef", "ticket": 10_000}});
     let envelope = "x".repeat(sample.to_string().len());
-    let xadd_50 = redis_benchmark(&server, 50, events.max(100_000), &envelope);
-    let xadd_1 = redis_benchmark(&server, 1, events.max(50_000), &envelope);
+    let xadd_50 = redis_benchmark(&server, 50, requests(100_000), &envelope);
+    let xadd_1 = redis_benchmark(&server, 1, requests(50_000), &envelope);
 
     let bus = EventBus::builder().threads(2).build().expect("bus");
     bus.subscribe("noop", handler_fn(|_| Ok(EventResult::success())));
@@ -99,10 +104,10 @@ fn redis_benchmark(server: &RedisServer, clients: usize, requests: usize, envelo
     let (clients, requests) = (clients.to_string(), requests.to_string());
     let args = ["-h", "127.0.0.1", "-p", &port, "-c", &clients, "-n", &requests, "--csv"];
     let command = ["XADD", "bench:xadd", "*", "v", "1", "envelope", envelope];
+    // As a shell would take it: `*` quoted.
     println!(
-        "$ redis-benchmark {} {} <{} bytes>",
+        "$ redis-benchmark {} XADD bench:xadd '*' v 1 envelope <{} bytes>",
         args.join(" "),
-        command[..6].join(" "),
         envelope.len()
     );
     let output =

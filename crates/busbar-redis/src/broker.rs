@@ -183,7 +183,7 @@ impl Broker {
             Link::new(self).run(|c| query.query(c))?;
         let mut running = 0;
         for band in Band::ALL {
-            running += crate::worker::pending_count(&mut Link::new(self), &keys.stream(band))?;
+            running += crate::worker::pending_count(&mut Link::new(self), keys.stream(band))?;
         }
         let in_streams = high + normal + low;
         Ok(QueueStats { waiting: in_streams.saturating_sub(running), running, delayed, dead })

@@ -166,9 +166,9 @@ impl Publisher {
                 letter.reason()
             )));
         };
-        let (ticket, envelope, json, handle) = self.prepare(event.clone()).map_err(|(error, _)| {
-            BrokerError::invalid(format!("dead letter {} cannot be published: {error}", letter.id()))
-        })?;
+        let Prepared { ticket, envelope, json, handle } = self
+            .prepare(event.clone())
+            .map_err(|error| BrokerError::invalid(format!("dead letter {}: {error}", letter.id())))?;
         let keys = self.inner.broker.keys();
         let revived = self.link().run_again_if_stale(|c| {
             script::call(&script::REVIVE)
@@ -228,10 +228,7 @@ impl Publisher {
         if self.inner.replies.is_closed() {
             return Err(PublishError::closed(event));
         }
-        let (ticket, envelope, json, handle) = match self.prepare(event) {
-            Ok(prepared) => prepared,
-            Err((reason, event)) => return Err(PublishError::invalid(reason, event)),
-        };
+        let Prepared { ticket, envelope, json, handle } = self.prepare(event)?;
         let keys = self.inner.broker.keys();
         let band = envelope.band();
         let sent = self.link().run_again_if_stale(|c| match delay {
@@ -266,18 +263,22 @@ impl Publisher {
 
     /// Wraps `event` in a new envelope addressed to this publisher, and registers the handle
     /// its result will resolve.
-    #[allow(clippy::type_complexity)]
-    fn prepare(&self, event: Event) -> Result<(u64, Envelope, String, EventHandle), (String, Event)> {
+    fn prepare(&self, event: Event) -> Result<Prepared, PublishError> {
         let ticket = self.inner.next_ticket.fetch_add(1, Ordering::SeqCst);
         let reply = Reply { stream: self.inner.reply_stream.clone(), ticket };
         let envelope = Envelope::new(event, Some(reply));
         let json = match envelope.to_json() {
             Ok(json) => json,
-            Err(error) => return Err((format!("cannot be serialized: {error}"), envelope.event)),
+            Err(error) => {
+                return Err(PublishError::invalid(
+                    format!("it cannot be serialized: {error}"),
+                    envelope.event,
+                ))
+            }
         };
         let (handle, resolver) = EventHandle::with_resolver(envelope.event.id());
         self.inner.replies.expect(ticket, resolver);
-        Ok((ticket, envelope, json, handle))
+        Ok(Prepared { ticket, envelope, json, handle })
     }
 
     fn link(&self) -> std::sync::MutexGuard<'_, Link> {
@@ -293,6 +294,14 @@ impl fmt::Debug for Publisher {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// An event ready to be sent: its envelope, as JSON, and the handle its result resolves.
+struct Prepared {
+    ticket: u64,
+    envelope: Envelope,
+    json: String,
+    handle: EventHandle,
 }
 
 /// A publisher's counters: see [`Publisher::stats`].

@@ -26,10 +26,20 @@ pub(super) struct Delivery {
 
 /// Where a delivery stands.
 pub(super) enum Run {
-    /// An attempt runs on the bus; `future` resolves with its result.
-    Attempt { envelope: Envelope, attempt: u32, started_ms: u64, future: EventFuture },
+    /// An attempt runs on the bus.
+    Attempt(Box<Attempt>),
     /// Decided; the recorder writes it.
-    Settled(Settlement),
+    Settled(Box<Settlement>),
+}
+
+/// An attempt running on the bus.
+pub(super) struct Attempt {
+    envelope: Envelope,
+    attempt: u32,
+    /// When the event's first attempt started (Unix ms).
+    started_ms: u64,
+    /// Resolves with the attempt's result.
+    future: EventFuture,
 }
 
 /// The state of a worker, shared by its handle and its two threads.
@@ -205,7 +215,7 @@ impl Shared {
     ) {
         let key = self.next_key.fetch_add(1, Ordering::SeqCst);
         let future = handle.into_future();
-        let run = Run::Attempt { envelope, attempt, started_ms, future };
+        let run = Run::Attempt(Box::new(Attempt { envelope, attempt, started_ms, future }));
         let mut flight = self.lock();
         flight.insert(key, Delivery { band, message_id, run });
         // Polled under the lock, so the recorder cannot poll it at the same time. If it
@@ -216,7 +226,7 @@ impl Shared {
     /// Takes on a message whose outcome is already decided; the recorder writes it.
     pub(super) fn track_settled(&self, band: Band, message_id: String, settlement: Settlement) {
         let key = self.next_key.fetch_add(1, Ordering::SeqCst);
-        self.lock().insert(key, Delivery { band, message_id, run: Run::Settled(settlement) });
+        self.lock().insert(key, Delivery { band, message_id, run: Run::Settled(Box::new(settlement)) });
         self.notify_recorder();
     }
 
@@ -233,12 +243,13 @@ impl Shared {
     /// decides its settlement if it finished.
     fn poll(self: &Arc<Self>, key: u64, flight: &mut HashMap<u64, Delivery>) {
         let Some(delivery) = flight.get_mut(&key) else { return };
-        let Run::Attempt { envelope, attempt, started_ms, future } = &mut delivery.run else { return };
+        let Run::Attempt(running) = &mut delivery.run else { return };
+        let Attempt { envelope, attempt, started_ms, future } = &mut **running;
         let waker = Waker::from(Arc::new(Wakeup { shared: Arc::downgrade(self) }));
         if let Poll::Ready(result) = Pin::new(future).poll(&mut Context::from_waker(&waker)) {
             let settlement =
                 Settlement::decide(envelope, *attempt, result, *started_ms, &self.backoff, &self.name);
-            delivery.run = Run::Settled(settlement);
+            delivery.run = Run::Settled(Box::new(settlement));
             self.notify_recorder();
         }
     }
