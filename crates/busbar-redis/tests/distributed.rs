@@ -15,7 +15,7 @@ use busbar::{ErrorKind, Event, EventHandle, EventId, EventResult, ExecutionMode}
 use busbar_redis::testsupport::RedisServer;
 use busbar_redis::{Broker, Publisher};
 use serde_json::json;
-use support::{lines, poll_until, temp_dir, WorkerConfig, WorkerProcess};
+use support::{lines, poll_until, TempDir, WorkerConfig, WorkerProcess};
 
 fn main() {
     support::worker_main();
@@ -142,7 +142,7 @@ fn sigkill() {
     let mut workers = vec![WorkerProcess::spawn(&config), WorkerProcess::spawn(&config)];
     let broker = broker(&server, "sigkill");
     let publisher = broker.publisher().expect("publisher");
-    let dir = temp_dir("sigkill");
+    let dir = TempDir::new("sigkill");
     let marker = dir.join("started");
 
     let event = thread_event("sleep")
@@ -187,7 +187,8 @@ fn renewed() {
     let workers = [WorkerProcess::spawn(&config), WorkerProcess::spawn(&config)];
     let broker = broker(&server, "renewed");
     let publisher = broker.publisher().expect("publisher");
-    let marker = temp_dir("renewed").join("started");
+    let dir = TempDir::new("renewed");
+    let marker = dir.join("started");
 
     let event = thread_event("sleep").with_retry_count(3).with_data(json!({"ms": 5000, "marker": marker}));
     let result = wait(publisher.publish(event).unwrap(), Duration::from_secs(60));
@@ -212,9 +213,9 @@ fn retries() {
     let workers = [WorkerProcess::spawn(&config), WorkerProcess::spawn(&config)];
     let broker = broker(&server, "retries");
     let publisher = broker.publisher().expect("publisher");
-    let dir = temp_dir("retries");
+    let dir = TempDir::new("retries");
 
-    let logs: Vec<_> = (0..20).map(|i| dir.join(format!("flaky-{i}"))).collect();
+    let logs: Vec<_> = (0..20).map(|i| dir.join(&format!("flaky-{i}"))).collect();
     let handles: Vec<_> = logs
         .iter()
         .map(|log| {
@@ -447,7 +448,7 @@ fn priorities() {
     config.concurrency = 1;
     let worker = WorkerProcess::spawn(&config);
     let publisher = broker(&server, "priorities").publisher().expect("publisher");
-    let dir = temp_dir("priorities");
+    let dir = TempDir::new("priorities");
     let (marker, log) = (dir.join("started"), dir.join("order"));
 
     // Occupy the worker's one slot, then queue low before high.
