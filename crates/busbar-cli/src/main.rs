@@ -1,7 +1,9 @@
-//! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it.
+//! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it,
+//! `busbar worker` runs the cmd events of a Redis queue.
 
 mod bench;
 mod demo;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,13 @@ enum Command {
     /// Prints one row per scenario: busbar's figure, the floor's, their ratio, the target
     /// and whether it is met. Build with `--release` for figures that mean anything.
     Bench(bench::BenchArgs),
+    /// Run the cmd events of a Redis queue: a distributed command runner.
+    ///
+    /// Takes events published with busbar-redis's `Publisher` to the queue's streams (any
+    /// number of workers, on any machines, share them), runs their commands, records each
+    /// result for its publisher, retries failures that have retries left and sends the rest
+    /// to the dead-letter stream. SIGINT or SIGTERM stops it after the commands in hand.
+    Worker(worker::WorkerArgs),
 }
 
 /// Every handler the program's corelet events need: the tour's and the bench's.
@@ -52,5 +61,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Worker(args) => worker::run(args),
     }
 }

@@ -46,12 +46,21 @@ pub(crate) enum Verdict {
     Retry(Duration),
 }
 
-/// Judges attempt number `attempt` of `event`.
+/// Judges attempt number `attempt` of `event`, which may take `max_attempts` attempts in all.
 ///
-/// A failure is retried while attempts remain (`attempt < 1 + retry_count`), unless it is
-/// permanent: marked so by the handler, a refusal, or a cancellation.
-pub(crate) fn judge(shared: &Shared, event: &Event, attempt: u32, outcome: Outcome) -> Verdict {
-    let (result, retryable) = match outcome {
+/// A failure is retried while attempts remain (`attempt < max_attempts`; that is
+/// `1 + retry_count`, or just `attempt` for a job the caller retries itself), unless it is
+/// permanent: marked so by the handler, a refusal, or a cancellation. A final failure that was
+/// not retryable is marked [permanent](EventResult::is_permanent), so whoever counts attempts
+/// outside the bus (`EventBus::publish_attempt`) can tell it from one that merely ran out.
+pub(crate) fn judge(
+    shared: &Shared,
+    event: &Event,
+    attempt: u32,
+    max_attempts: u32,
+    outcome: Outcome,
+) -> Verdict {
+    let (mut result, retryable) = match outcome {
         Outcome::Returned(Ok(result)) if result.success => return Verdict::Final(result),
         Outcome::Returned(Ok(mut result)) => {
             result.error_kind.get_or_insert(ErrorKind::BusinessFailure);
@@ -76,7 +85,7 @@ pub(crate) fn judge(shared: &Shared, event: &Event, attempt: u32, outcome: Outco
         Outcome::Cancelled => (cancelled(), false),
         Outcome::Refused { kind, message } => (EventResult::failed(kind, message), false),
     };
-    if retryable && attempt < event.max_attempts() && !shared.is_killed() {
+    if retryable && attempt < max_attempts && !shared.is_killed() {
         tracing::debug!(
             id = %event.id(),
             attempt,
@@ -85,6 +94,7 @@ pub(crate) fn judge(shared: &Shared, event: &Event, attempt: u32, outcome: Outco
         );
         Verdict::Retry(shared.backoff().delay(attempt))
     } else {
+        result.permanent |= !retryable;
         Verdict::Final(result)
     }
 }
@@ -127,7 +137,7 @@ pub(crate) fn run_inline(
     loop {
         let outcome =
             mode::run_attempt(shared, &mut HandlerSource::Caller, registration, event, attempt, deadline);
-        match judge(shared, event, attempt, outcome) {
+        match judge(shared, event, attempt, event.max_attempts(), outcome) {
             Verdict::Final(result) => return finish(result, event, attempt, started),
             Verdict::Retry(pause) => {
                 if !pause.is_zero() {

@@ -63,6 +63,38 @@ impl EventHandle {
         EventHandle { id: result.event_id, state: State::Ready(result) }
     }
 
+    /// Creates a pending handle for the event `id` and the [`EventResolver`] that delivers its
+    /// result later.
+    ///
+    /// This is the hook for code that runs events somewhere other than an [`EventBus`]'s own
+    /// pool, such as a transport that sends events to workers on other machines and receives
+    /// their results: it hands the handle to its caller, keeps the resolver, and resolves it
+    /// when the result arrives. The handle behaves like any other: `wait`, `wait_timeout`,
+    /// `try_result` and `.await` all work.
+    ///
+    /// Whoever holds the resolver owns the promise that the handle gets a result: dropping it
+    /// unresolved gives the handle an [`Internal`](ErrorKind::Internal) failure saying the
+    /// result was lost, rather than leaving a waiter blocked forever.
+    ///
+    /// [`EventBus`]: crate::EventBus
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use busbar::{Event, EventHandle, EventResult};
+    ///
+    /// let event = Event::new("remote.job");
+    /// let (handle, resolver) = EventHandle::with_resolver(event.id());
+    /// std::thread::spawn(move || resolver.resolve(EventResult::success_with("done".into())));
+    /// let result = handle.wait();
+    /// assert_eq!(result.data, "done");
+    /// assert_eq!(result.event_id, event.id());
+    /// ```
+    pub fn with_resolver(id: EventId) -> (EventHandle, EventResolver) {
+        let (handle, sender) = Self::pending(id);
+        (handle, EventResolver { id, sender })
+    }
+
     /// Returns the id of the event.
     pub fn id(&self) -> EventId {
         self.id
@@ -140,6 +172,40 @@ impl EventHandle {
 
     fn lost(&self) -> EventResult {
         lost(self.id)
+    }
+}
+
+/// The other half of a handle made by [`EventHandle::with_resolver`]: delivers the event's
+/// result to the handle.
+///
+/// Resolving consumes the resolver, so a handle gets at most one result. A resolver can be
+/// sent to another thread; resolving happens-before the handle's waiter returns with the
+/// result.
+pub struct EventResolver {
+    id: EventId,
+    sender: ResultSender,
+}
+
+impl EventResolver {
+    /// Returns the id of the event this resolver delivers the result of.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
+    /// Delivers `result` to the handle and wakes whoever waits on it.
+    ///
+    /// The result's [`event_id`](EventResult::event_id) is set to this resolver's event id.
+    /// If the handle was dropped, the result is discarded.
+    pub fn resolve(self, mut result: EventResult) {
+        result.event_id = self.id;
+        // The handle may be gone; the result is then nobody's concern.
+        let _ = self.sender.send(result);
+    }
+}
+
+impl fmt::Debug for EventResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventResolver").field("id", &self.id).finish_non_exhaustive()
     }
 }
 

@@ -430,7 +430,7 @@ pub use crate::error::{
 };
 pub use crate::event::{Event, EventId, DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use crate::factory::EventFactory;
-pub use crate::handle::{EventFuture, EventHandle};
+pub use crate::handle::{EventFuture, EventHandle, EventResolver};
 pub use crate::handler::{handler_fn, EventHandler, HandlerError, HandlerResult};
 pub use crate::mode::cmd::CommandConfig;
 pub use crate::mode::{

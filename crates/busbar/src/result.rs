@@ -183,7 +183,11 @@ impl EventResult {
         self
     }
 
-    /// Returns `true` if the handler marked this failure as permanent.
+    /// Returns `true` if this failure is not worth retrying: the handler marked it
+    /// [permanent](Self::permanent) (or returned a [permanent error](crate::HandlerError::permanent)),
+    /// or the bus refused to run it (no handler, invalid input) or cancelled it.
+    ///
+    /// A failure that used up its attempts is not permanent: another attempt might succeed.
     pub fn is_permanent(&self) -> bool {
         self.permanent
     }

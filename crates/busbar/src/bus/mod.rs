@@ -196,6 +196,51 @@ impl EventBus {
         self.shared.publish(event, Admission::Try)
     }
 
+    /// Publishes an event to run only its attempt number `attempt`, without retrying it.
+    ///
+    /// This is the hook for code that counts attempts itself, outside this bus: a transport
+    /// whose workers on several machines each run one attempt of an event and re-enqueue it
+    /// for the next. The attempt runs on the bus's worker pool whatever the event's mode (a
+    /// `Sync` event does not run on the calling thread), through its type's rate limit, like
+    /// any queued event: its handler sees [`EventContext::attempt`](crate::EventContext::attempt)
+    /// `== attempt` and the event's real [`retry_count`](Event::retry_count), and the result's
+    /// [`attempts`](crate::EventResult::attempts) is `attempt`. The bus never runs a second
+    /// attempt; a failed result says whether one is worth running: if it
+    /// [`is_permanent`](crate::EventResult::is_permanent) (the handler said so, no handler
+    /// was found, the input was invalid, the bus was shut down), it is not, whatever attempts
+    /// remain.
+    ///
+    /// Waiting for room, [`join`](Self::join) and shutdown treat the event like one from
+    /// [`publish`](Self::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish); an `attempt` of 0 is an
+    /// [`InvalidEvent`](PublishError::InvalidEvent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use busbar::{handler_fn, Event, EventBus, EventResult};
+    ///
+    /// let bus = EventBus::new();
+    /// bus.subscribe("flaky", handler_fn(|ctx| match ctx.attempt() {
+    ///     1 | 2 => Ok(EventResult::failure(format!("attempt {} failed", ctx.attempt()))),
+    ///     _ => Ok(EventResult::success()),
+    /// }));
+    /// let event = Event::new("flaky").with_retry_count(5);
+    ///
+    /// let second = bus.publish_attempt(event.clone(), 2)?.wait();
+    /// assert_eq!((second.success, second.attempts), (false, 2)); // not retried here...
+    /// assert!(!second.is_permanent()); // ...but worth retrying: attempt 3 is up to the caller
+    /// let third = bus.publish_attempt(event, 3)?.wait();
+    /// assert_eq!((third.success, third.attempts), (true, 3));
+    /// # Ok::<(), busbar::PublishError>(())
+    /// ```
+    pub fn publish_attempt(&self, event: Event, attempt: u32) -> Result<EventHandle, PublishError> {
+        self.shared.publish_attempt(event, attempt)
+    }
+
     /// Registers one handler instance for `event_type`, shared by every thread.
     ///
     /// Replaces an earlier registration for the type. To build one handler per worker thread

@@ -230,14 +230,23 @@ impl Shared {
         self: &Arc<Self>,
         event: Event,
         registration: Option<Arc<Registration>>,
+        admission: Admission,
+    ) -> Result<EventHandle, PublishError> {
+        let (handle, reply) = EventHandle::pending(event.id());
+        self.enqueue_job(handle, Job::new(Arc::new(event), registration, reply), admission)
+    }
+
+    /// Queues the job of an accepted event; `handle` is the caller's side of its result.
+    fn enqueue_job(
+        self: &Arc<Self>,
+        handle: EventHandle,
+        job: Job,
         mut admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         // A worker waiting for room that only workers can make would deadlock the pool.
         if self.is_own_worker() {
             admission = Admission::Force;
         }
-        let (handle, reply) = EventHandle::pending(event.id());
-        let job = Job::new(Arc::new(event), registration, reply);
         if let Err(error) = self.pool.ensure_started(self) {
             // Accepted, but nothing can run it: resolve it at once with the reason.
             self.counters.record_published();
@@ -421,6 +430,27 @@ impl Shared {
         }
     }
 
+    /// Publishes `event` to run only attempt number `attempt`, on the pool whatever its mode
+    /// (through its type's rate limit, if any); the bus does not retry it.
+    pub(crate) fn publish_attempt(
+        self: &Arc<Self>,
+        event: Event,
+        attempt: u32,
+    ) -> Result<EventHandle, PublishError> {
+        if attempt == 0 {
+            let reason = "attempt number 0; attempts are numbered from 1".to_owned();
+            return Err(InvalidEventError::new(reason, event).into());
+        }
+        let (event, registration) = self.accept(event)?;
+        let slot = self.rate_limits.reserve(event.event_type());
+        let (handle, reply) = EventHandle::pending(event.id());
+        let job = Job::single_attempt(Arc::new(event), registration, reply, attempt);
+        match slot {
+            Some(slot) => self.hold_job(handle, job, slot, true),
+            None => self.enqueue_job(handle, job, Admission::Block),
+        }
+    }
+
     /// Hands an accepted event to the scheduler until `at`.
     fn hold(
         self: &Arc<Self>,
@@ -430,7 +460,17 @@ impl Shared {
         reserved: bool,
     ) -> Result<EventHandle, PublishError> {
         let (handle, reply) = EventHandle::pending(event.id());
-        let job = Job::new(Arc::new(event), registration, reply);
+        self.hold_job(handle, Job::new(Arc::new(event), registration, reply), at, reserved)
+    }
+
+    /// Hands the job of an accepted event to the scheduler until `at`.
+    fn hold_job(
+        self: &Arc<Self>,
+        handle: EventHandle,
+        job: Job,
+        at: Instant,
+        reserved: bool,
+    ) -> Result<EventHandle, PublishError> {
         match self.scheduler.hold(self, job, at, reserved) {
             Ok(()) => {
                 self.counters.record_published();

@@ -13,8 +13,8 @@ use crate::handle::ResultSender;
 /// worker's slot while an attempt runs, the watchdog or `shutdown_now` once they took it from
 /// the slot. Moving the job is what makes "exactly one result per event" hold.
 ///
-/// A million jobs may wait in the queue, so the job is kept small (40 bytes): what only a
-/// requeued retry needs lives behind a pointer.
+/// A million jobs may wait in the queue, so the job is kept small (40 bytes; the two attempt
+/// counters share one word): what only a requeued retry needs lives behind a pointer.
 #[derive(Debug)]
 pub(crate) struct Job {
     /// Shared with the running handler's context, so the watchdog can requeue a timed-out
@@ -26,6 +26,9 @@ pub(crate) struct Job {
     pub(crate) registration: Option<Arc<Registration>>,
     /// Attempts that already ran (and failed).
     pub(crate) attempts_made: u32,
+    /// The last attempt the pool may run: `1 + retry_count`, or the one attempt of a job
+    /// published with `EventBus::publish_attempt`, whose caller does its own retrying.
+    pub(crate) max_attempts: u32,
     /// Set when the watchdog requeues a timed-out attempt for a retry.
     pub(crate) resume: Option<Box<Resume>>,
 }
@@ -45,6 +48,18 @@ impl Job {
         registration: Option<Arc<Registration>>,
         reply: ResultSender,
     ) -> Self {
-        Job { event, reply, registration, attempts_made: 0, resume: None }
+        let max_attempts = event.max_attempts();
+        Job { event, reply, registration, attempts_made: 0, max_attempts, resume: None }
+    }
+
+    /// Creates a job that runs only attempt number `attempt` of its event (at least 1).
+    pub(crate) fn single_attempt(
+        event: Arc<Event>,
+        registration: Option<Arc<Registration>>,
+        reply: ResultSender,
+        attempt: u32,
+    ) -> Self {
+        let attempt = attempt.max(1);
+        Job { attempts_made: attempt - 1, max_attempts: attempt, ..Job::new(event, registration, reply) }
     }
 }

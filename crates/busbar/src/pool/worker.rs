@@ -102,7 +102,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         };
         job = running.job;
         job.attempts_made = attempt;
-        match attempt::judge(shared, &event, attempt, outcome) {
+        match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
             Verdict::Final(result) => return shared.resolve(job, result, Some(started)),
             Verdict::Retry(pause) => {
                 if !pause.is_zero() {
@@ -120,7 +120,7 @@ pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
     let Running { mut job, attempt, started, .. } = running;
     job.attempts_made = attempt;
     let event = Arc::clone(&job.event);
-    match attempt::judge(shared, &event, attempt, Outcome::TimedOut) {
+    match attempt::judge(shared, &event, attempt, job.max_attempts, Outcome::TimedOut) {
         Verdict::Final(result) => {
             shared.resolve(job, result, Some(started));
             None
