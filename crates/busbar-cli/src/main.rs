@@ -1,7 +1,9 @@
-//! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it.
+//! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it,
+//! `busbar soak` holds a faulty load and checks that nothing was lost or grew.
 
 mod bench;
 mod demo;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -34,12 +36,22 @@ enum Command {
     /// Prints one row per scenario: busbar's figure, the floor's, their ratio, the target
     /// and whether it is met. Build with `--release` for figures that mean anything.
     Bench(bench::BenchArgs),
+    /// Publish a steady mixed load with faults for a while; fail if anything was lost or grew.
+    ///
+    /// Every mode, with failures, panics, cooperative timeouts, corelets that abort or hang
+    /// and are killed, and commands that fail or are killed. Reports throughput, results by
+    /// kind, resident memory over time, open descriptors and child processes. Exits non-zero
+    /// unless: every accepted event resolved exactly once; RSS after shutdown <= RSS after
+    /// warm-up + 64 MiB; descriptors after shutdown <= after warm-up + 8; no child process is
+    /// left after shutdown. Build with `--release`.
+    Soak(soak::SoakArgs),
 }
 
-/// Every handler the program's corelet events need: the tour's and the bench's.
+/// Every handler the program's corelet events need: the tour's, the bench's and the soak's.
 fn corelet_handlers() -> busbar::EventFactory {
     let factory = demo::handlers();
     bench::register_handlers(&factory);
+    soak::register_handlers(&factory);
     factory
 }
 
@@ -52,5 +64,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }
