@@ -125,7 +125,9 @@ where
             Ok(()) => serve(&mut Channel::child(stream, limit), version, handle),
             Err(reason) => {
                 eprintln!("busbar corelet: {reason}");
-                confine::EXIT_UNCONFINED
+                // Exits while `stream` is still open: closing it first would let the parent see
+                // end-of-file and kill this process before the exit code tells why.
+                std::process::exit(confine::EXIT_UNCONFINED)
             }
         },
         Err(reason) => {
