@@ -1,8 +1,10 @@
 //! The `busbar` command: `busbar demo` tours the event bus, `busbar bench` measures it,
-//! `busbar worker` runs the cmd events of a Redis queue.
+//! `busbar worker` runs the cmd events of a Redis queue, `busbar soak` holds a faulty load and
+//! checks that nothing was lost or grew.
 
 mod bench;
 mod demo;
+mod soak;
 mod worker;
 
 use std::process::ExitCode;
@@ -43,12 +45,22 @@ enum Command {
     /// result for its publisher, retries failures that have retries left and sends the rest
     /// to the dead-letter stream. SIGINT or SIGTERM stops it after the commands in hand.
     Worker(worker::WorkerArgs),
+    /// Publish a steady mixed load with faults for a while; fail if anything was lost or grew.
+    ///
+    /// Every mode, with failures, panics, cooperative timeouts, corelets that abort or hang
+    /// and are killed, and commands that fail or are killed. Reports throughput, results by
+    /// kind, resident memory over time, open descriptors and child processes. Exits non-zero
+    /// unless: every accepted event resolved exactly once; RSS after shutdown <= RSS after
+    /// warm-up + 64 MiB; descriptors after shutdown <= after warm-up + 8; no child process is
+    /// left after shutdown. Build with `--release`.
+    Soak(soak::SoakArgs),
 }
 
-/// Every handler the program's corelet events need: the tour's and the bench's.
+/// Every handler the program's corelet events need: the tour's, the bench's and the soak's.
 fn corelet_handlers() -> busbar::EventFactory {
     let factory = demo::handlers();
     bench::register_handlers(&factory);
+    soak::register_handlers(&factory);
     factory
 }
 
@@ -62,5 +74,6 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Worker(args) => worker::run(args),
+        Command::Soak(args) => soak::run(&args),
     }
 }

@@ -423,7 +423,7 @@ pub use crate::backoff::RetryBackoff;
 pub use crate::bus::{EventBus, EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use crate::config::{BusConfig, ConfigError};
 pub use crate::context::EventContext;
-pub use crate::corelet::{CoreletConfig, CoreletOutput};
+pub use crate::corelet::{AllowedPaths, CoreletConfig, CoreletOutput};
 pub use crate::error::{
     EventExecutionError, InvalidEventError, NoHandlerAvailableError, ParseModeError, PayloadError,
     PublishError,

@@ -10,6 +10,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
 use super::channel::{self, Channel};
+use super::confine;
 use super::frame::{FrameError, DEFAULT_MAX_FRAME};
 use super::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::panic;
@@ -118,7 +119,17 @@ where
     };
     // From here on this process is a corelet and never returns to the application.
     let code = match claim_channel(&fd) {
-        Ok((stream, limit)) => serve(&mut Channel::child(stream, limit), version, handle),
+        // Confined right after the claim and before greeting: no request is read unconfined,
+        // and a child that cannot be confined as strictly as asked never greets.
+        Ok((stream, limit)) => match confine::apply_from_env() {
+            Ok(()) => serve(&mut Channel::child(stream, limit), version, handle),
+            Err(reason) => {
+                eprintln!("busbar corelet: {reason}");
+                // Exits while `stream` is still open: closing it first would let the parent see
+                // end-of-file and kill this process before the exit code tells why.
+                std::process::exit(confine::EXIT_UNCONFINED)
+            }
+        },
         Err(reason) => {
             eprintln!("busbar corelet: {FD_ENV}={fd:?} is not a usable channel: {reason}");
             EXIT_NO_CHANNEL

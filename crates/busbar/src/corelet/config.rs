@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::confine::AllowedPaths;
 use super::frame::DEFAULT_MAX_FRAME;
 use crate::unit;
 
@@ -84,6 +85,14 @@ pub struct CoreletConfig {
     pub args: Vec<String>,
     /// Where children's stdout and stderr go. Default: inherited from the parent.
     pub output: CoreletOutput,
+    /// Names of the environment variables children keep; every other variable is removed.
+    /// busbar's own `BUSBAR_CORELET_*` variables, which tell a child it is one, always pass.
+    /// Default: `None`, children inherit the whole environment.
+    pub env_allow: Option<Vec<String>>,
+    /// Confines children's file-system access to these paths with landlock (see
+    /// [`AllowedPaths`] for what is enforced and what happens where the kernel cannot).
+    /// Default: `None`, no file-system confinement.
+    pub allowed_paths: Option<AllowedPaths>,
 }
 
 /// Destination of a child's stdout and stderr.
@@ -116,6 +125,8 @@ impl Default for CoreletConfig {
             program: None,
             args: Vec::new(),
             output: CoreletOutput::Inherit,
+            env_allow: None,
+            allowed_paths: None,
         }
     }
 }
@@ -153,6 +164,14 @@ impl CoreletConfig {
         }
         if self.max_start_backoff < self.start_backoff {
             return fail("max_start_backoff", "at least start_backoff");
+        }
+        if self.allowed_paths.as_ref().is_some_and(|paths| paths.relative_path().is_some()) {
+            return fail("allowed_paths", "absolute paths");
+        }
+        if let Some(names) = &self.env_allow {
+            if names.iter().any(|name| name.is_empty() || name.contains(['=', '\0'])) {
+                return fail("env_allow", "variable names without '=' or NUL");
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! | `panic.rs` | catching handler panics as data |
 //! | `child.rs` | the child's entry point and serve loop |
 //! | `spawn.rs` | the child's command line and inherited descriptors |
+//! | `confine.rs` | the child's environment allow-list and landlock rules |
 //! | `process.rs` | one child: handshake, request, kill, reap |
 //! | `keeper.rs` | the thread that starts and retires children |
 //! | `pool.rs` | lending children, replacing the dead, backing off |
@@ -28,6 +29,7 @@
 mod channel;
 mod child;
 mod config;
+mod confine;
 mod error;
 mod frame;
 mod keeper;
@@ -42,6 +44,7 @@ mod stats;
 mod test;
 
 pub use config::{CoreletConfig, CoreletOutput};
+pub use confine::AllowedPaths;
 
 // The seam for the mode layer.
 pub(crate) use {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::child::{FD_ENV, MAX_FRAME_ENV};
 use super::config::{CoreletConfig, CoreletOutput};
+use super::confine::CONFINE_ENV;
 use super::error::StartError;
 use crate::sys::{self, ProcessLimits};
 
@@ -32,6 +33,10 @@ pub(crate) struct Launch {
     max_frame: u32,
     /// Upper bound for the descriptor scan when `close_range` is unavailable.
     max_fd: libc::c_uint,
+    /// The variables the child keeps, or `None` for the whole environment.
+    env_allow: Option<Vec<String>>,
+    /// The child's landlock rules as the JSON for [`CONFINE_ENV`], if it is confined.
+    confine: Option<String>,
 }
 
 /// A child that has been started but has not greeted yet.
@@ -46,6 +51,12 @@ pub(crate) struct Spawned {
 impl Launch {
     /// Resolves the program to run from `config`: its `program`, or the current executable.
     pub(crate) fn new(config: &CoreletConfig) -> io::Result<Self> {
+        let confine = match &config.allowed_paths {
+            Some(paths) => Some(paths.to_env().map_err(|error| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("allowed_paths are not UTF-8: {error}"))
+            })?),
+            None => None,
+        };
         let (program, executable) = match &config.program {
             Some(program) => (program.clone(), program.clone()),
             None => {
@@ -71,6 +82,8 @@ impl Launch {
             output: config.output,
             max_frame: config.max_frame_size,
             max_fd: descriptor_limit(),
+            env_allow: config.env_allow.clone(),
+            confine,
         })
     }
 
@@ -98,6 +111,20 @@ impl Launch {
         let max_fd = self.max_fd;
 
         let mut command = Command::new(&self.executable);
+        if let Some(names) = &self.env_allow {
+            // Read at each spawn, so that a child sees the allowed variables as they are now,
+            // as an unconfined child inherits the environment as it is now.
+            command.env_clear();
+            for name in names {
+                if let Some(value) = std::env::var_os(name) {
+                    command.env(name, value);
+                }
+            }
+        }
+        if let Some(rules) = &self.confine {
+            command.env(CONFINE_ENV, rules);
+        }
+        // busbar's own variables come last: an allow-list cannot drop or override them.
         command
             .arg0(&self.program)
             .args(&self.args)

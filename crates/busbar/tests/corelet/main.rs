@@ -6,6 +6,7 @@
 //! filter them by name) and ends with `N passed, M failed`. One check re-executes the binary
 //! as a parent process of its own ([`DOOMED_PARENT`]) to kill it.
 
+mod confine;
 mod exchange;
 mod isolation;
 mod proc;
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
     if std::env::var_os(DOOMED_PARENT).is_some() {
         isolation::doomed_parent();
     }
+    // Before any thread starts, so that setting the environment races with nothing.
+    std::env::set_var(confine::SECRET_VAR, "secret");
+    std::env::set_var(confine::KEPT_VAR, "kept");
     runner::run(&[
         Check { name: "crash_segfault", run: isolation::crash_segfault },
         Check { name: "crash_abort", run: isolation::crash_abort },
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Check { name: "follow_up", run: exchange::follow_up },
         Check { name: "stats", run: exchange::stats },
         Check { name: "retry_fresh_child", run: exchange::retry_fresh_child },
+        Check { name: "confinement", run: confine::confinement },
     ])
 }
 
@@ -74,6 +79,7 @@ fn handlers() -> EventFactory {
     factory.register_event_type("chain", || handler_fn(chain));
     factory.register_event_type("crash_once", || handler_fn(crash_once));
     factory.register_event_type("record", || handler_fn(record));
+    factory.register_event_type("confined", || handler_fn(confine::confined));
     factory
 }
 
