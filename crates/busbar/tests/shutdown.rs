@@ -146,6 +146,39 @@ fn now_cancels_backoff() {
     assert_eq!(bus.stats().retries, 0);
 }
 
+/// A sync event pausing between attempts is cancelled by `shutdown_now` like a thread event:
+/// its publisher returns promptly, and no attempt starts after `shutdown_now` returned.
+/// (Found by `tests/properties.rs`: the publisher slept out its pause, then ran the retry.)
+#[test]
+fn now_cancels_sync_backoff() {
+    let bus = EventBus::builder().retry_backoff(RetryBackoff::Fixed(Duration::from_secs(60))).build().unwrap();
+    let (failed, has_failed) = mpsc::channel();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    bus.subscribe(
+        "fails",
+        handler_fn(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = failed.send(());
+            Err("try again later".into())
+        }),
+    );
+    let (done, finished) = mpsc::channel();
+    let publisher = bus.clone();
+    thread::spawn(move || {
+        let _ = done.send(publisher.publish(Event::new("fails").with_retry_count(1)).unwrap().wait());
+    });
+    has_failed.recv().unwrap();
+    // The publisher now pauses a minute before the retry (or is about to).
+    bus.shutdown_now();
+    let result = finished.recv_timeout(Duration::from_secs(10)).expect("the publisher returned promptly");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "no attempt after shutdown_now: {result:?}");
+    assert_eq!(result.attempts, 1, "{result:?}");
+    assert!(result.is_cancelled() || result.error_kind == Some(ErrorKind::HandlerError), "{result:?}");
+    let stats = bus.stats();
+    assert_eq!((stats.retries, stats.in_flight), (0, 0), "{stats:?}");
+}
+
 #[test]
 fn refused_after() {
     for immediate in [false, true] {
