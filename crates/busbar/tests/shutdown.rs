@@ -179,6 +179,34 @@ fn now_cancels_sync_backoff() {
     assert_eq!((stats.retries, stats.in_flight), (0, 0), "{stats:?}");
 }
 
+/// A graceful shutdown racing publishers returns: an event counted in flight and then
+/// refused because the queue closed must wake `join` if it was the last one.
+/// (Found by `tests/properties.rs`: `shutdown` waited forever for an event it had refused.)
+#[test]
+fn shutdown_racing_publishers() {
+    for _ in 0..200 {
+        let bus = EventBus::builder().threads(1).build().unwrap();
+        bus.subscribe("nop", handler_fn(|_| Ok(EventResult::success())));
+        let publishers: Vec<_> = (0..2)
+            .map(|_| {
+                let bus = bus.clone();
+                thread::spawn(move || while bus.publish(thread_event("nop")).is_ok() {})
+            })
+            .collect();
+        let (done, finished) = mpsc::channel();
+        let closing = bus.clone();
+        thread::spawn(move || {
+            closing.shutdown();
+            let _ = done.send(());
+        });
+        finished.recv_timeout(Duration::from_secs(10)).expect("shutdown returned");
+        for publisher in publishers {
+            publisher.join().unwrap();
+        }
+        assert_eq!(bus.stats().in_flight, 0);
+    }
+}
+
 #[test]
 fn refused_after() {
     for immediate in [false, true] {
