@@ -151,7 +151,8 @@ fn now_cancels_backoff() {
 /// (Found by `tests/properties.rs`: the publisher slept out its pause, then ran the retry.)
 #[test]
 fn now_cancels_sync_backoff() {
-    let bus = EventBus::builder().retry_backoff(RetryBackoff::Fixed(Duration::from_secs(60))).build().unwrap();
+    let bus =
+        EventBus::builder().retry_backoff(RetryBackoff::Fixed(Duration::from_secs(60))).build().unwrap();
     let (failed, has_failed) = mpsc::channel();
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&attempts);
