@@ -64,11 +64,16 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
                 return None;
             }
         };
-        assert!(body.len() <= limit as usize, "a frame body of {} bytes passed a limit of {limit}", body.len());
+        assert!(
+            body.len() <= limit as usize,
+            "a frame body of {} bytes passed a limit of {limit}",
+            body.len()
+        );
         corelet::decode::<ChildMessage>(&body).map_err(|error| error.to_string()).ok()
     };
     match receive() {
-        Some(ChildMessage::Hello { protocol_version, .. }) if protocol_version == corelet::PROTOCOL_VERSION => {}
+        Some(ChildMessage::Hello { protocol_version, .. })
+            if protocol_version == corelet::PROTOCOL_VERSION => {}
         _ => return,
     }
     let bus = refusing_bus();
