@@ -613,7 +613,9 @@ fn number() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
         any::<i64>().prop_map(serde_json::Value::from),
         any::<u64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_filter("JSON has no NaN or infinity", |x| x.is_finite()).prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |x| x.is_finite())
+            .prop_map(serde_json::Value::from),
     ]
 }
 
