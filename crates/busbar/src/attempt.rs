@@ -140,8 +140,15 @@ pub(crate) fn run_inline(
         match judge(shared, event, attempt, event.max_attempts(), outcome) {
             Verdict::Final(result) => return finish(result, event, attempt, started),
             Verdict::Retry(pause) => {
+                // Pause where `shutdown_now` wakes us (the rate limiter's sleep, which it
+                // wakes for sync publishers already), and run no attempt after it: like a
+                // thread event in its pause, the event is then cancelled.
                 if !pause.is_zero() {
-                    std::thread::sleep(pause);
+                    // `deadline_after` also keeps an absurd pause from overflowing `Instant`.
+                    let until = deadline_after(pause);
+                    if !shared.rate_limits().wait_until(until, || shared.is_killed()) {
+                        return finish(cancelled(), event, attempt, started);
+                    }
                 }
                 attempt += 1;
                 deadline = deadline_after(event.timeout());

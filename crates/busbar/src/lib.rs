@@ -419,6 +419,13 @@ mod timer;
 mod unit;
 mod unwind;
 
+// The fuzz targets in `fuzz/` need the crate-private parsers of outside input; only they
+// enable this feature. Hidden, like crossbeam's macro support, and no part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 pub use crate::backoff::RetryBackoff;
 pub use crate::bus::{EventBus, EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use crate::config::{BusConfig, ConfigError};

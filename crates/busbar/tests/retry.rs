@@ -169,3 +169,36 @@ fn fixed_backoff() {
         assert!(result.duration >= 2 * pause, "{mode}: result says {:?}", result.duration);
     }
 }
+
+/// A backoff too long to add to an instant (`Duration::MAX`) pauses "forever" without
+/// overflowing: the pool worker used to panic adding it, which aborts the process. The pause
+/// is then cut short by `shutdown_now`, as any pause is. (Found reading the code for bad input.)
+#[test]
+fn endless_backoff() {
+    for mode in MODES {
+        let bus =
+            EventBus::builder().threads(1).retry_backoff(RetryBackoff::Fixed(Duration::MAX)).build().unwrap();
+        let (failed, has_failed) = std::sync::mpsc::channel();
+        bus.subscribe(
+            "fails",
+            handler_fn(move |_| {
+                let _ = failed.send(());
+                Ok(EventResult::failure("not yet"))
+            }),
+        );
+        let publisher = bus.clone();
+        let waiter = std::thread::spawn(move || {
+            let mut handle =
+                publisher.publish(Event::new("fails").with_mode(mode).with_retry_count(1)).unwrap();
+            handle.wait_timeout(Duration::from_secs(30)).cloned()
+        });
+        has_failed.recv().unwrap();
+        bus.shutdown_now();
+        let result = waiter.join().unwrap().expect("resolved once the bus was killed");
+        assert_eq!(result.attempts, 1, "{mode}: {result:?}");
+        assert!(
+            result.is_cancelled() || result.error_kind == Some(ErrorKind::BusinessFailure),
+            "{mode}: {result:?}"
+        );
+    }
+}

@@ -146,6 +146,68 @@ fn now_cancels_backoff() {
     assert_eq!(bus.stats().retries, 0);
 }
 
+/// A sync event pausing between attempts is cancelled by `shutdown_now` like a thread event:
+/// its publisher returns promptly, and no attempt starts after `shutdown_now` returned.
+/// (Found by `tests/properties.rs`: the publisher slept out its pause, then ran the retry.)
+#[test]
+fn now_cancels_sync_backoff() {
+    let bus =
+        EventBus::builder().retry_backoff(RetryBackoff::Fixed(Duration::from_secs(60))).build().unwrap();
+    let (failed, has_failed) = mpsc::channel();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    bus.subscribe(
+        "fails",
+        handler_fn(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = failed.send(());
+            Err("try again later".into())
+        }),
+    );
+    let (done, finished) = mpsc::channel();
+    let publisher = bus.clone();
+    thread::spawn(move || {
+        let _ = done.send(publisher.publish(Event::new("fails").with_retry_count(1)).unwrap().wait());
+    });
+    has_failed.recv().unwrap();
+    // The publisher now pauses a minute before the retry (or is about to).
+    bus.shutdown_now();
+    let result = finished.recv_timeout(Duration::from_secs(10)).expect("the publisher returned promptly");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "no attempt after shutdown_now: {result:?}");
+    assert_eq!(result.attempts, 1, "{result:?}");
+    assert!(result.is_cancelled() || result.error_kind == Some(ErrorKind::HandlerError), "{result:?}");
+    let stats = bus.stats();
+    assert_eq!((stats.retries, stats.in_flight), (0, 0), "{stats:?}");
+}
+
+/// A graceful shutdown racing publishers returns: an event counted in flight and then
+/// refused because the queue closed must wake `join` if it was the last one.
+/// (Found by `tests/properties.rs`: `shutdown` waited forever for an event it had refused.)
+#[test]
+fn shutdown_racing_publishers() {
+    for _ in 0..200 {
+        let bus = EventBus::builder().threads(1).build().unwrap();
+        bus.subscribe("nop", handler_fn(|_| Ok(EventResult::success())));
+        let publishers: Vec<_> = (0..2)
+            .map(|_| {
+                let bus = bus.clone();
+                thread::spawn(move || while bus.publish(thread_event("nop")).is_ok() {})
+            })
+            .collect();
+        let (done, finished) = mpsc::channel();
+        let closing = bus.clone();
+        thread::spawn(move || {
+            closing.shutdown();
+            let _ = done.send(());
+        });
+        finished.recv_timeout(Duration::from_secs(10)).expect("shutdown returned");
+        for publisher in publishers {
+            publisher.join().unwrap();
+        }
+        assert_eq!(bus.stats().in_flight, 0);
+    }
+}
+
 #[test]
 fn refused_after() {
     for immediate in [false, true] {

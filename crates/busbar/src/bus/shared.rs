@@ -301,8 +301,13 @@ impl Shared {
         }
     }
 
+    /// Takes back the count of an event that `accept` counted but that was refused after all
+    /// (the queue closed or was full).
+    ///
+    /// It may be the last count: a `join` (a graceful shutdown's, say) that began in between
+    /// waits for it to drop, so it wakes joiners exactly as a finished event does.
     fn not_accepted(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.leave_flight();
     }
 
     /// Waits until every accepted event has its result, except those whose handlers are

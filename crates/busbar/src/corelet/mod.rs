@@ -54,3 +54,10 @@ pub(crate) use {
     pool::CoreletPool,
     stats::CoreletStats,
 };
+
+// What crosses the socketpair, for the fuzz targets (`crate::__fuzz`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use {
+    channel::Channel,
+    message::{decode, ChildMessage, ParentMessage, PROTOCOL_VERSION},
+};

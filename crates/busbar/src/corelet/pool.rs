@@ -375,19 +375,26 @@ impl Shared {
     }
 
     /// Waits for a change until `deadline`; returns the guard and whether time ran out.
+    ///
+    /// Counts itself in `waiters` meanwhile: `release_slot` notifies only when someone waits.
     fn wait<'a>(
         &self,
-        state: MutexGuard<'a, State>,
+        mut state: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> (MutexGuard<'a, State>, bool) {
-        let Some(deadline) = deadline else {
-            let state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
-            return (state, false);
+        let left = match deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) => Some(left),
+                None => return (state, true),
+            },
         };
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return (state, true);
+        state.waiters += 1;
+        let mut state = match left {
+            None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+            Some(left) => self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0,
         };
-        let (state, _) = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner);
+        state.waiters -= 1;
         // Spurious wake-ups and real changes look alike; the caller re-checks its condition.
         (state, false)
     }

@@ -24,7 +24,8 @@ pub(crate) enum HandlerSource<'a> {
 /// Building the handler and running it are both inside the panic boundary: a constructor that
 /// panics fails the attempt like a handler that panics. A handler that returns after its
 /// deadline has timed out; its result is discarded (timeouts are cooperative, see
-/// [`EventContext`]).
+/// [`EventContext`]). Once the bus is killed (`shutdown_now`), the attempt is cancelled
+/// without running the handler.
 pub(crate) fn run(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
@@ -37,6 +38,12 @@ pub(crate) fn run(
         let message = format!("no handler registered for event type `{}`", event.event_type());
         return Outcome::refused(ErrorKind::NoHandler, message);
     };
+    // The last moment to honour `shutdown_now`: a worker may have taken the job from the queue
+    // just before the bus was killed (too late for `shutdown_now` to find it), and a sync
+    // publisher may have been accepted just before. Once the bus is killed, no handler starts.
+    if shared.is_killed() {
+        return Outcome::Cancelled;
+    }
     let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
     let _running = context::enter_handler(event, shared.address());
     let returned = unwind::catch(|| match handlers {

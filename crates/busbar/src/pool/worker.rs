@@ -106,7 +106,9 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
             Verdict::Final(result) => return shared.resolve(job, result, Some(started)),
             Verdict::Retry(pause) => {
                 if !pause.is_zero() {
-                    not_before = Some(Instant::now() + pause);
+                    // Saturating: an absurd backoff (`Duration::MAX`) must not overflow here,
+                    // where a panic aborts the process.
+                    not_before = Some(attempt::deadline_after(pause));
                 }
             }
         }
@@ -126,7 +128,7 @@ pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
             None
         }
         Verdict::Retry(pause) => {
-            let not_before = (!pause.is_zero()).then(|| Instant::now() + pause);
+            let not_before = (!pause.is_zero()).then(|| attempt::deadline_after(pause));
             job.resume = Some(Box::new(Resume { started, not_before }));
             Some(job)
         }

@@ -414,6 +414,40 @@ fn kill_all_cancels_running_requests() {
     assert!(matches!(run(&pool, json!({"op": "pid"})), Err(CoreletError::ShutDown)));
 }
 
+/// A freed child slot wakes whoever waits for one: a request waiting for the only child gets
+/// it when the running request ends, not at its own deadline, and `shutdown` returns when the
+/// last running request ends. (Found by `tests/properties_corelet.rs`: releasing a slot woke
+/// nobody, so a bus's `shutdown` after `shutdown_now` waited forever.)
+#[test]
+fn freed_slot_wakes_waiters() {
+    let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry") });
+    for shutting_down in [false, true] {
+        let (started, running) = mpsc::channel();
+        thread::scope(|scope| {
+            // Holds the only child for a second, then is killed at its deadline.
+            let sleeper = scope.spawn(|| {
+                pool.execute::<_, Value, Value>(
+                    &json!({"op": "sleep"}),
+                    Some(Instant::now() + Duration::from_secs(1)),
+                    &mut |_| {
+                        let _ = started.send(());
+                    },
+                )
+            });
+            running.recv_timeout(PATIENCE).expect("the handler started");
+            let start = Instant::now();
+            if shutting_down {
+                pool.shutdown();
+            } else {
+                assert!(run(&pool, json!({"op": "pid"})).is_ok(), "the waiter got the freed slot");
+            }
+            assert!(start.elapsed() < PATIENCE, "woken when the slot was freed: {:?}", start.elapsed());
+            let result = sleeper.join().expect("the requesting thread");
+            assert!(matches!(result, Err(CoreletError::Timeout)), "{result:?}");
+        });
+    }
+}
+
 #[test]
 fn children_outlive_the_thread_that_needed_them() {
     let pool = pool(config("entry"));

@@ -39,10 +39,24 @@ pub(crate) fn run_attempt(
     let request = Request::new(event, attempt, deadline);
     let parent = ParentLink::of(event);
     let mut on_publish = |published: Event| publish_for_child(shared, parent, published);
-    match pool.execute::<_, Reply, Event>(&request, Some(deadline), &mut on_publish) {
+    outcome_of_answer(pool.execute::<_, Reply, Event>(&request, Some(deadline), &mut on_publish))
+}
+
+/// Maps what the pool brought back, a child's reply or why there is none, to the outcome.
+fn outcome_of_answer(answer: Result<Reply, CoreletError>) -> Outcome {
+    match answer {
         Ok(reply) => reply.into_outcome(),
         Err(error) => outcome_of(error),
     }
+}
+
+/// Reads a request as a corelet child does: the event, the attempt number and its timeout.
+/// For the fuzz targets (`crate::__fuzz`); the child's `ChildWorker` reads it the same way.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_request(request: Value) -> Result<(Event, u32, std::time::Duration), serde_json::Error> {
+    let request: wire::OwnedRequest = serde_json::from_value(request)?;
+    let timeout = request.timeout();
+    Ok((request.event, request.attempt, timeout))
 }
 
 /// Maps why the pool returned no reply to the attempt's outcome.

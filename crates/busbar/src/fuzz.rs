@@ -1,0 +1,220 @@
+//! Entry points for the fuzz targets in `fuzz/` at the repository root (feature `fuzzing`).
+//!
+//! busbar parses outside input in crate-private code: the bytes a corelet child sends its
+//! parent (a child runs arbitrary handler code, so it may send anything), the requests a child
+//! reads, and the data of cmd events. Each function here runs that code on arbitrary input the
+//! way the bus does and asserts what must hold whatever the input; a panic is a finding. The
+//! public parsers (`BusConfig`, `ExecutionMode`, `Event`) are fuzzed directly.
+//!
+//! Nothing here spawns a process or runs a command. Not part of the API: hidden, behind a
+//! feature, and free to change.
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::attempt::{self, Verdict};
+use crate::corelet::{self, Channel, ChildMessage, CoreletError, FrameError, ParentMessage, Payload};
+use crate::error::PublishError;
+use crate::event::{Event, ParentLink, MAX_TIMEOUT};
+use crate::mode::{self, cmd::CommandSpec};
+use crate::EventBus;
+
+/// The most input a function here writes into a socketpair before reading it back: well
+/// within the kernel's socket buffer, so that writing never waits for the reader.
+pub const MAX_STREAM: usize = 64 << 10;
+
+/// Lays out `bodies` as frames: each gets the 4-byte big-endian length header it announces.
+pub fn frames<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for body in bodies {
+        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        stream.extend_from_slice(&len.to_be_bytes());
+        stream.extend_from_slice(body);
+    }
+    stream
+}
+
+/// Returns a child's greeting, as a frame body, for targets that start past the handshake.
+pub fn hello() -> Vec<u8> {
+    let hello = ChildMessage::Hello { protocol_version: corelet::PROTOCOL_VERSION, pid: 1 };
+    serde_json::to_vec(&hello).unwrap_or_default()
+}
+
+/// Feeds `stream` to the parent's end of a corelet channel as a child's output, and handles
+/// every message as the parent does: the greeting, then requests numbered from 1, whose
+/// published events are checked for the parent's bus and whose answers go through the attempt
+/// loop's judgement to a final result. Stops where the parent would kill the child.
+pub fn corelet_parent(limit: u32, stream: &[u8]) {
+    let Some(mut channel) = socket_with(stream).and_then(|socket| Channel::parent(socket, limit).ok()) else {
+        return;
+    };
+    // Every byte is already in the socket and its end is shut, so no read waits; the deadline
+    // only keeps a bug from hanging the fuzzer.
+    let deadline = Some(Instant::now() + Duration::from_secs(10));
+    let mut receive = || -> Option<ChildMessage> {
+        let body = match channel.read_frame(deadline) {
+            Ok(body) => body,
+            Err(error) => {
+                check_frame_error(&error, limit);
+                return None;
+            }
+        };
+        assert!(
+            body.len() <= limit as usize,
+            "a frame body of {} bytes passed a limit of {limit}",
+            body.len()
+        );
+        corelet::decode::<ChildMessage>(&body).map_err(|error| error.to_string()).ok()
+    };
+    match receive() {
+        Some(ChildMessage::Hello { protocol_version, .. })
+            if protocol_version == corelet::PROTOCOL_VERSION => {}
+        _ => return,
+    }
+    let bus = refusing_bus();
+    let event = Arc::new(Event::new("fuzz").with_retry_count(2));
+    let (mut seq, mut attempt, started) = (1_u64, 1_u32, Instant::now());
+    while let Some(message) = receive() {
+        // The parent's protocol checks name the message and its number.
+        let (_name, number) = (message.name(), message.seq());
+        if number != Some(seq) {
+            return;
+        }
+        let answer = match message {
+            ChildMessage::Hello { .. } => return,
+            ChildMessage::Publish { event: published, .. } => {
+                publish_for_child(bus, &event, published);
+                continue;
+            }
+            ChildMessage::Reply { reply, .. } => Ok(reply),
+            ChildMessage::Panic { panic, .. } => Err(CoreletError::Panicked(panic)),
+            ChildMessage::TooLarge { len, limit, .. } => {
+                Err(CoreletError::TooLarge { what: Payload::Reply, len, limit })
+            }
+        };
+        let outcome = mode::outcome_of_answer(answer);
+        match attempt::judge(bus.shared(), &event, attempt, outcome) {
+            Verdict::Final(result) => {
+                let result = attempt::finish(result, &event, attempt, started);
+                assert!(result.attempts <= event.max_attempts());
+                assert_eq!(result.success, result.error_kind.is_none(), "{result:?}");
+                let _ = serde_json::to_vec(&result).map_err(|error| error.to_string());
+                let _ = result.into_result().map_err(|error| error.to_string());
+                attempt = 1;
+            }
+            Verdict::Retry(_) => attempt += 1,
+        }
+        seq += 1;
+    }
+}
+
+/// Feeds `stream` to a corelet child's end of the channel as the parent's output, and reads
+/// the requests as the child does, up to the first that the child would exit on.
+pub fn corelet_child(limit: u32, stream: &[u8]) {
+    let Some(socket) = socket_with(stream) else { return };
+    let mut channel = Channel::child(socket, limit);
+    loop {
+        let body = match channel.read_frame(None) {
+            Ok(body) => body,
+            Err(error) => {
+                check_frame_error(&error, limit);
+                return;
+            }
+        };
+        let request = match corelet::decode::<ParentMessage>(&body) {
+            Ok(ParentMessage::Execute { request, .. }) => request,
+            Ok(ParentMessage::Shutdown) => return,
+            Err(error) => {
+                let _ = error.to_string();
+                return;
+            }
+        };
+        match mode::decode_request(request) {
+            Ok((event, _attempt, timeout)) => {
+                let _deadline = attempt::deadline_after(timeout);
+                check_event(&event);
+            }
+            Err(error) => {
+                let _ = error.to_string();
+            }
+        }
+    }
+}
+
+/// Reads `data` (JSON text) as a cmd event's data, as cmd mode does before running anything.
+pub fn cmd_data(data: &[u8]) {
+    let Ok(data) = serde_json::from_slice::<Value>(data) else { return };
+    match CommandSpec::from_value(&data) {
+        Ok(spec) => {
+            assert!(!spec.executable().is_empty());
+            assert!(!spec.executable().contains('\0'));
+        }
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.starts_with("cmd event data: "), "{message}");
+            // Input is quoted shortened, so a huge key cannot make a huge message.
+            assert!(message.chars().count() < 400, "a message of {} characters", message.chars().count());
+        }
+    }
+}
+
+/// Checks what holds for any event that deserialized.
+pub fn check_event(event: &Event) {
+    assert!(!event.timeout().is_zero() && event.timeout() <= MAX_TIMEOUT, "{event:?}");
+    assert!(event.max_attempts() >= 1);
+    let _ = serde_json::to_vec(event).map_err(|error| error.to_string());
+}
+
+/// Returns a socket from which `stream` (cut to [`MAX_STREAM`] bytes) can be read, followed
+/// by end-of-file.
+fn socket_with(stream: &[u8]) -> Option<UnixStream> {
+    let stream = &stream[..stream.len().min(MAX_STREAM)];
+    let (reader, mut writer) = UnixStream::pair().ok()?;
+    writer.write_all(stream).ok()?;
+    writer.shutdown(Shutdown::Write).ok()?;
+    Some(reader)
+}
+
+/// Checks a frame error from a channel whose input simply ended.
+fn check_frame_error(error: &FrameError, limit: u32) {
+    match error {
+        FrameError::Closed | FrameError::Truncated { .. } => {}
+        FrameError::TooLarge { len, limit: reported } => {
+            assert_eq!(*reported, limit);
+            assert!(*len > u64::from(limit), "{error}");
+        }
+        // No deadline passes, nothing publishes and the socket stays open.
+        FrameError::Timeout | FrameError::NotServing | FrameError::Io(_) => panic!("unexpected {error}"),
+    }
+    let _ = error.to_string();
+}
+
+/// A bus that is shut down: publishing on it runs every check an event passes before it could
+/// run, then refuses it, so that no event found by the fuzzer ever runs.
+fn refusing_bus() -> &'static EventBus {
+    static BUS: OnceLock<EventBus> = OnceLock::new();
+    BUS.get_or_init(|| {
+        let bus = EventBus::new();
+        bus.shutdown();
+        bus
+    })
+}
+
+/// Does what the parent does with an event a handler published in the child.
+fn publish_for_child(bus: &EventBus, parent: &Event, published: Value) {
+    let Ok(mut event) = serde_json::from_value::<Event>(published) else { return };
+    check_event(&event);
+    event.inherit_from(ParentLink::of(parent));
+    match bus.publish(event) {
+        Err(PublishError::InvalidEvent(error)) => {
+            let _ = error.to_string();
+        }
+        Err(PublishError::NoHandlerAvailable(_) | PublishError::ShutDown(_)) => {}
+        other => panic!("a shut-down bus did not refuse an event: {other:?}"),
+    }
+}
