@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::attempt::{self, Verdict};
-use crate::corelet::{self, Channel, ChildMessage, CoreletError, FrameError, ParentMessage, Payload};
+use crate::corelet::{self, BareChildMessage, Channel, ChildMessage, CoreletError, FrameError, Payload};
 use crate::error::PublishError;
 use crate::event::{Event, ParentLink, MAX_TIMEOUT};
-use crate::mode::{self, cmd::CommandSpec};
+use crate::mode::{self, cmd::CommandSpec, ChildAnswer};
 use crate::EventBus;
 
 /// The most input a function here writes into a socketpair before reading it back: well
@@ -41,14 +41,16 @@ pub fn frames<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// Returns a child's greeting, as a frame body, for targets that start past the handshake.
 pub fn hello() -> Vec<u8> {
-    let hello = ChildMessage::Hello { protocol_version: corelet::PROTOCOL_VERSION, pid: 1 };
+    let hello = BareChildMessage::Hello { protocol_version: corelet::PROTOCOL_VERSION, pid: 1 };
     serde_json::to_vec(&hello).unwrap_or_default()
 }
 
 /// Feeds `stream` to the parent's end of a corelet channel as a child's output, and handles
 /// every message as the parent does: the greeting, then requests numbered from 1, whose
 /// published events are checked for the parent's bus and whose answers go through the attempt
-/// loop's judgement to a final result. Stops where the parent would kill the child.
+/// loop's judgement to a final result. Messages decode straight into busbar's reply and event
+/// types, as in the parent; one that does not decode is where the parent would kill the child,
+/// and so is every other protocol error: that is where this stops.
 pub fn corelet_parent(limit: u32, stream: &[u8]) {
     let Some(mut channel) = socket_with(stream).and_then(|socket| Channel::parent(socket, limit).ok()) else {
         return;
@@ -56,7 +58,7 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
     // Every byte is already in the socket and its end is shut, so no read waits; the deadline
     // only keeps a bug from hanging the fuzzer.
     let deadline = Some(Instant::now() + Duration::from_secs(10));
-    let mut receive = || -> Option<ChildMessage> {
+    let mut receive = || -> Option<ChildAnswer> {
         let body = match channel.read_frame(deadline) {
             Ok(body) => body,
             Err(error) => {
@@ -69,7 +71,7 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
             "a frame body of {} bytes passed a limit of {limit}",
             body.len()
         );
-        corelet::decode::<ChildMessage>(&body).map_err(|error| error.to_string()).ok()
+        corelet::decode::<ChildAnswer>(&body).map_err(|error| error.to_string()).ok()
     };
     match receive() {
         Some(ChildMessage::Hello { protocol_version, .. })
@@ -98,7 +100,7 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
             }
         };
         let outcome = mode::outcome_of_answer(answer);
-        match attempt::judge(bus.shared(), &event, attempt, outcome) {
+        match attempt::judge(bus.shared(), &event, attempt, event.max_attempts(), outcome) {
             Verdict::Final(result) => {
                 let result = attempt::finish(result, &event, attempt, started);
                 assert!(result.attempts <= event.max_attempts());
@@ -114,7 +116,8 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
 }
 
 /// Feeds `stream` to a corelet child's end of the channel as the parent's output, and reads
-/// the requests as the child does, up to the first that the child would exit on.
+/// the requests as the child does: a request whose payload does not decode is refused and the
+/// child serves on; it stops at `Shutdown` or at the first message the child would exit on.
 pub fn corelet_child(limit: u32, stream: &[u8]) {
     let Some(socket) = socket_with(stream) else { return };
     let mut channel = Channel::child(socket, limit);
@@ -126,15 +129,20 @@ pub fn corelet_child(limit: u32, stream: &[u8]) {
                 return;
             }
         };
-        let request = match corelet::decode::<ParentMessage>(&body) {
-            Ok(ParentMessage::Execute { request, .. }) => request,
-            Ok(ParentMessage::Shutdown) => return,
+        assert!(
+            body.len() <= limit as usize,
+            "a frame body of {} bytes passed a limit of {limit}",
+            body.len()
+        );
+        let request = match mode::decode_request(&body) {
+            Ok(Some((_seq, request))) => request,
+            Ok(None) => return,
             Err(error) => {
                 let _ = error.to_string();
                 return;
             }
         };
-        match mode::decode_request(request) {
+        match request {
             Ok((event, _attempt, timeout)) => {
                 let _deadline = attempt::deadline_after(timeout);
                 check_event(&event);
@@ -206,8 +214,7 @@ fn refusing_bus() -> &'static EventBus {
 }
 
 /// Does what the parent does with an event a handler published in the child.
-fn publish_for_child(bus: &EventBus, parent: &Event, published: Value) {
-    let Ok(mut event) = serde_json::from_value::<Event>(published) else { return };
+fn publish_for_child(bus: &EventBus, parent: &Event, mut event: Event) {
     check_event(&event);
     event.inherit_from(ParentLink::of(parent));
     match bus.publish(event) {
@@ -216,5 +223,52 @@ fn publish_for_child(bus: &EventBus, parent: &Event, published: Value) {
         }
         Err(PublishError::NoHandlerAvailable(_) | PublishError::ShutDown(_)) => {}
         other => panic!("a shut-down bus did not refuse an event: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the seeds of a fuzz target (`fuzz/seeds/<target>/`), each with its name.
+    fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(target);
+        let mut seeds: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
+            })
+            .collect();
+        seeds.sort();
+        seeds
+    }
+
+    /// The message seeds speak the current protocol, so that the fuzzer starts from messages
+    /// the parent accepts rather than from ones it rejects at once.
+    #[test]
+    fn message_seeds_decode_as_the_parent_decodes() {
+        for (name, seed) in seeds("corelet_messages") {
+            for body in seed.split(|&b| b == 0) {
+                if let Err(error) = corelet::decode::<ChildAnswer>(body) {
+                    panic!("seed {name}: {error}: {}", String::from_utf8_lossy(body));
+                }
+            }
+            corelet_parent(64 << 20, &frames(std::iter::once(&hello()[..]).chain(seed.split(|&b| b == 0))));
+        }
+    }
+
+    #[test]
+    fn request_seeds_decode_as_the_child_decodes() {
+        for (name, seed) in seeds("corelet_requests") {
+            for body in seed.split(|&b| b == 0) {
+                match mode::decode_request(body) {
+                    Ok(Some((_, Ok((event, _, _))))) => check_event(&event),
+                    Ok(None) => {}
+                    Ok(Some((_, Err(error)))) | Err(error) => panic!("seed {name}: {error}"),
+                }
+            }
+            corelet_child(64 << 20, &frames(seed.split(|&b| b == 0)));
+        }
     }
 }

@@ -228,13 +228,13 @@ where
 }
 
 /// A request's payload as the handler gets it: decoded, or why it could not be.
-type Decoded<Req> = Result<Req, serde_json::Error>;
+pub(crate) type Decoded<Req> = Result<Req, serde_json::Error>;
 
 /// Decodes a parent message: the request's number and payload, or `None` for `Shutdown`.
 ///
 /// A message that is not a parent message at all is an error; one whose payload is not a
 /// `Req` is a request whose payload is the decoding error.
-fn decode_request<Req: DeserializeOwned>(
+pub(crate) fn decode_request<Req: DeserializeOwned>(
     body: &[u8],
 ) -> Result<Option<(u64, Decoded<Req>)>, serde_json::Error> {
     match message::decode::<ParentMessage<Req>>(body) {

@@ -59,5 +59,6 @@ pub(crate) use {
 #[cfg(feature = "fuzzing")]
 pub(crate) use {
     channel::Channel,
-    message::{decode, ChildMessage, ParentMessage, PROTOCOL_VERSION},
+    child::decode_request,
+    message::{decode, BareChildMessage, ChildMessage, PROTOCOL_VERSION},
 };

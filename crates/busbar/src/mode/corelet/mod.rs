@@ -1,7 +1,7 @@
 //! Corelet mode: the attempt runs in a reusable, isolated child process.
 //!
 //! The process mechanics (channel, frames, spawning, killing, the pool) live in
-//! `crate::corelet` and move JSON values; this module is busbar's side on top: it sends the
+//! `crate::corelet` and move any serde types; this module is busbar's side on top: it sends the
 //! event, maps the child's reply or death to an [`Outcome`], forwards events the handler
 //! publishes in the child, and serves requests in the child ([`corelet_main`]).
 
@@ -43,20 +43,35 @@ pub(crate) fn run_attempt(
 }
 
 /// Maps what the pool brought back, a child's reply or why there is none, to the outcome.
-fn outcome_of_answer(answer: Result<Reply, CoreletError>) -> Outcome {
+pub(crate) fn outcome_of_answer(answer: Result<Reply, CoreletError>) -> Outcome {
     match answer {
         Ok(reply) => reply.into_outcome(),
         Err(error) => outcome_of(error),
     }
 }
 
-/// Reads a request as a corelet child does: the event, the attempt number and its timeout.
-/// For the fuzz targets (`crate::__fuzz`); the child's `ChildWorker` reads it the same way.
+/// A child's message as the parent decodes it (for the fuzz targets, `crate::__fuzz`).
 #[cfg(feature = "fuzzing")]
-pub(crate) fn decode_request(request: Value) -> Result<(Event, u32, std::time::Duration), serde_json::Error> {
-    let request: wire::OwnedRequest = serde_json::from_value(request)?;
-    let timeout = request.timeout();
-    Ok((request.event, request.attempt, timeout))
+pub(crate) type ChildAnswer = crate::corelet::ChildMessage<Reply, Event>;
+
+/// A request as a corelet child reads it: the event, the attempt number and its timeout, or
+/// why its payload did not decode (which the child refuses, serving on).
+#[cfg(feature = "fuzzing")]
+pub(crate) type DecodedRequest = Result<(Event, u32, std::time::Duration), serde_json::Error>;
+
+/// Reads a frame body from the parent as a corelet child does: `None` for `Shutdown`, or the
+/// request's number and payload; an error is a message the child exits on. For the fuzz
+/// targets (`crate::__fuzz`); `corelet_main` reads requests the same way.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_request(body: &[u8]) -> Result<Option<(u64, DecodedRequest)>, serde_json::Error> {
+    let Some((seq, request)) = crate::corelet::decode_request::<wire::OwnedRequest>(body)? else {
+        return Ok(None);
+    };
+    let request = request.map(|request| {
+        let timeout = request.timeout();
+        (request.event, request.attempt, timeout)
+    });
+    Ok(Some((seq, request)))
 }
 
 /// Maps why the pool returned no reply to the attempt's outcome.

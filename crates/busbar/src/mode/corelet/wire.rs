@@ -48,7 +48,7 @@ impl OwnedRequest {
 /// pass; internal tagging would buffer the whole result before decoding it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     Returned { result: EventResult },
     Error { message: String, permanent: bool },
     Panicked { message: String },
