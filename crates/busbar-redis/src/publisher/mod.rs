@@ -222,7 +222,7 @@ impl Publisher {
 
     /// Checks, wraps and publishes `event`, at once or after `delay`.
     fn send(&self, event: Event, delay: Option<Duration>) -> Result<EventHandle, PublishError> {
-        if let Some(reason) = invalid_reason(&event) {
+        if let Some(reason) = event.invalid_reason() {
             return Err(PublishError::invalid(reason, event));
         }
         if self.inner.replies.is_closed() {
@@ -317,19 +317,4 @@ pub struct PublisherStats {
     pub unmatched_results: u64,
     /// Handles waiting for their result.
     pub waiting: u64,
-}
-
-/// Returns why `event` cannot be published, if it cannot: the checks `EventBus::publish` makes.
-fn invalid_reason(event: &Event) -> Option<String> {
-    if event.event_type().trim().is_empty() {
-        return Some("the event type is empty; expected a name such as `user.created`".to_owned());
-    }
-    let timeout = event.timeout();
-    if timeout.is_zero() {
-        return Some("the timeout is zero; expected a positive duration".to_owned());
-    }
-    if timeout > MAX_TIMEOUT {
-        return Some(format!("the timeout of {timeout:?} is longer than the maximum of one year"));
-    }
-    None
 }

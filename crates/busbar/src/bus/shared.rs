@@ -217,7 +217,7 @@ impl Shared {
     /// Whether a handler exists is the caller's check: `accept` looks the handler up once and
     /// keeps it.
     fn check(&self, mut event: Event) -> Result<Event, PublishError> {
-        if let Some(reason) = invalid_reason(&event) {
+        if let Some(reason) = event.invalid_reason() {
             return Err(InvalidEventError::new(reason, event).into());
         }
         if let Some(parent) = context::current_parent() {
@@ -514,19 +514,4 @@ impl Shared {
             self.resolve(job, attempt::cancelled(), None);
         }
     }
-}
-
-/// Returns why `event` cannot be published, if it cannot.
-fn invalid_reason(event: &Event) -> Option<String> {
-    if event.event_type().trim().is_empty() {
-        return Some("the event type is empty; expected a name such as `user.created`".to_owned());
-    }
-    let timeout = event.timeout();
-    if timeout.is_zero() {
-        return Some("the timeout is zero; expected a positive duration".to_owned());
-    }
-    if timeout > MAX_TIMEOUT {
-        return Some(format!("the timeout of {timeout:?} is longer than the maximum of one year"));
-    }
-    None
 }

@@ -333,6 +333,36 @@ impl Event {
         self.links.get_or_insert_with(Box::default)
     }
 
+    /// Returns why a bus would refuse to publish this event, if it would: an empty type, a
+    /// zero timeout, or one longer than [`MAX_TIMEOUT`].
+    ///
+    /// `publish` makes this check itself; transports that carry events elsewhere (such as a
+    /// broker) can make the same one before sending.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use busbar::Event;
+    ///
+    /// assert_eq!(Event::new("a").invalid_reason(), None);
+    /// let reason = Event::new("a").with_timeout(Duration::ZERO).invalid_reason();
+    /// assert_eq!(reason.as_deref(), Some("the timeout is zero; expected a positive duration"));
+    /// ```
+    pub fn invalid_reason(&self) -> Option<String> {
+        if self.event_type.trim().is_empty() {
+            return Some("the event type is empty; expected a name such as `user.created`".to_owned());
+        }
+        if self.timeout.is_zero() {
+            return Some("the timeout is zero; expected a positive duration".to_owned());
+        }
+        if self.timeout > MAX_TIMEOUT {
+            let timeout = self.timeout;
+            return Some(format!("the timeout of {timeout:?} is longer than the maximum of one year"));
+        }
+        None
+    }
+
     /// Makes this event a child of `parent`: same correlation id, parent as causation.
     ///
     /// An explicitly set causation id is kept.
