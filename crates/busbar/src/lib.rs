@@ -415,6 +415,8 @@ mod rate_limit;
 mod result;
 mod stats;
 mod sys;
+#[cfg(test)]
+mod test_support;
 mod timer;
 mod unit;
 mod unwind;

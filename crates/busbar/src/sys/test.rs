@@ -7,9 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::*;
-
-/// A bound for things that should take milliseconds, generous enough for a loaded 2-core box.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::test_support::{eventually, PATIENCE};
 
 /// Spawns `sh -c script` configured by `configure_child`, with stdout piped.
 fn spawn_sh(script: &str, limits: &ProcessLimits, die_with_parent: bool) -> Child {
@@ -34,18 +32,6 @@ fn first_line(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("read line");
     line.trim().to_owned()
-}
-
-/// Polls `done` until it returns `true` or `PATIENCE` runs out; returns its last answer.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// Returns `true` if `pid` no longer names a live `sleep`: gone, a zombie waiting for init to

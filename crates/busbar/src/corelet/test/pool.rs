@@ -11,9 +11,7 @@ use crate::corelet::config::CoreletConfig;
 use crate::corelet::error::{CoreletError, Payload};
 use crate::corelet::message::{self, ParentMessage};
 use crate::corelet::pool::CoreletPool;
-
-/// A bound for things that should take milliseconds, generous for a loaded 2-core machine.
-pub(super) const PATIENCE: Duration = Duration::from_secs(30);
+pub(super) use crate::test_support::{eventually, PATIENCE};
 
 /// Builds a pool from `config`.
 pub(super) fn pool(config: CoreletConfig) -> CoreletPool {
@@ -29,18 +27,6 @@ pub(super) fn run(pool: &CoreletPool, request: Value) -> Result<Value, CoreletEr
 pub(super) fn pid(pool: &CoreletPool) -> u32 {
     let pid = run(pool, json!({"op": "pid"})).expect("pid request");
     pid.as_u64().expect("a pid") as u32
-}
-
-/// Polls `done` until it returns `true` or `PATIENCE` runs out; returns its last answer.
-pub(super) fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// Returns `true` if `pid` names no running process: gone, or a zombie awaiting its reaper.

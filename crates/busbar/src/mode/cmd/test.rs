@@ -11,12 +11,10 @@ use serde_json::{json, Value};
 use super::run::WITHOUT_PIDFD;
 use super::*;
 use crate::sys::ProcessLimits;
+use crate::test_support::{eventually, PATIENCE};
 
 mod hygiene;
 mod spec;
-
-/// A bound for things that should take milliseconds, generous enough for a loaded 2-core box.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -70,18 +68,6 @@ fn spec_error(data: Value) -> String {
 /// Returns the error running `data` fails with.
 fn run_error(data: Value) -> CommandRunError {
     run(&spec(data), Instant::now() + PATIENCE, &|| false, &RunOptions::default()).expect_err("run fails")
-}
-
-/// Polls `done` until it returns `true` or `PATIENCE` runs out; returns its last answer.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// Returns `true` if `pid` no longer names a live `sleep`: gone, a zombie waiting for init to
