@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::bus::RunHere;
 use crate::event::EventId;
 use crate::result::{ErrorKind, EventResult};
 
@@ -42,6 +43,8 @@ pub(crate) type ResultSender = oneshot::Sender<EventResult>;
 pub struct EventHandle {
     id: EventId,
     state: State,
+    /// Lets `wait` run the event on the waiting thread (see `crate::bus::RunHere`).
+    run_here: Option<RunHere>,
 }
 
 enum State {
@@ -55,12 +58,18 @@ impl EventHandle {
     /// Creates a handle whose result is delivered later through the returned sender.
     pub(crate) fn pending(id: EventId) -> (EventHandle, ResultSender) {
         let (sender, receiver) = oneshot::channel();
-        (EventHandle { id, state: State::Pending(receiver) }, sender)
+        (EventHandle { id, state: State::Pending(receiver), run_here: None }, sender)
     }
 
     /// Creates a handle that already holds its result (sync mode).
     pub(crate) fn ready(result: EventResult) -> EventHandle {
-        EventHandle { id: result.event_id, state: State::Ready(result) }
+        EventHandle { id: result.event_id, state: State::Ready(result), run_here: None }
+    }
+
+    /// Lets [`wait`](Self::wait) run the event's first attempt on the waiting thread if no
+    /// worker has started it yet.
+    pub(crate) fn allow_run_here(&mut self, run_here: RunHere) {
+        self.run_here = Some(run_here);
     }
 
     /// Creates a pending handle for the event `id` and the [`EventResolver`] that delivers its
@@ -146,8 +155,17 @@ impl EventHandle {
     }
 
     /// Blocks until the result is available and returns it.
-    pub fn wait(self) -> EventResult {
+    ///
+    /// For a [`Corelet`](crate::ExecutionMode::Corelet) event that no worker has started yet
+    /// and that is next in line, the waiting thread sends the event to the corelet and reads
+    /// the answer itself instead of waiting for a worker to do it: the round trip then costs
+    /// no hand-off between threads. Nothing else changes (priority order, timeout, isolation,
+    /// the result); a retry goes back to the pool.
+    pub fn wait(mut self) -> EventResult {
         let id = self.id;
+        if let (Some(run_here), State::Pending(_)) = (self.run_here.take(), &self.state) {
+            run_here.run_if_next(id);
+        }
         match self.state {
             State::Ready(result) => result,
             State::Pending(receiver) => receiver.recv().unwrap_or_else(|_| lost(id)),

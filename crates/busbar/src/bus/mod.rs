@@ -1,6 +1,7 @@
 //! [`EventBus`]: publish events, register handlers, wait, shut down.
 
 mod builder;
+mod run_here;
 mod shared;
 
 use std::fmt;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use builder::{EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
+pub(crate) use run_here::RunHere;
 pub(crate) use shared::{enter_worker, Shared};
 
 use crate::config::BusConfig;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
+use super::RunHere;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
 use crate::context;
@@ -13,7 +14,7 @@ use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
 use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
-use crate::mode::{self, cmd::RunOptions};
+use crate::mode::{self, cmd::RunOptions, ExecutionMode};
 use crate::pool::{Admission, Job, Pool, PushError};
 use crate::rate_limit::RateLimits;
 use crate::result::{ErrorKind, EventResult};
@@ -232,7 +233,10 @@ impl Shared {
         registration: Option<Arc<Registration>>,
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
-        let (handle, reply) = EventHandle::pending(event.id());
+        let (mut handle, reply) = EventHandle::pending(event.id());
+        if event.mode() == ExecutionMode::Corelet {
+            handle.allow_run_here(RunHere::new(self));
+        }
         self.enqueue_job(handle, Job::new(Arc::new(event), registration, reply), admission)
     }
 

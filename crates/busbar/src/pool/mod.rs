@@ -15,6 +15,7 @@ use std::time::Instant;
 
 pub(crate) use job::Job;
 pub(crate) use queue::{Admission, PushError};
+pub(crate) use worker::run_first_attempt_here;
 
 use queue::JobQueue;
 use slot::WorkerSlot;

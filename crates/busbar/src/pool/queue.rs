@@ -54,6 +54,11 @@ impl Lanes {
         job
     }
 
+    /// The job `pop` would return next.
+    fn peek(&self) -> Option<&Job> {
+        self.lanes.first_key_value().and_then(|(_, lane)| lane.front())
+    }
+
     fn drain(&mut self) -> Vec<Job> {
         self.len = 0;
         std::mem::take(&mut self.lanes).into_values().flatten().collect()
@@ -136,6 +141,20 @@ impl JobQueue {
         }
     }
 
+    /// Takes the next job, the one a worker would take now, if `is_wanted` says it is the
+    /// caller's; never a job behind others, so taking it reorders nothing.
+    pub(crate) fn take_if_next(&self, is_wanted: impl FnOnce(&Job) -> bool) -> Option<Job> {
+        let mut state = self.lock();
+        if !state.lanes.peek().is_some_and(is_wanted) {
+            return None;
+        }
+        let job = state.lanes.pop();
+        if state.waiting_publishers > 0 {
+            self.not_full.notify_one();
+        }
+        job
+    }
+
     /// Refuses further pushes (but `Force`d ones, see below) and wakes everyone waiting.
     ///
     /// Workers still drain what is queued; `pop` returns `None` once it is empty.
@@ -171,5 +190,38 @@ impl JobQueue {
     // poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Admission, Job, JobQueue};
+    use crate::event::Event;
+    use crate::handle::EventHandle;
+
+    fn job(priority: i32) -> Job {
+        let event = Event::new("t").with_priority(priority);
+        let (_handle, reply) = EventHandle::pending(event.id());
+        Job::new(Arc::new(event), None, reply)
+    }
+
+    #[test]
+    fn take_if_next_takes_only_the_job_a_worker_would_take() {
+        let queue = JobQueue::new(10);
+        let (low, first_high, second_high) = (job(1), job(9), job(9));
+        let ids = [low.event.id(), first_high.event.id(), second_high.event.id()];
+        for job in [low, first_high, second_high] {
+            queue.push(job, Admission::Block).expect("room");
+        }
+        let take = |id| queue.take_if_next(|job: &Job| job.event.id() == id).map(|job| job.event.id());
+        // Behind a more urgent job, and behind an equal one published earlier: not taken.
+        assert_eq!(take(ids[0]), None);
+        assert_eq!(take(ids[2]), None);
+        assert_eq!(take(ids[1]), Some(ids[1]));
+        assert_eq!(take(ids[2]), Some(ids[2]));
+        assert_eq!(take(ids[0]), Some(ids[0]));
+        assert_eq!(queue.len(), 0);
     }
 }

@@ -115,6 +115,34 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
     }
 }
 
+/// Runs the first attempt of `job` on the calling thread, a waiter that took its own job from
+/// the queue (see `Shared::run_here_if_next`); a retry goes back to the pool, whose workers
+/// pause for its backoff where `shutdown_now` can cancel it.
+pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, mut job: Job) {
+    let event = Arc::clone(&job.event);
+    let started = Instant::now();
+    let attempt = job.attempts_made + 1;
+    let deadline = attempt::deadline_from(started, event.timeout());
+    let registration = job.registration.clone();
+    let outcome = mode::run_attempt(
+        shared,
+        &mut HandlerSource::Caller,
+        registration.as_deref(),
+        &event,
+        attempt,
+        deadline,
+    );
+    job.attempts_made = attempt;
+    match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
+        Verdict::Final(result) => shared.resolve(job, result, Some(started)),
+        Verdict::Retry(pause) => {
+            let not_before = (!pause.is_zero()).then(|| attempt::deadline_after(pause));
+            job.resume = Some(Box::new(Resume { started, not_before }));
+            shared.requeue(job);
+        }
+    }
+}
+
 /// Resolves a job the watchdog took from a stuck worker: a timed-out attempt.
 ///
 /// Returns the job if it should run again (the caller requeues it).

@@ -10,6 +10,7 @@ mod confine;
 mod exchange;
 mod isolation;
 mod proc;
+mod run_here;
 mod runner;
 
 use std::process::ExitCode;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Check { name: "stats", run: exchange::stats },
         Check { name: "retry_fresh_child", run: exchange::retry_fresh_child },
         Check { name: "confinement", run: confine::confinement },
+        Check { name: "waiter_runs_its_event", run: run_here::waiter_runs_its_event },
     ])
 }
 
@@ -80,6 +82,9 @@ fn handlers() -> EventFactory {
     factory.register_event_type("crash_once", || handler_fn(crash_once));
     factory.register_event_type("record", || handler_fn(record));
     factory.register_event_type("confined", || handler_fn(confine::confined));
+    factory.register_event_type("gate", || handler_fn(run_here::gate));
+    factory.register_event_type("where_am_i", || handler_fn(run_here::where_am_i));
+    factory.register_event_type("thread_of", || handler_fn(run_here::thread_of));
     factory
 }
 

@@ -1,0 +1,55 @@
+//! A waiter that runs its own event: the fast path of a corelet round trip.
+//!
+//! A corelet attempt is mostly waiting on a child process, so the thread that runs it matters
+//! only for latency. Handing the job to a pool worker and the result back costs two thread
+//! wake-ups, each of which lands on another CPU; the child's answer over its socket wakes the
+//! waiting thread directly. So a thread about to block on the handle of a corelet event that
+//! no worker has started yet takes the job and runs the attempt itself.
+//!
+//! Only the job a worker would take next is taken, so priority order holds; the job is the
+//! same `Job` a worker would run, resolved through the same `Shared::resolve`, so "exactly one
+//! result" holds; a retry goes back to the pool.
+
+use std::sync::{Arc, Weak};
+
+use super::Shared;
+use crate::attempt;
+use crate::event::EventId;
+use crate::pool::{self, Job};
+
+/// The right of an event's handle to run the event's first attempt on the waiting thread.
+///
+/// Holds the bus weakly: a handle does not keep a dropped bus alive.
+pub(crate) struct RunHere(Weak<Shared>);
+
+impl RunHere {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        RunHere(Arc::downgrade(shared))
+    }
+
+    /// Runs the first attempt of event `id` on this thread if its job is still queued and is
+    /// the next one the pool would start; otherwise does nothing.
+    pub(crate) fn run_if_next(self, id: EventId) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let is_fresh_job = |job: &Job| job.event.id() == id && job.resume.is_none();
+        if let Some(job) = shared.pool().queue.take_if_next(is_fresh_job) {
+            pool::run_first_attempt_here(&shared, job);
+        }
+    }
+}
+
+impl Shared {
+    /// Puts back a job whose attempt ran outside the pool, for its retry.
+    pub(crate) fn requeue(&self, job: Job) {
+        self.pool().queue.requeue(job);
+        // `shutdown_now` may have drained the queue between the verdict and the requeue, and
+        // the workers may be gone: then nobody else would resolve the job.
+        if self.is_killed() {
+            for job in self.pool().queue.drain() {
+                self.resolve(job, attempt::cancelled(), None);
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! A thread waiting on a corelet event that no worker has started runs the exchange itself,
+//! and never takes an event that others are queued ahead of.
+
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use super::{config, corelet, handlers};
+use busbar::{Event, EventBus, EventContext, EventId, EventResult, ExecutionMode, HandlerResult};
+
+/// Whether the `gate` handler may return; `true` once opened.
+static GATE: Mutex<bool> = Mutex::new(false);
+static GATE_CHANGED: Condvar = Condvar::new();
+
+/// Threads the `thread_of` handler ran on, by the correlation id of their chain.
+static THREADS: Mutex<Vec<(EventId, String)>> = Mutex::new(Vec::new());
+
+/// Runs in the parent's pool: reports that it started, then blocks until the gate opens.
+pub(crate) fn gate(_: &EventContext) -> HandlerResult {
+    if let Some(started) = STARTED.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        let _ = started.send(());
+    }
+    let mut open = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*open {
+        open = GATE_CHANGED.wait(open).unwrap_or_else(PoisonError::into_inner);
+    }
+    Ok(EventResult::success())
+}
+
+/// Where `gate` says it started.
+static STARTED: Mutex<Option<mpsc::SyncSender<()>>> = Mutex::new(None);
+
+/// Runs in a corelet: asks the parent to note the thread that reads this corelet's messages.
+pub(crate) fn where_am_i(ctx: &EventContext) -> HandlerResult {
+    ctx.publish(Event::new("thread_of"))?;
+    Ok(EventResult::success())
+}
+
+/// Runs in the parent, as a sync event on the thread that received it from the corelet.
+pub(crate) fn thread_of(ctx: &EventContext) -> HandlerResult {
+    let name = thread::current().name().unwrap_or("unnamed").to_owned();
+    THREADS.lock().unwrap_or_else(PoisonError::into_inner).push((ctx.event().correlation_id(), name));
+    Ok(EventResult::success())
+}
+
+/// The threads that received the follow-ups of the chains `correlations`, in the order they did.
+fn threads_of(correlations: &[EventId]) -> Vec<(EventId, String)> {
+    let threads = THREADS.lock().unwrap_or_else(PoisonError::into_inner);
+    threads.iter().filter(|(id, _)| correlations.contains(id)).cloned().collect()
+}
+
+fn open_gate() {
+    *GATE.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    GATE_CHANGED.notify_all();
+}
+
+/// With the bus's only worker held by a thread-mode handler, a corelet event still completes
+/// when a thread waits on it: the waiter ran the exchange (the follow-up its corelet published
+/// was received on the waiter's thread). An event with another queued ahead of it is left to
+/// the pool, which runs the two in priority order.
+pub(crate) fn waiter_runs_its_event() {
+    let bus = single_worker_bus();
+    let (started_tx, started_rx) = mpsc::sync_channel(1);
+    *STARTED.lock().unwrap_or_else(PoisonError::into_inner) = Some(started_tx);
+    // A timeout longer than the check's own bound, so the watchdog never replaces the worker.
+    let gate = Event::new("gate").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(600));
+    let gate = bus.publish(gate).expect("accepted");
+    started_rx.recv_timeout(Duration::from_secs(60)).expect("the gate handler started");
+
+    // The worker is busy until the gate opens: only the waiter can run this one.
+    let ran_here = corelet("where_am_i");
+    let ran_here_chain = ran_here.correlation_id();
+    let handle = bus.publish(ran_here).expect("accepted");
+    let (result_tx, result_rx) = mpsc::channel();
+    let waiter = thread::Builder::new()
+        .name("waiter".to_owned())
+        .spawn(move || result_tx.send(handle.wait()))
+        .expect("a thread");
+    let result = result_rx.recv_timeout(Duration::from_secs(60));
+    if result.is_err() {
+        open_gate();
+        panic!("the waiter did not run its corelet event while the only worker was busy");
+    }
+    let result = result.expect("checked");
+    assert!(result.success, "{result:?}");
+    waiter.join().expect("the waiter thread").expect("the result was sent");
+    assert_eq!(threads_of(&[ran_here_chain]), [(ran_here_chain, "waiter".to_owned())]);
+
+    // Queued behind a more urgent event, a waited-on event is not taken ahead of it.
+    let low = corelet("where_am_i").with_priority(1);
+    let high = corelet("where_am_i").with_priority(9);
+    let (low_chain, high_chain) = (low.correlation_id(), high.correlation_id());
+    let low = bus.publish(low).expect("accepted");
+    let high = bus.publish(high).expect("accepted");
+    let low_waiter = thread::spawn(move || low.wait());
+    open_gate();
+    let results = [high.wait(), low_waiter.join().expect("the waiter thread"), gate.wait()];
+    assert!(results.iter().all(|result| result.success), "{results:?}");
+    let order: Vec<EventId> = threads_of(&[low_chain, high_chain]).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(order, [high_chain, low_chain], "the urgent event ran first");
+    bus.shutdown();
+}
+
+/// One worker thread, one corelet.
+fn single_worker_bus() -> EventBus {
+    let mut config = config();
+    config.pool_size = Some(1);
+    EventBus::builder().threads(1).factory(handlers()).corelet(config).build().expect("valid settings")
+}
