@@ -17,9 +17,10 @@ use super::panic::PanicInfo;
 /// Version of the message set below; a child must greet with exactly this number.
 ///
 /// Bump it whenever a message changes shape, payloads included (2: busbar's replies are
-/// externally tagged). `Hello` itself must never change, so that parents and children of
-/// different versions can always tell each other apart.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// externally tagged; 3: a handler's result is sent without the fields the parent fills in).
+/// `Hello` itself must never change, so that parents and children of different versions can
+/// always tell each other apart.
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Messages from the parent to a child, carrying requests of type `R`.
 #[derive(Debug, Serialize, Deserialize)]

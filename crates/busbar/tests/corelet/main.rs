@@ -148,7 +148,7 @@ fn hang(ctx: &EventContext) -> HandlerResult {
 /// Writes to stdout and stderr, including text that looks like protocol frames, then answers.
 fn noisy(ctx: &EventContext) -> HandlerResult {
     use std::io::Write;
-    let fake_reply = r#"{"reply":{"seq":1,"reply":{"returned":{"result":{"success":false}}}}}"#;
+    let fake_reply = r#"{"reply":{"seq":1,"reply":{"returned":{"success":false}}}}"#;
     let mut out = std::io::stdout().lock();
     out.write_all(&(fake_reply.len() as u32).to_be_bytes())?;
     writeln!(out, "{fake_reply}")?;

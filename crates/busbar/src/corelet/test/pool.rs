@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::child::config;
 use crate::corelet::config::CoreletConfig;
 use crate::corelet::error::{CoreletError, Payload};
-use crate::corelet::message::{self, ParentMessage};
+use crate::corelet::message::{self, ParentMessage, PROTOCOL_VERSION};
 use crate::corelet::pool::CoreletPool;
 pub(super) use crate::test_support::{eventually, PATIENCE};
 
@@ -155,6 +155,24 @@ fn crashes() {
     assert_eq!((stats.crashes, stats.spawns, stats.live), (3, 4, 1));
 }
 
+/// A child killed from outside while idle is replaced, and the request it never received
+/// runs in the next one, whether `checkout` finds it dead (it checks children idle for a
+/// while) or sending the request does (it does not check children that just answered).
+#[test]
+fn died_while_idle() {
+    for check_after in [Duration::ZERO, Duration::MAX] {
+        let pool = pool(config("entry")).check_idle_after(check_after);
+        let dead = pid(&pool);
+        // SAFETY: kill takes plain integers; `dead` is our unreaped child, so its pid is ours.
+        unsafe { libc::kill(dead as libc::pid_t, libc::SIGKILL) };
+        assert!(eventually(|| is_gone(dead)), "the child died");
+        let next = pid(&pool);
+        assert_ne!(next, dead, "checked after {check_after:?}");
+        let stats = pool.stats();
+        assert_eq!((stats.crashes, stats.spawns, stats.live), (1, 2, 1), "checked after {check_after:?}");
+    }
+}
+
 #[test]
 fn memory_limit() {
     let pool = pool(CoreletConfig { memory_limit: Some(1 << 30), ..config("entry") });
@@ -260,7 +278,12 @@ fn version_mismatch() {
         panic!("expected a start error, got {error:?}");
     };
     assert!(start.is_version_mismatch(), "{error}");
-    assert!(error.to_string().contains("speaks protocol version 0, this process speaks 2"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("speaks protocol version 0, this process speaks {PROTOCOL_VERSION}")),
+        "{error}"
+    );
     let stats = pool.stats();
     assert_eq!((stats.live, stats.spawns, stats.start_failures), (0, 1, 1));
 }

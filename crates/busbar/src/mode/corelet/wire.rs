@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::attempt::Outcome;
 use crate::event::Event;
@@ -44,23 +45,54 @@ impl OwnedRequest {
 
 /// How an attempt ended in the child: the parts of [`Outcome`] that can happen there.
 ///
-/// Externally tagged (`{"returned":{"result":…}}`, serde's default), which decodes in one
+/// Externally tagged (`{"returned":{"success":true}}`, serde's default), which decodes in one
 /// pass; internal tagging would buffer the whole result before decoding it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Reply {
-    Returned { result: EventResult },
+    Returned(Returned),
     Error { message: String, permanent: bool },
     Panicked { message: String },
     TimedOut,
     Refused { kind: ErrorKind, message: String },
 }
 
+/// What a handler's [`EventResult`] says, as it crosses the channel: only what the handler
+/// decides. The parent fills in the event id, the attempts and the duration
+/// (`attempt::finish`), so they are not sent, nor are empty fields: every byte is encoded in
+/// one process and decoded in the other on each round trip.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Returned {
+    success: bool,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_kind: Option<ErrorKind>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    permanent: bool,
+}
+
+impl From<EventResult> for Returned {
+    fn from(result: EventResult) -> Self {
+        let EventResult { success, data, error_message, error_kind, permanent, .. } = result;
+        Returned { success, data, error_message, error_kind, permanent }
+    }
+}
+
+impl From<Returned> for EventResult {
+    fn from(returned: Returned) -> Self {
+        let Returned { success, data, error_message, error_kind, permanent } = returned;
+        EventResult { success, data, error_message, error_kind, permanent, ..EventResult::success() }
+    }
+}
+
 impl Reply {
     /// Encodes the outcome of an attempt that ran in this (child) process.
     pub(super) fn from_outcome(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Returned(Ok(result)) => Reply::Returned { result },
+            Outcome::Returned(Ok(result)) => Reply::Returned(result.into()),
             Outcome::Returned(Err(error)) => {
                 Reply::Error { message: error.to_string(), permanent: error.is_permanent() }
             }
@@ -79,7 +111,7 @@ impl Reply {
     /// Turns a child's reply into the outcome of the attempt.
     pub(super) fn into_outcome(self) -> Outcome {
         match self {
-            Reply::Returned { result } => Outcome::Returned(Ok(result)),
+            Reply::Returned(returned) => Outcome::Returned(Ok(returned.into())),
             Reply::Error { message, permanent: true } => {
                 Outcome::Returned(Err(HandlerError::permanent(message)))
             }
