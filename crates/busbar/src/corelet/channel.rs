@@ -109,7 +109,9 @@ impl Channel {
     /// Sends a frame sealed by [`frame::seal`], waiting until `deadline` at most.
     ///
     /// Uses `MSG_NOSIGNAL`: a peer that died makes the send fail with `EPIPE` instead of
-    /// raising `SIGPIPE`, which would kill a host process that did not ignore it.
+    /// raising `SIGPIPE`, which would kill a host process that did not ignore it. A peer found
+    /// gone before the first byte of the frame left is [`FrameError::Closed`]: the frame was
+    /// not delivered at all.
     pub(crate) fn write_frame(&mut self, sealed: &[u8], deadline: Option<Instant>) -> Result<(), FrameError> {
         send_all(&self.stream, sealed, |events| self.wait(events, deadline))
     }
@@ -241,6 +243,9 @@ fn send_all(
                 match error.kind() {
                     io::ErrorKind::Interrupted => {}
                     io::ErrorKind::WouldBlock => wait_writable(libc::POLLOUT)?,
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset if sent == 0 => {
+                        return Err(FrameError::Closed)
+                    }
                     _ => return Err(FrameError::Io(error)),
                 }
             }

@@ -20,6 +20,9 @@ use super::stats::CoreletStats;
 /// Longest pause of the keeper between two idle sweeps.
 const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
+/// Default of `CoreletPool::check_idle_after`.
+const CHECK_IDLE_AFTER: Duration = Duration::from_millis(1);
+
 /// Shortest pause of the keeper between two idle sweeps.
 const MIN_SWEEP_PERIOD: Duration = Duration::from_millis(10);
 
@@ -37,6 +40,8 @@ pub(crate) struct CoreletPool {
     shared: Arc<Shared>,
     /// Starts and retires children.
     keeper: Keeper,
+    /// Idle time after which `checkout` asks the kernel whether a child still lives.
+    check_idle_after: Duration,
 }
 
 /// The part of the pool the keeper thread sees.
@@ -125,7 +130,7 @@ impl CoreletPool {
             let shared = Arc::clone(&shared);
             move || shared.sweep_idle()
         })?;
-        Ok(CoreletPool { shared, keeper })
+        Ok(CoreletPool { shared, keeper, check_idle_after: CHECK_IDLE_AFTER })
     }
 
     /// Runs `request` in a child and returns its reply, waiting at most until `deadline`.
@@ -153,18 +158,34 @@ impl CoreletPool {
         Rep: DeserializeOwned,
         Pub: DeserializeOwned,
     {
-        let (mut corelet, lease) = self.checkout(deadline)?;
-        let result = panic::catch_unwind(AssertUnwindSafe(|| corelet.execute(request, deadline, on_publish)));
-        match result {
-            Ok(result) => self.checkin(corelet, lease, result),
-            Err(payload) => {
-                // `on_publish` panicked in the middle of a request: the child is out of step.
-                // Kill it and give the slot back before the panic continues to the caller.
-                corelet.abort();
-                let _ = self.checkin::<Rep>(corelet, lease, Err(CoreletError::Cancelled));
-                panic::resume_unwind(payload)
+        loop {
+            let (mut corelet, lease) = self.checkout(deadline)?;
+            let result =
+                panic::catch_unwind(AssertUnwindSafe(|| corelet.execute(request, deadline, on_publish)));
+            match result {
+                Ok(result @ Err(CoreletError::Crashed { .. })) if corelet.died_idle() => {
+                    // Found dead (the OOM killer, an outside `kill`) before the request
+                    // reached it: counted as a crash, and the request goes to another child.
+                    let _ = self.checkin(corelet, lease, result);
+                }
+                Ok(result) => return self.checkin(corelet, lease, result),
+                Err(payload) => {
+                    // `on_publish` panicked in the middle of a request: the child is out of
+                    // step. Kill it and give the slot back before the panic continues.
+                    corelet.abort();
+                    let _ = self.checkin::<Rep>(corelet, lease, Err(CoreletError::Cancelled));
+                    panic::resume_unwind(payload)
+                }
             }
         }
+    }
+
+    /// Sets the idle time after which `checkout` checks that a child lives (tests reach both
+    /// ways a dead idle child is found with it).
+    #[cfg(test)]
+    pub(crate) fn check_idle_after(mut self, idle: Duration) -> Self {
+        self.check_idle_after = idle;
+        self
     }
 
     /// Returns the pool's counters.
@@ -224,7 +245,11 @@ impl CoreletPool {
                 return Err(CoreletError::ShutDown);
             }
             if let Some(corelet) = state.idle.pop() {
-                if corelet.is_reusable() {
+                // A child that just answered is alive but for a rare race, which `execute`
+                // handles (a child found gone before its request arrived is replaced); one
+                // idle for longer is checked, at the cost of a system call, so that a dead
+                // child whose socket a grandchild keeps open is not sent a request.
+                if corelet.last_used().elapsed() < self.check_idle_after || corelet.is_reusable() {
                     state.busy += 1;
                     let lease = state.lend(&corelet);
                     return Ok((corelet, lease));

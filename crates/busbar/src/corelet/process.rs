@@ -41,6 +41,9 @@ pub(crate) struct Corelet {
     last_used: Instant,
     /// The exit status, once the child has been reaped.
     status: Option<ExitStatus>,
+    /// Set when the child was found gone before a request reached it: it died while idle,
+    /// and the request may go to another child.
+    died_idle: bool,
 }
 
 /// Why [`Corelet::receive`] got no message.
@@ -80,6 +83,7 @@ impl Corelet {
             served: 0,
             last_used: Instant::now(),
             status: None,
+            died_idle: false,
         };
         // Only `hello` is expected: the payloads of other messages are not even looked at.
         let reason = match corelet.receive::<IgnoredAny, IgnoredAny>(deadline) {
@@ -149,6 +153,10 @@ impl Corelet {
         match sent {
             Ok(()) => {}
             Err(FrameError::Timeout) => return Err(self.timed_out()),
+            Err(FrameError::Closed) => {
+                self.died_idle = true;
+                return Err(self.crashed());
+            }
             // The child is gone (EPIPE, ECONNRESET) or going.
             Err(_) => return Err(self.crashed()),
         }
@@ -192,6 +200,12 @@ impl Corelet {
     /// Costs a system call; [`Corelet::is_reaped`] does not.
     pub(crate) fn is_reusable(&self) -> bool {
         self.status.is_none() && matches!(sys::has_exited(&self.child), Ok(false))
+    }
+
+    /// Returns `true` if the last request found the child already gone: it never got the
+    /// request, so sending it to another child runs it once, not twice.
+    pub(crate) fn died_idle(&self) -> bool {
+        self.died_idle
     }
 
     /// Returns `true` if the child was killed or found dead, and reaped.
