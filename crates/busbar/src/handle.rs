@@ -128,12 +128,15 @@ impl EventHandle {
 
     /// Blocks until the result is available or `timeout` has passed.
     ///
-    /// Returns `None` on timeout; the handle can be waited on again.
+    /// Returns `None` on timeout; the handle can be waited on again. A corelet event may run
+    /// on the waiting thread as with [`wait`](Self::wait), if its attempt is sure to end
+    /// within `timeout` (its own timeout, the corelet's kill grace and a second to spare).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<&EventResult> {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.wait_deadline(deadline),
             // Too far in the future to represent: that is waiting without a deadline.
             None => {
+                self.run_here_if_next(None);
                 self.block();
                 self.ready_ref()
             }
@@ -142,8 +145,11 @@ impl EventHandle {
 
     /// Blocks until the result is available or `deadline` is reached.
     ///
-    /// Returns `None` if the deadline passed first; the handle can be waited on again.
+    /// Returns `None` if the deadline passed first; the handle can be waited on again. A
+    /// corelet event may run on the waiting thread, as with
+    /// [`wait_timeout`](Self::wait_timeout).
     pub fn wait_deadline(&mut self, deadline: Instant) -> Option<&EventResult> {
+        self.run_here_if_next(Some(deadline));
         if let State::Pending(receiver) = &self.state {
             match receiver.recv_deadline(deadline) {
                 Ok(result) => self.state = State::Ready(result),
@@ -163,13 +169,21 @@ impl EventHandle {
     /// the result); a retry goes back to the pool.
     pub fn wait(mut self) -> EventResult {
         let id = self.id;
-        if let (Some(run_here), State::Pending(_)) = (self.run_here.take(), &self.state) {
-            run_here.run_if_next(id);
-        }
+        self.run_here_if_next(None);
         match self.state {
             State::Ready(result) => result,
             State::Pending(receiver) => receiver.recv().unwrap_or_else(|_| lost(id)),
             State::Taken => taken(id),
+        }
+    }
+
+    /// Runs the event on this thread if it may (see [`wait`](Self::wait)) and can end by
+    /// `wait_until`.
+    fn run_here_if_next(&mut self, wait_until: Option<Instant>) {
+        if let (Some(run_here), State::Pending(_)) = (&self.run_here, &self.state) {
+            if run_here.run_if_next(self.id, wait_until) {
+                self.run_here = None;
+            }
         }
     }
 

@@ -11,11 +11,15 @@
 //! result" holds; a retry goes back to the pool.
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::attempt;
 use crate::event::EventId;
 use crate::pool::{self, Job};
+
+/// Time allowed, beyond the kill grace, for killing and reaping a corelet that overran.
+const REAP_MARGIN: Duration = Duration::from_secs(1);
 
 /// The right of an event's handle to run the event's first attempt on the waiting thread.
 ///
@@ -28,14 +32,28 @@ impl RunHere {
     }
 
     /// Runs the first attempt of event `id` on this thread if its job is still queued and is
-    /// the next one the pool would start; otherwise does nothing.
-    pub(crate) fn run_if_next(self, id: EventId) {
+    /// the next one the pool would start, and returns `true`; otherwise does nothing.
+    ///
+    /// A caller that waits only until `wait_until` runs it only if the attempt is sure to end
+    /// by then: the attempt's hard timeout, the grace its process gets when killed, and a
+    /// margin for reaping it. Otherwise the caller could not return at its own deadline.
+    pub(crate) fn run_if_next(&self, id: EventId, wait_until: Option<Instant>) -> bool {
         let Some(shared) = self.0.upgrade() else {
-            return;
+            return false;
         };
-        let is_fresh_job = |job: &Job| job.event.id() == id && job.resume.is_none();
-        if let Some(job) = shared.pool().queue.take_if_next(is_fresh_job) {
-            pool::run_first_attempt_here(&shared, job);
+        let ends_in_time = |job: &Job| match wait_until {
+            None => true,
+            Some(wait_until) => Instant::now()
+                .checked_add(job.event.timeout() + shared.corelet_kill_grace() + REAP_MARGIN)
+                .is_some_and(|latest_end| latest_end <= wait_until),
+        };
+        let is_fresh_job = |job: &Job| job.event.id() == id && job.resume.is_none() && ends_in_time(job);
+        match shared.pool().queue.take_if_next(is_fresh_job) {
+            Some(job) => {
+                pool::run_first_attempt_here(&shared, job);
+                true
+            }
+            None => false,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::RunHere;
 use crate::attempt;
@@ -137,6 +137,11 @@ impl Shared {
                 .map_err(|error| format!("cannot start corelets: {error}"))
         });
         pool.as_ref().map_err(String::as_str)
+    }
+
+    /// How long a corelet gets between the graceful signal and SIGKILL.
+    pub(crate) fn corelet_kill_grace(&self) -> Duration {
+        self.corelet_config.kill_grace
     }
 
     pub(crate) fn is_killed(&self) -> bool {

@@ -57,8 +57,9 @@ fn open_gate() {
 
 /// With the bus's only worker held by a thread-mode handler, a corelet event still completes
 /// when a thread waits on it: the waiter ran the exchange (the follow-up its corelet published
-/// was received on the waiter's thread). An event with another queued ahead of it is left to
-/// the pool, which runs the two in priority order.
+/// was received on the waiter's thread). A wait too short for the attempt to be sure to end
+/// does not run it. An event with another queued ahead of it is left to the pool, which runs
+/// the two in priority order.
 pub(crate) fn waiter_runs_its_event() {
     let bus = single_worker_bus();
     let (started_tx, started_rx) = mpsc::sync_channel(1);
@@ -75,14 +76,23 @@ pub(crate) fn waiter_runs_its_event() {
     let (result_tx, result_rx) = mpsc::channel();
     let waiter = thread::Builder::new()
         .name("waiter".to_owned())
-        .spawn(move || result_tx.send(handle.wait()))
+        .spawn(move || {
+            let mut handle = handle;
+            // Too short for the attempt to be sure to end in time: not run here, so it times
+            // out (the worker is busy); the handle can still be waited on, and run here.
+            let short_wait = handle.wait_timeout(Duration::from_millis(1)).cloned();
+            let long_wait = handle.wait_timeout(Duration::from_secs(600)).cloned();
+            result_tx.send((short_wait, long_wait))
+        })
         .expect("a thread");
     let result = result_rx.recv_timeout(Duration::from_secs(60));
     if result.is_err() {
         open_gate();
         panic!("the waiter did not run its corelet event while the only worker was busy");
     }
-    let result = result.expect("checked");
+    let (short_wait, long_wait) = result.expect("checked");
+    assert_eq!(short_wait, None, "nothing could run the event within 1 ms");
+    let result = long_wait.expect("the result within the long wait");
     assert!(result.success, "{result:?}");
     waiter.join().expect("the waiter thread").expect("the result was sent");
     assert_eq!(threads_of(&[ran_here_chain]), [(ran_here_chain, "waiter".to_owned())]);
