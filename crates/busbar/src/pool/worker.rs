@@ -119,6 +119,9 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
 /// the queue (see `Shared::run_here_if_next`); a retry goes back to the pool, whose workers
 /// pause for its backoff where `shutdown_now` can cancel it.
 pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, mut job: Job) {
+    // As on a worker: a panic here (a bug in busbar, not a handler's) would lose the job and
+    // leave `join()` waiting for it forever.
+    let abort = AbortIfPanic;
     let event = Arc::clone(&job.event);
     let started = Instant::now();
     let attempt = job.attempts_made + 1;
@@ -141,6 +144,7 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, mut job: Job) {
             shared.requeue(job);
         }
     }
+    std::mem::forget(abort);
 }
 
 /// Resolves a job the watchdog took from a stuck worker: a timed-out attempt.
@@ -168,7 +172,7 @@ struct AbortIfPanic;
 
 impl Drop for AbortIfPanic {
     fn drop(&mut self) {
-        eprintln!("busbar: a pool worker panicked outside a handler; aborting");
+        eprintln!("busbar: a panic outside a handler while running an event (a bug in busbar); aborting");
         std::process::abort();
     }
 }
