@@ -122,7 +122,13 @@ where
         // Confined right after the claim and before greeting: no request is read unconfined,
         // and a child that cannot be confined as strictly as asked never greets.
         Ok((stream, limit)) => match confine::apply_from_env() {
-            Ok(()) => serve(&mut Channel::child(stream, limit), version, handle),
+            Ok(()) => {
+                let mut channel = Channel::child(stream, limit);
+                let code = serve(&mut channel, version, handle);
+                // Exits with the channel open, for the reason given above: the parent learns
+                // why from the exit code, not from an end-of-file that comes first.
+                std::process::exit(code)
+            }
             Err(reason) => {
                 eprintln!("busbar corelet: {reason}");
                 // Exits while `stream` is still open: closing it first would let the parent see
