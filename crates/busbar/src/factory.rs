@@ -160,12 +160,13 @@ impl Registration {
     }
 
     /// Returns the instance that threads outside the pool (sync-mode publishers) use.
-    pub(crate) fn shared_instance(&self) -> Arc<dyn EventHandler> {
+    ///
+    /// Borrowed, not cloned: the caller holds the registration for the whole attempt, and a
+    /// reference count bumped and dropped on every sync event is measurable.
+    pub(crate) fn shared_instance(&self) -> &dyn EventHandler {
         match &self.kind {
-            RegistrationKind::Constructor { build, shared } => {
-                Arc::clone(shared.get_or_init(|| Arc::from(build())))
-            }
-            RegistrationKind::Shared(handler) => Arc::clone(handler),
+            RegistrationKind::Constructor { build, shared } => &**shared.get_or_init(|| Arc::from(build())),
+            RegistrationKind::Shared(handler) => &**handler,
         }
     }
 }
