@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::Shared;
+use crate::bus::{EventBus, Shared};
+use crate::context::EventContext;
 use crate::event::Event;
 use crate::factory::Registration;
 use crate::handler::HandlerResult;
-use crate::mode::{self, HandlerSource};
+use crate::mode;
 use crate::result::{ErrorKind, EventResult};
 
 /// What happened in one attempt.
@@ -100,10 +101,21 @@ pub(crate) fn judge(
 }
 
 /// Fills in what the bus knows and the handler does not.
-pub(crate) fn finish(mut result: EventResult, event: &Event, attempts: u32, started: Instant) -> EventResult {
+pub(crate) fn finish(result: EventResult, event: &Event, attempts: u32, started: Instant) -> EventResult {
+    finish_at(result, event, attempts, started, Instant::now())
+}
+
+/// [`finish`] for a caller that already read the clock when the event `ended`.
+pub(crate) fn finish_at(
+    mut result: EventResult,
+    event: &Event,
+    attempts: u32,
+    started: Instant,
+    ended: Instant,
+) -> EventResult {
     result.event_id = event.id();
     result.attempts = attempts;
-    result.duration = started.elapsed();
+    result.duration = ended.saturating_duration_since(started);
     result
 }
 
@@ -126,19 +138,23 @@ pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
 }
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
+///
+/// The event lives in one [`EventContext`] for all its attempts, and the clock is read once
+/// before the first attempt and once after each: the attempt's own reading serves both the
+/// timeout check and the result's duration.
 pub(crate) fn run_inline(
     shared: &Arc<Shared>,
     registration: Option<&Registration>,
-    event: &Arc<Event>,
+    event: Event,
 ) -> EventResult {
     let started = Instant::now();
-    let mut attempt = 1;
-    let mut deadline = deadline_from(started, event.timeout());
+    let deadline = deadline_from(started, event.timeout());
+    let mut ctx = EventContext::owning(event, EventBus::internal(shared), deadline);
     loop {
-        let outcome =
-            mode::run_attempt(shared, &mut HandlerSource::Caller, registration, event, attempt, deadline);
-        match judge(shared, event, attempt, event.max_attempts(), outcome) {
-            Verdict::Final(result) => return finish(result, event, attempt, started),
+        let (outcome, ended) = mode::run_sync_attempt(shared, registration, &ctx);
+        let attempt = ctx.attempt();
+        match judge(shared, ctx.event(), attempt, ctx.event().max_attempts(), outcome) {
+            Verdict::Final(result) => return finish_at(result, ctx.event(), attempt, started, ended),
             Verdict::Retry(pause) => {
                 // Pause where `shutdown_now` wakes us (the rate limiter's sleep, which it
                 // wakes for sync publishers already), and run no attempt after it: like a
@@ -147,11 +163,10 @@ pub(crate) fn run_inline(
                     // `deadline_after` also keeps an absurd pause from overflowing `Instant`.
                     let until = deadline_after(pause);
                     if !shared.rate_limits().wait_until(until, || shared.is_killed()) {
-                        return finish(cancelled(), event, attempt, started);
+                        return finish(cancelled(), ctx.event(), attempt, started);
                     }
                 }
-                attempt += 1;
-                deadline = deadline_after(event.timeout());
+                ctx.next_attempt(deadline_after(ctx.event().timeout()));
             }
         }
     }

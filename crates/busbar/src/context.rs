@@ -52,20 +52,43 @@ use crate::handle::EventHandle;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct EventContext {
-    event: Arc<Event>,
+    event: EventSlot,
     bus: EventBus,
     attempt: u32,
     deadline: Instant,
 }
 
+/// How a context holds its event.
+enum EventSlot {
+    /// Shared with the job that queued it (Thread mode, corelet children).
+    Shared(Arc<Event>),
+    /// Owned by the context, which lives as long as the event (Sync mode): no allocation for
+    /// sharing it, which the sync path would pay on every publish.
+    Owned(Event),
+}
+
 impl EventContext {
     pub(crate) fn new(event: Arc<Event>, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
-        EventContext { event, bus, attempt, deadline }
+        EventContext { event: EventSlot::Shared(event), bus, attempt, deadline }
+    }
+
+    /// The context of a sync event's first attempt; it owns the event.
+    pub(crate) fn owning(event: Event, bus: EventBus, deadline: Instant) -> Self {
+        EventContext { event: EventSlot::Owned(event), bus, attempt: 1, deadline }
+    }
+
+    /// Turns this into the context of the next attempt, which times out at `deadline`.
+    pub(crate) fn next_attempt(&mut self, deadline: Instant) {
+        self.attempt += 1;
+        self.deadline = deadline;
     }
 
     /// Returns the event being processed.
     pub fn event(&self) -> &Event {
-        &self.event
+        match &self.event {
+            EventSlot::Shared(event) => event,
+            EventSlot::Owned(event) => event,
+        }
     }
 
     /// Returns the bus the event was published on.
@@ -107,7 +130,7 @@ impl EventContext {
     ///
     /// As [`EventBus::publish`].
     pub fn publish(&self, mut event: Event) -> Result<EventHandle, PublishError> {
-        event.inherit_from(ParentLink::of(&self.event));
+        event.inherit_from(ParentLink::of(self.event()));
         self.bus.publish(event)
     }
 }
@@ -115,8 +138,8 @@ impl EventContext {
 impl fmt::Debug for EventContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventContext")
-            .field("event_id", &self.event.id())
-            .field("event_type", &self.event.event_type())
+            .field("event_id", &self.event().id())
+            .field("event_type", &self.event().event_type())
             .field("attempt", &self.attempt)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()

@@ -176,12 +176,12 @@ impl Shared {
         let slot = self.rate_limits.reserve(event.event_type());
         if !event.mode().is_queued() {
             self.counters.record_published();
-            let event = Arc::new(event);
+            // Not shared: the event runs on this thread, and `run_inline` keeps it in place.
             let result = match slot {
                 Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
                     attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
                 }
-                _ => attempt::run_inline(self, registration.as_deref(), &event),
+                _ => attempt::run_inline(self, registration.as_deref(), event),
             };
             self.counters.record_result(&result);
             self.leave_flight();

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::Outcome;
 use crate::bus::Shared;
+use crate::context::EventContext;
 use crate::error::ParseModeError;
 use crate::event::Event;
 use crate::factory::Registration;
@@ -161,6 +162,23 @@ pub(crate) fn run_attempt(
         }
         ExecutionMode::Corelet => corelet::run_attempt(shared, event, attempt, deadline),
         ExecutionMode::Cmd => cmd::run_attempt(shared, event, deadline),
+    }
+}
+
+/// Runs one attempt of a sync-mode event on the calling thread, with the context its publisher
+/// built (it holds the event and stays the same for every attempt): `run_attempt`'s `Sync` arm
+/// without sharing the event. Also returns when the attempt ended.
+pub(crate) fn run_sync_attempt(
+    shared: &Shared,
+    registration: Option<&Registration>,
+    ctx: &EventContext,
+) -> (Outcome, Instant) {
+    let _entered = attempt_span(ctx.event(), ctx.attempt()).entered();
+    match registration {
+        Some(registration) => {
+            in_process::run_in_context(shared, &mut HandlerSource::Caller, registration, ctx)
+        }
+        None => (in_process::no_handler(ctx.event()), Instant::now()),
     }
 }
 
