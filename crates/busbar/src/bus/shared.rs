@@ -75,6 +75,24 @@ impl Drop for WorkerGuard {
     }
 }
 
+/// Why `accept` refused an event. The event itself stays with the caller, which puts it into
+/// the [`PublishError`] only if there is one.
+enum Rejection {
+    Invalid(String),
+    NoHandler,
+    ShutDown,
+}
+
+impl Rejection {
+    fn into_error(self, event: Event) -> PublishError {
+        match self {
+            Rejection::Invalid(reason) => InvalidEventError::new(reason, event).into(),
+            Rejection::NoHandler => NoHandlerAvailableError::new(event).into(),
+            Rejection::ShutDown => PublishError::ShutDown(Box::new(event)),
+        }
+    }
+}
+
 impl Shared {
     pub(super) fn new(
         factory: EventFactory,
@@ -162,30 +180,28 @@ impl Shared {
 
     pub(crate) fn publish(
         self: &Arc<Self>,
-        event: Event,
+        mut event: Event,
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         if let Some(link) = &self.forward {
             // In a corelet child: the parent's bus accepts it (or logs why not).
             // No handler check here: the event runs on the parent's bus, whose handlers may
             // differ from this process's (e.g. registered there with `subscribe`).
-            return mode::forward_from_child(link, self.check(event)?);
+            return match self.check(&mut event) {
+                Ok(()) => mode::forward_from_child(link, event),
+                Err(rejection) => Err(rejection.into_error(event)),
+            };
         }
-        let (event, registration) = self.accept(event)?;
+        // The event stays where it is until it runs or is queued: a sync publish would
+        // otherwise copy it in and out of every step's `Result`.
+        let registration = match self.accept(&mut event) {
+            Ok(registration) => registration,
+            Err(rejection) => return Err(rejection.into_error(event)),
+        };
         // Reserved now, so that events published together get successive slots.
         let slot = self.rate_limits.reserve(event.event_type());
         if !event.mode().is_queued() {
-            self.counters.record_published();
-            // Not shared: the event runs on this thread, and `run_inline` keeps it in place.
-            let result = match slot {
-                Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
-                    attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
-                }
-                _ => attempt::run_inline(self, registration.as_deref(), event),
-            };
-            self.counters.record_result(&result);
-            self.leave_flight();
-            return Ok(EventHandle::ready(result));
+            return Ok(self.run_sync(event, registration.as_deref(), slot));
         }
         match slot {
             Some(slot) => self.hold(event, registration, slot, true),
@@ -193,37 +209,65 @@ impl Shared {
         }
     }
 
+    /// Runs an accepted sync event on this thread, after its rate-limit `slot` if it has one.
+    fn run_sync(
+        self: &Arc<Self>,
+        event: Event,
+        registration: Option<&Registration>,
+        slot: Option<Instant>,
+    ) -> EventHandle {
+        self.counters.record_published();
+        // Not shared: the event runs on this thread, and `run_inline` keeps it in place.
+        let result = match slot {
+            Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
+                attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
+            }
+            _ => attempt::run_inline(self, registration, event),
+        };
+        self.counters.record_result(&result);
+        self.leave_flight();
+        EventHandle::ready(result)
+    }
+
     /// Checks an event, links it to the handler running on this thread and counts it in
     /// flight: everything publishing does before the event can run.
-    fn accept(&self, event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
-        let event = self.check(event)?;
+    fn accept(&self, event: &mut Event) -> Result<Option<Arc<Registration>>, Rejection> {
+        self.check(event)?;
         let registration = match event.mode().needs_handler() {
             true => match self.factory.lookup(event.event_type()) {
                 Some(registration) => Some(registration),
-                None => return Err(NoHandlerAvailableError::new(event).into()),
+                None => return Err(Rejection::NoHandler),
             },
             false => None,
         };
         if self.is_closed() {
-            return Err(PublishError::ShutDown(Box::new(event)));
+            return Err(Rejection::ShutDown);
         }
         // Counted before it can run, so `join` never misses it.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok((event, registration))
+        Ok(registration)
+    }
+
+    /// [`accept`](Self::accept) for callers that pass the event on by value.
+    fn accept_owned(&self, mut event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
+        match self.accept(&mut event) {
+            Ok(registration) => Ok((event, registration)),
+            Err(rejection) => Err(rejection.into_error(event)),
+        }
     }
 
     /// Refuses a malformed event and links it to the handler running on this thread.
     ///
     /// Whether a handler exists is the caller's check: `accept` looks the handler up once and
     /// keeps it.
-    fn check(&self, mut event: Event) -> Result<Event, PublishError> {
+    fn check(&self, event: &mut Event) -> Result<(), Rejection> {
         if let Some(reason) = event.invalid_reason() {
-            return Err(InvalidEventError::new(reason, event).into());
+            return Err(Rejection::Invalid(reason));
         }
         if let Some(parent) = context::current_parent() {
             event.inherit_from(parent);
         }
-        Ok(event)
+        Ok(())
     }
 
     fn enqueue(
@@ -423,7 +467,7 @@ impl Shared {
             let reason = format!("the delay of {delay:?} is longer than the maximum of one year");
             return Err(InvalidEventError::new(reason, event).into());
         }
-        let (event, registration) = self.accept(event)?;
+        let (event, registration) = self.accept_owned(event)?;
         if at > now {
             // Its rate-limit slot is reserved when it is released, not now: a slot reserved
             // for the future would hold back the events published in between.
@@ -446,7 +490,7 @@ impl Shared {
             let reason = "attempt number 0; attempts are numbered from 1".to_owned();
             return Err(InvalidEventError::new(reason, event).into());
         }
-        let (event, registration) = self.accept(event)?;
+        let (event, registration) = self.accept_owned(event)?;
         let slot = self.rate_limits.reserve(event.event_type());
         let (handle, reply) = EventHandle::pending(event.id());
         let job = Job::single_attempt(Arc::new(event), registration, reply, attempt);
