@@ -149,7 +149,10 @@ pub(crate) fn run_inline(
 ) -> EventResult {
     let started = Instant::now();
     let deadline = deadline_from(started, event.timeout());
-    let mut ctx = EventContext::owning(event, EventBus::internal(shared), deadline);
+    // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
+    // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
+    let bus = unsafe { EventBus::lent(shared) };
+    let mut ctx = EventContext::owning(event, bus, deadline);
     loop {
         let (outcome, ended) = mode::run_sync_attempt(shared, registration, &ctx);
         let attempt = ctx.attempt();

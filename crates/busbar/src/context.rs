@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::EventBus;
+use crate::bus::{EventBus, LentBus};
 use crate::error::PublishError;
 use crate::event::{Event, ParentLink};
 use crate::handle::EventHandle;
@@ -53,7 +53,7 @@ use crate::handle::EventHandle;
 /// ```
 pub struct EventContext {
     event: EventSlot,
-    bus: EventBus,
+    bus: BusSlot,
     attempt: u32,
     deadline: Instant,
 }
@@ -67,14 +67,22 @@ enum EventSlot {
     Owned(Event),
 }
 
+/// How a context holds its bus handle.
+enum BusSlot {
+    /// A handle of its own (Thread mode, corelet children).
+    Own(EventBus),
+    /// The publisher's, lent for as long as the context lives (Sync mode).
+    Lent(LentBus),
+}
+
 impl EventContext {
     pub(crate) fn new(event: Arc<Event>, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
-        EventContext { event: EventSlot::Shared(event), bus, attempt, deadline }
+        EventContext { event: EventSlot::Shared(event), bus: BusSlot::Own(bus), attempt, deadline }
     }
 
-    /// The context of a sync event's first attempt; it owns the event.
-    pub(crate) fn owning(event: Event, bus: EventBus, deadline: Instant) -> Self {
-        EventContext { event: EventSlot::Owned(event), bus, attempt: 1, deadline }
+    /// The context of a sync event's first attempt; it owns the event and borrows the bus.
+    pub(crate) fn owning(event: Event, bus: LentBus, deadline: Instant) -> Self {
+        EventContext { event: EventSlot::Owned(event), bus: BusSlot::Lent(bus), attempt: 1, deadline }
     }
 
     /// Turns this into the context of the next attempt, which times out at `deadline`.
@@ -97,7 +105,10 @@ impl EventContext {
     /// its last own handle, publishing through it is refused with
     /// [`PublishError::ShutDown`].
     pub fn event_bus(&self) -> &EventBus {
-        &self.bus
+        match &self.bus {
+            BusSlot::Own(bus) => bus,
+            BusSlot::Lent(bus) => bus,
+        }
     }
 
     /// Returns the attempt number: 1 for the first attempt, 2 for the first retry, and so on.
@@ -118,7 +129,7 @@ impl EventContext {
     /// Returns `true` once the attempt should stop: its deadline passed or the bus is being
     /// shut down with [`shutdown_now`](EventBus::shutdown_now).
     pub fn is_cancelled(&self) -> bool {
-        self.bus.is_killed() || Instant::now() >= self.deadline
+        self.event_bus().is_killed() || Instant::now() >= self.deadline
     }
 
     /// Publishes a follow-up event as a child of this one.
@@ -131,7 +142,7 @@ impl EventContext {
     /// As [`EventBus::publish`].
     pub fn publish(&self, mut event: Event) -> Result<EventHandle, PublishError> {
         event.inherit_from(ParentLink::of(self.event()));
-        self.bus.publish(event)
+        self.event_bus().publish(event)
     }
 }
 
