@@ -54,7 +54,23 @@ pub(crate) enum Verdict {
 /// permanent: marked so by the handler, a refusal, or a cancellation. A final failure that was
 /// not retryable is marked [permanent](EventResult::is_permanent), so whoever counts attempts
 /// outside the bus (`EventBus::publish_attempt`) can tell it from one that merely ran out.
+// Inlined: a success, the common case, needs no judging, and then only moves the result.
+#[inline]
 pub(crate) fn judge(
+    shared: &Shared,
+    event: &Event,
+    attempt: u32,
+    max_attempts: u32,
+    outcome: Outcome,
+) -> Verdict {
+    match outcome {
+        Outcome::Returned(Ok(result)) if result.success => Verdict::Final(result),
+        outcome => judge_failure(shared, event, attempt, max_attempts, outcome),
+    }
+}
+
+/// [`judge`] for every outcome but a success.
+fn judge_failure(
     shared: &Shared,
     event: &Event,
     attempt: u32,
@@ -134,7 +150,7 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 /// Timeouts are at most `MAX_TIMEOUT` (checked at publish), so the addition cannot overflow in
 /// practice; if it ever did, a year from `start` is as good as forever.
 pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
-    start.checked_add(timeout).unwrap_or(start + crate::event::MAX_TIMEOUT)
+    start.checked_add(timeout).unwrap_or_else(|| start + crate::event::MAX_TIMEOUT)
 }
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.

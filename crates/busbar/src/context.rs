@@ -1,6 +1,6 @@
 //! What a handler sees of the event it runs for: [`EventContext`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,41 +158,44 @@ impl fmt::Debug for EventContext {
 }
 
 thread_local! {
-    /// The event whose handler is running on this thread, if any. Publishing from the
-    /// handler's thread through any bus handle links the new event to it, so
-    /// `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)` does.
-    static CURRENT_PARENT: Cell<Option<ParentLink>> = const { Cell::new(None) };
+    /// The handlers running on this thread, innermost last (sync handlers nest), each with
+    /// its bus (by `Shared` address).
+    ///
+    /// Publishing from the handler's thread through any bus handle links the new event to the
+    /// innermost one, so `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)`
+    /// does; `join` must not wait for the handlers of its own bus listed here: they wait for
+    /// it. One list for both, so a handler costs one push and one pop.
+    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+}
 
-    /// The buses (by `Shared` address) whose handlers are running on this thread, innermost
-    /// last; sync handlers nest. `join` must not wait for these: they wait for it.
-    static ACTIVE_BUSES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+/// A handler running on this thread.
+struct Running {
+    event: ParentLink,
+    bus: usize,
 }
 
 /// Returns the event whose handler runs on this thread, if any.
 pub(crate) fn current_parent() -> Option<ParentLink> {
-    CURRENT_PARENT.with(Cell::get)
+    RUNNING.with(|running| running.borrow().last().map(|innermost| innermost.event))
 }
 
 /// Returns how many handlers of the bus at address `bus` are running on this thread.
 pub(crate) fn handlers_running_here(bus: usize) -> usize {
-    ACTIVE_BUSES.with(|active| active.borrow().iter().filter(|&&active| active == bus).count())
+    RUNNING.with(|running| running.borrow().iter().filter(|running| running.bus == bus).count())
 }
 
 /// Marks `event`, of the bus at address `bus`, as running on this thread until the guard drops.
 pub(crate) fn enter_handler(event: &Event, bus: usize) -> HandlerGuard {
-    let previous = CURRENT_PARENT.with(|current| current.replace(Some(ParentLink::of(event))));
-    ACTIVE_BUSES.with(|active| active.borrow_mut().push(bus));
-    HandlerGuard { previous }
+    let event = ParentLink::of(event);
+    RUNNING.with(|running| running.borrow_mut().push(Running { event, bus }));
+    HandlerGuard(())
 }
 
-/// Restores the previous state when a handler returns or unwinds.
-pub(crate) struct HandlerGuard {
-    previous: Option<ParentLink>,
-}
+/// Takes the handler off the thread's list when it returns or unwinds.
+pub(crate) struct HandlerGuard(());
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        CURRENT_PARENT.with(|current| current.set(self.previous));
-        ACTIVE_BUSES.with(|active| active.borrow_mut().pop());
+        RUNNING.with(|running| running.borrow_mut().pop());
     }
 }
