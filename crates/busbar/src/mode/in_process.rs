@@ -46,6 +46,9 @@ pub(crate) fn run(
 ///
 /// Also returns when the attempt ended, so that the caller can time the event without reading
 /// the clock again.
+// Inlined into the sync path's single caller chain: the outcome, which holds the handler's
+// whole result, is then built once instead of copied out of each call.
+#[inline]
 pub(crate) fn run_in_context(
     shared: &Shared,
     handlers: &mut HandlerSource<'_>,

@@ -168,6 +168,8 @@ pub(crate) fn run_attempt(
 /// Runs one attempt of a sync-mode event on the calling thread, with the context its publisher
 /// built (it holds the event and stays the same for every attempt): `run_attempt`'s `Sync` arm
 /// without sharing the event. Also returns when the attempt ended.
+// Inlined into `run_inline`, its only caller, for the reason given at `run_in_context`.
+#[inline]
 pub(crate) fn run_sync_attempt(
     shared: &Shared,
     registration: Option<&Registration>,
