@@ -158,6 +158,9 @@ pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
 /// The event lives in one [`EventContext`] for all its attempts, and the clock is read once
 /// before the first attempt and once after each: the attempt's own reading serves both the
 /// timeout check and the result's duration.
+// Inlined into `Shared::publish`, its only caller: the event then moves into the context
+// straight from the publisher's argument instead of through each call's copy.
+#[inline]
 pub(crate) fn run_inline(
     shared: &Arc<Shared>,
     registration: Option<&Registration>,
