@@ -174,28 +174,38 @@ struct Running {
     bus: usize,
 }
 
+// `try_with` throughout: a thread-local destructor may publish after this thread's list is
+// gone; the event then simply has no parent, as it would outside a handler.
+
 /// Returns the event whose handler runs on this thread, if any.
 pub(crate) fn current_parent() -> Option<ParentLink> {
-    RUNNING.with(|running| running.borrow().last().map(|innermost| innermost.event))
+    let innermost = RUNNING.try_with(|running| running.borrow().last().map(|innermost| innermost.event));
+    innermost.ok().flatten()
 }
 
 /// Returns how many handlers of the bus at address `bus` are running on this thread.
 pub(crate) fn handlers_running_here(bus: usize) -> usize {
-    RUNNING.with(|running| running.borrow().iter().filter(|running| running.bus == bus).count())
+    let count =
+        RUNNING.try_with(|running| running.borrow().iter().filter(|running| running.bus == bus).count());
+    count.unwrap_or(0)
 }
 
 /// Marks `event`, of the bus at address `bus`, as running on this thread until the guard drops.
 pub(crate) fn enter_handler(event: &Event, bus: usize) -> HandlerGuard {
     let event = ParentLink::of(event);
-    RUNNING.with(|running| running.borrow_mut().push(Running { event, bus }));
-    HandlerGuard(())
+    let listed = RUNNING.try_with(|running| running.borrow_mut().push(Running { event, bus }));
+    HandlerGuard { listed: listed.is_ok() }
 }
 
 /// Takes the handler off the thread's list when it returns or unwinds.
-pub(crate) struct HandlerGuard(());
+pub(crate) struct HandlerGuard {
+    listed: bool,
+}
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        RUNNING.with(|running| running.borrow_mut().pop());
+        if self.listed {
+            let _gone = RUNNING.try_with(|running| running.borrow_mut().pop());
+        }
     }
 }

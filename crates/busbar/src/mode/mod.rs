@@ -1,7 +1,9 @@
 //! Execution modes: where one attempt of an event runs.
 //!
 //! The public part is [`ExecutionMode`]; the private part is [`run_attempt`], the single seam
-//! through which the shared attempt loop (`crate::attempt`) runs an attempt in any mode.
+//! through which the shared attempt loop (`crate::attempt`) runs an attempt in any mode, and
+//! [`run_sync_attempt`], its `Sync` arm for a publisher that runs its own event and keeps the
+//! event in the context it built rather than sharing it.
 
 pub(crate) mod cmd;
 mod corelet;
