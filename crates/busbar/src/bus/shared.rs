@@ -28,7 +28,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Set by `shutdown_now`: contexts report cancellation, no more retries.
     killed: AtomicBool,
-    /// Accepted events without a result yet. `join` waits for it to reach zero.
+    /// Accepted queued events without a result yet. `join` waits for these and the sync events
+    /// in flight (counted in `counters`, see [`Counters`]) to reach zero: see `in_flight()`.
     in_flight: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -164,8 +165,11 @@ impl Shared {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Returns how many accepted events have no result yet, or possibly more (never fewer) if
+    /// sync events start meanwhile.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        let sync = usize::try_from(self.counters.sync_in_flight()).unwrap_or(usize::MAX);
+        self.in_flight.load(Ordering::SeqCst).saturating_add(sync)
     }
 
     /// Identifies this bus in thread-local bookkeeping.
@@ -194,13 +198,14 @@ impl Shared {
         }
         // The event stays where it is until it runs or is queued: a sync publish would
         // otherwise copy it in and out of every step's `Result`.
-        let registration = match self.accept(&mut event) {
+        let queued = event.mode().is_queued();
+        let registration = match self.accept(&mut event, queued) {
             Ok(registration) => registration,
             Err(rejection) => return Err(rejection.into_error(event)),
         };
         // Reserved now, so that events published together get successive slots.
         let slot = self.rate_limits.reserve(event.event_type());
-        if !event.mode().is_queued() {
+        if !queued {
             return Ok(self.run_sync(event, registration.as_deref(), slot));
         }
         match slot {
@@ -216,7 +221,6 @@ impl Shared {
         registration: Option<&Registration>,
         slot: Option<Instant>,
     ) -> EventHandle {
-        self.counters.record_published();
         // Not shared: the event runs on this thread, and `run_inline` keeps it in place.
         let result = match slot {
             Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
@@ -224,14 +228,18 @@ impl Shared {
             }
             _ => attempt::run_inline(self, registration, event),
         };
-        self.counters.record_result(&result);
-        self.leave_flight();
+        // Counted in flight by `accept`; this takes it out (see `Counters`).
+        self.counters.record_sync_result(&result);
+        self.wake_joiners();
         EventHandle::ready(result)
     }
 
     /// Checks an event, links it to the handler running on this thread and counts it in
     /// flight: everything publishing does before the event can run.
-    fn accept(&self, event: &mut Event) -> Result<Option<Arc<Registration>>, Rejection> {
+    ///
+    /// A `queued` event is counted in `in_flight` and published once queued; any other runs on
+    /// this thread at once and is counted as a started sync event (published and in flight).
+    fn accept(&self, event: &mut Event, queued: bool) -> Result<Option<Arc<Registration>>, Rejection> {
         self.check(event)?;
         let registration = match event.mode().needs_handler() {
             true => match self.factory.lookup(event.event_type()) {
@@ -244,13 +252,17 @@ impl Shared {
             return Err(Rejection::ShutDown);
         }
         // Counted before it can run, so `join` never misses it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if queued {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.counters.record_sync_started();
+        }
         Ok(registration)
     }
 
-    /// [`accept`](Self::accept) for callers that pass the event on by value.
+    /// [`accept`](Self::accept) for callers that queue the event, passing it on by value.
     fn accept_owned(&self, mut event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
-        match self.accept(&mut event) {
+        match self.accept(&mut event, true) {
             Ok(registration) => Ok((event, registration)),
             Err(rejection) => Err(rejection.into_error(event)),
         }
@@ -330,13 +342,20 @@ impl Shared {
         self.leave_flight();
     }
 
-    /// Counts one accepted event as finished and wakes joiners if any wait.
+    /// Counts one accepted queued event as finished and wakes joiners if any wait.
     fn leave_flight(&self) {
-        // SeqCst on both sides (here: decrement, then load the joiner counts; in `join`:
-        // increment a count, then load `in_flight`) means at least one of us sees the other's
-        // write: either we wake the joiner, or the joiner sees the new count.
-        let remaining = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        let wake = (remaining == 0 && self.joiners.load(Ordering::SeqCst) > 0)
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.wake_joiners();
+    }
+
+    /// Wakes joiners after an event left flight, if they wait for what is left.
+    fn wake_joiners(&self) {
+        // SeqCst on both sides (here: the caller's decrement, then load the joiner counts and
+        // the in-flight count; in `join`: increment a count, then load the in-flight count)
+        // means at least one of us sees the other's write: either we wake the joiner, or the
+        // joiner sees the new count. `in_flight()` may count events that start meanwhile; if
+        // that keeps us from waking a joiner, their own finishing wakes it.
+        let wake = (self.joiners.load(Ordering::SeqCst) > 0 && self.in_flight() == 0)
             || self.nested_joiners.load(Ordering::SeqCst) > 0;
         if wake {
             // Take the lock so a joiner between its check and its wait cannot miss this.
