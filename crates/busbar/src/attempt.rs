@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::Shared;
+use crate::bus::{EventBus, Shared};
+use crate::context::EventContext;
 use crate::event::Event;
 use crate::factory::Registration;
 use crate::handler::HandlerResult;
-use crate::mode::{self, HandlerSource};
+use crate::mode;
 use crate::result::{ErrorKind, EventResult};
 
 /// What happened in one attempt.
@@ -53,7 +54,23 @@ pub(crate) enum Verdict {
 /// permanent: marked so by the handler, a refusal, or a cancellation. A final failure that was
 /// not retryable is marked [permanent](EventResult::is_permanent), so whoever counts attempts
 /// outside the bus (`EventBus::publish_attempt`) can tell it from one that merely ran out.
+// Inlined: a success, the common case, needs no judging, and then only moves the result.
+#[inline]
 pub(crate) fn judge(
+    shared: &Shared,
+    event: &Event,
+    attempt: u32,
+    max_attempts: u32,
+    outcome: Outcome,
+) -> Verdict {
+    match outcome {
+        Outcome::Returned(Ok(result)) if result.success => Verdict::Final(result),
+        outcome => judge_failure(shared, event, attempt, max_attempts, outcome),
+    }
+}
+
+/// [`judge`] for every outcome but a success.
+fn judge_failure(
     shared: &Shared,
     event: &Event,
     attempt: u32,
@@ -100,10 +117,21 @@ pub(crate) fn judge(
 }
 
 /// Fills in what the bus knows and the handler does not.
-pub(crate) fn finish(mut result: EventResult, event: &Event, attempts: u32, started: Instant) -> EventResult {
+pub(crate) fn finish(result: EventResult, event: &Event, attempts: u32, started: Instant) -> EventResult {
+    finish_at(result, event, attempts, started, Instant::now())
+}
+
+/// [`finish`] for a caller that already read the clock when the event `ended`.
+pub(crate) fn finish_at(
+    mut result: EventResult,
+    event: &Event,
+    attempts: u32,
+    started: Instant,
+    ended: Instant,
+) -> EventResult {
     result.event_id = event.id();
     result.attempts = attempts;
-    result.duration = started.elapsed();
+    result.duration = ended.saturating_duration_since(started);
     result
 }
 
@@ -122,23 +150,33 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 /// Timeouts are at most `MAX_TIMEOUT` (checked at publish), so the addition cannot overflow in
 /// practice; if it ever did, a year from `start` is as good as forever.
 pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
-    start.checked_add(timeout).unwrap_or(start + crate::event::MAX_TIMEOUT)
+    start.checked_add(timeout).unwrap_or_else(|| start + crate::event::MAX_TIMEOUT)
 }
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
+///
+/// The event lives in one [`EventContext`] for all its attempts, and the clock is read once
+/// before the first attempt and once after each: the attempt's own reading serves both the
+/// timeout check and the result's duration.
+// Inlined into `Shared::publish`, its only caller: the event then moves into the context
+// straight from the publisher's argument instead of through each call's copy.
+#[inline]
 pub(crate) fn run_inline(
     shared: &Arc<Shared>,
     registration: Option<&Registration>,
-    event: &Arc<Event>,
+    event: Event,
 ) -> EventResult {
     let started = Instant::now();
-    let mut attempt = 1;
-    let mut deadline = deadline_from(started, event.timeout());
+    let deadline = deadline_from(started, event.timeout());
+    // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
+    // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
+    let bus = unsafe { EventBus::lent(shared) };
+    let mut ctx = EventContext::owning(event, bus, deadline);
     loop {
-        let outcome =
-            mode::run_attempt(shared, &mut HandlerSource::Caller, registration, event, attempt, deadline);
-        match judge(shared, event, attempt, event.max_attempts(), outcome) {
-            Verdict::Final(result) => return finish(result, event, attempt, started),
+        let (outcome, ended) = mode::run_sync_attempt(shared, registration, &ctx);
+        let attempt = ctx.attempt();
+        match judge(shared, ctx.event(), attempt, ctx.event().max_attempts(), outcome) {
+            Verdict::Final(result) => return finish_at(result, ctx.event(), attempt, started, ended),
             Verdict::Retry(pause) => {
                 // Pause where `shutdown_now` wakes us (the rate limiter's sleep, which it
                 // wakes for sync publishers already), and run no attempt after it: like a
@@ -147,11 +185,10 @@ pub(crate) fn run_inline(
                     // `deadline_after` also keeps an absurd pause from overflowing `Instant`.
                     let until = deadline_after(pause);
                     if !shared.rate_limits().wait_until(until, || shared.is_killed()) {
-                        return finish(cancelled(), event, attempt, started);
+                        return finish(cancelled(), ctx.event(), attempt, started);
                     }
                 }
-                attempt += 1;
-                deadline = deadline_after(event.timeout());
+                ctx.next_attempt(deadline_after(ctx.event().timeout()));
             }
         }
     }

@@ -1,11 +1,11 @@
 //! What a handler sees of the event it runs for: [`EventContext`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::EventBus;
+use crate::bus::{EventBus, LentBus};
 use crate::error::PublishError;
 use crate::event::{Event, ParentLink};
 use crate::handle::EventHandle;
@@ -52,20 +52,51 @@ use crate::handle::EventHandle;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct EventContext {
-    event: Arc<Event>,
-    bus: EventBus,
+    event: EventSlot,
+    bus: BusSlot,
     attempt: u32,
     deadline: Instant,
 }
 
+/// How a context holds its event.
+enum EventSlot {
+    /// Shared with the job that queued it (Thread mode, corelet children).
+    Shared(Arc<Event>),
+    /// Owned by the context, which lives as long as the event (Sync mode): no allocation for
+    /// sharing it, which the sync path would pay on every publish.
+    Owned(Event),
+}
+
+/// How a context holds its bus handle.
+enum BusSlot {
+    /// A handle of its own (Thread mode, corelet children).
+    Own(EventBus),
+    /// The publisher's, lent for as long as the context lives (Sync mode).
+    Lent(LentBus),
+}
+
 impl EventContext {
     pub(crate) fn new(event: Arc<Event>, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
-        EventContext { event, bus, attempt, deadline }
+        EventContext { event: EventSlot::Shared(event), bus: BusSlot::Own(bus), attempt, deadline }
+    }
+
+    /// The context of a sync event's first attempt; it owns the event and borrows the bus.
+    pub(crate) fn owning(event: Event, bus: LentBus, deadline: Instant) -> Self {
+        EventContext { event: EventSlot::Owned(event), bus: BusSlot::Lent(bus), attempt: 1, deadline }
+    }
+
+    /// Turns this into the context of the next attempt, which times out at `deadline`.
+    pub(crate) fn next_attempt(&mut self, deadline: Instant) {
+        self.attempt += 1;
+        self.deadline = deadline;
     }
 
     /// Returns the event being processed.
     pub fn event(&self) -> &Event {
-        &self.event
+        match &self.event {
+            EventSlot::Shared(event) => event,
+            EventSlot::Owned(event) => event,
+        }
     }
 
     /// Returns the bus the event was published on.
@@ -74,7 +105,10 @@ impl EventContext {
     /// its last own handle, publishing through it is refused with
     /// [`PublishError::ShutDown`].
     pub fn event_bus(&self) -> &EventBus {
-        &self.bus
+        match &self.bus {
+            BusSlot::Own(bus) => bus,
+            BusSlot::Lent(bus) => bus,
+        }
     }
 
     /// Returns the attempt number: 1 for the first attempt, 2 for the first retry, and so on.
@@ -95,7 +129,7 @@ impl EventContext {
     /// Returns `true` once the attempt should stop: its deadline passed or the bus is being
     /// shut down with [`shutdown_now`](EventBus::shutdown_now).
     pub fn is_cancelled(&self) -> bool {
-        self.bus.is_killed() || Instant::now() >= self.deadline
+        self.event_bus().is_killed() || Instant::now() >= self.deadline
     }
 
     /// Publishes a follow-up event as a child of this one.
@@ -107,16 +141,16 @@ impl EventContext {
     ///
     /// As [`EventBus::publish`].
     pub fn publish(&self, mut event: Event) -> Result<EventHandle, PublishError> {
-        event.inherit_from(ParentLink::of(&self.event));
-        self.bus.publish(event)
+        event.inherit_from(ParentLink::of(self.event()));
+        self.event_bus().publish(event)
     }
 }
 
 impl fmt::Debug for EventContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventContext")
-            .field("event_id", &self.event.id())
-            .field("event_type", &self.event.event_type())
+            .field("event_id", &self.event().id())
+            .field("event_type", &self.event().event_type())
             .field("attempt", &self.attempt)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
@@ -124,41 +158,54 @@ impl fmt::Debug for EventContext {
 }
 
 thread_local! {
-    /// The event whose handler is running on this thread, if any. Publishing from the
-    /// handler's thread through any bus handle links the new event to it, so
-    /// `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)` does.
-    static CURRENT_PARENT: Cell<Option<ParentLink>> = const { Cell::new(None) };
-
-    /// The buses (by `Shared` address) whose handlers are running on this thread, innermost
-    /// last; sync handlers nest. `join` must not wait for these: they wait for it.
-    static ACTIVE_BUSES: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// The handlers running on this thread, innermost last (sync handlers nest), each with
+    /// its bus (by `Shared` address).
+    ///
+    /// Publishing from the handler's thread through any bus handle links the new event to the
+    /// innermost one, so `ctx.event_bus().publish(..)` keeps the chain as `ctx.publish(..)`
+    /// does; `join` must not wait for the handlers of its own bus listed here: they wait for
+    /// it. One list for both, so a handler costs one push and one pop.
+    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A handler running on this thread.
+struct Running {
+    event: ParentLink,
+    bus: usize,
+}
+
+// `try_with` throughout: a thread-local destructor may publish after this thread's list is
+// gone; the event then simply has no parent, as it would outside a handler.
 
 /// Returns the event whose handler runs on this thread, if any.
 pub(crate) fn current_parent() -> Option<ParentLink> {
-    CURRENT_PARENT.with(Cell::get)
+    let innermost = RUNNING.try_with(|running| running.borrow().last().map(|innermost| innermost.event));
+    innermost.ok().flatten()
 }
 
 /// Returns how many handlers of the bus at address `bus` are running on this thread.
 pub(crate) fn handlers_running_here(bus: usize) -> usize {
-    ACTIVE_BUSES.with(|active| active.borrow().iter().filter(|&&active| active == bus).count())
+    let count =
+        RUNNING.try_with(|running| running.borrow().iter().filter(|running| running.bus == bus).count());
+    count.unwrap_or(0)
 }
 
 /// Marks `event`, of the bus at address `bus`, as running on this thread until the guard drops.
 pub(crate) fn enter_handler(event: &Event, bus: usize) -> HandlerGuard {
-    let previous = CURRENT_PARENT.with(|current| current.replace(Some(ParentLink::of(event))));
-    ACTIVE_BUSES.with(|active| active.borrow_mut().push(bus));
-    HandlerGuard { previous }
+    let event = ParentLink::of(event);
+    let listed = RUNNING.try_with(|running| running.borrow_mut().push(Running { event, bus }));
+    HandlerGuard { listed: listed.is_ok() }
 }
 
-/// Restores the previous state when a handler returns or unwinds.
+/// Takes the handler off the thread's list when it returns or unwinds.
 pub(crate) struct HandlerGuard {
-    previous: Option<ParentLink>,
+    listed: bool,
 }
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        CURRENT_PARENT.with(|current| current.set(self.previous));
-        ACTIVE_BUSES.with(|active| active.borrow_mut().pop());
+        if self.listed {
+            let _gone = RUNNING.try_with(|running| running.borrow_mut().pop());
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! The registry of handlers: which handler runs for which event type.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
 
 use crate::handler::EventHandler;
 
@@ -41,7 +42,21 @@ type Constructor = dyn Fn() -> Box<dyn EventHandler> + Send + Sync;
 /// ```
 #[derive(Clone, Default)]
 pub struct EventFactory {
-    registry: Arc<RwLock<Registry>>,
+    inner: Arc<Inner>,
+}
+
+/// The registry every clone of one factory shares.
+struct Inner {
+    registry: RwLock<Registry>,
+    /// Changes whenever the registry does, to a value no registry ever had before (see
+    /// [`next_version`]): a thread's [`LAST_LOOKUP`] with the same version is still right.
+    version: AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner { registry: RwLock::default(), version: AtomicU64::new(next_version()) }
+    }
 }
 
 /// Event type → registration. Looked up on every publish, so it uses a fast hasher rather than
@@ -65,6 +80,30 @@ enum RegistrationKind {
 
 /// The source of registration serials; global so serials never repeat across factories.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// The source of registry versions; global so that a factory created where a dropped one was
+/// cannot be mistaken for it.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A thread's most recent successful lookup.
+///
+/// Every publish looks its handler up; taking the registry's lock and hashing the type costs
+/// more than the rest of a sync publish's bookkeeping, and a thread usually publishes the same
+/// type again and again. The entry holds the registration weakly, so it keeps no handler
+/// alive after its registry dropped or replaced it.
+struct LastLookup {
+    version: u64,
+    event_type: String,
+    registration: Weak<Registration>,
+}
+
+thread_local! {
+    static LAST_LOOKUP: RefCell<Option<LastLookup>> = const { RefCell::new(None) };
+}
 
 impl EventFactory {
     /// Creates an empty factory.
@@ -92,7 +131,7 @@ impl EventFactory {
 
     /// Removes the registration for `event_type`; returns `true` if there was one.
     pub fn unregister(&self, event_type: &str) -> bool {
-        self.write().remove(event_type).is_some()
+        self.write(|registry| registry.remove(event_type)).is_some()
     }
 
     /// Builds a handler for `event_type`, or returns `None` if none is registered.
@@ -115,23 +154,68 @@ impl EventFactory {
     }
 
     pub(crate) fn lookup(&self, event_type: &str) -> Option<Arc<Registration>> {
-        self.read().get(event_type).cloned()
+        // Acquire: pairs with the Release in `write`, though any value read is a version the
+        // registry had, and the entry is right for that version.
+        let version = self.inner.version.load(Ordering::Acquire);
+        if let Some(registration) = last_lookup(version, event_type) {
+            return Some(registration);
+        }
+        let registry = self.read();
+        let registration = registry.get(event_type).cloned();
+        if let Some(registration) = &registration {
+            // Read under the lock: no writer can change the registry in between.
+            remember_lookup(self.inner.version.load(Ordering::Relaxed), event_type, registration);
+        }
+        registration
     }
 
     fn insert(&self, event_type: String, kind: RegistrationKind) {
         let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
-        self.write().insert(event_type, Arc::new(Registration { serial, kind }));
+        self.write(|registry| registry.insert(event_type, Arc::new(Registration { serial, kind })));
     }
 
     // The registry holds plain data and no user code runs under its lock, so a poisoned lock
     // (a panic elsewhere while holding it) leaves it consistent: keep using it.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner.registry.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.registry.write().unwrap_or_else(PoisonError::into_inner)
+    /// Changes the registry and gives it a new version, so that no thread's last lookup from
+    /// before the change is used after it.
+    fn write<T>(&self, change: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self.inner.registry.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = change(&mut registry);
+        self.inner.version.store(next_version(), Ordering::Release);
+        changed
     }
+}
+
+/// This thread's last lookup of `event_type`, if it was made at `version`.
+///
+/// `try_with`: a thread-local destructor may publish after this thread's cache is gone; it
+/// then takes the lock like any first lookup.
+fn last_lookup(version: u64, event_type: &str) -> Option<Arc<Registration>> {
+    let last = LAST_LOOKUP.try_with(|last| match &*last.borrow() {
+        Some(last) if last.version == version && last.event_type == event_type => last.registration.upgrade(),
+        _ => None,
+    });
+    last.ok().flatten()
+}
+
+/// Makes `registration` this thread's last lookup, reusing the entry's buffer.
+fn remember_lookup(version: u64, event_type: &str, registration: &Arc<Registration>) {
+    let _gone = LAST_LOOKUP.try_with(|last| {
+        let mut last = last.borrow_mut();
+        let entry = last.get_or_insert_with(|| LastLookup {
+            version,
+            event_type: String::new(),
+            registration: Weak::new(),
+        });
+        entry.version = version;
+        entry.event_type.clear();
+        entry.event_type.push_str(event_type);
+        entry.registration = Arc::downgrade(registration);
+    });
 }
 
 impl fmt::Debug for EventFactory {
@@ -160,12 +244,13 @@ impl Registration {
     }
 
     /// Returns the instance that threads outside the pool (sync-mode publishers) use.
-    pub(crate) fn shared_instance(&self) -> Arc<dyn EventHandler> {
+    ///
+    /// Borrowed, not cloned: the caller holds the registration for the whole attempt, and a
+    /// reference count bumped and dropped on every sync event is measurable.
+    pub(crate) fn shared_instance(&self) -> &dyn EventHandler {
         match &self.kind {
-            RegistrationKind::Constructor { build, shared } => {
-                Arc::clone(shared.get_or_init(|| Arc::from(build())))
-            }
-            RegistrationKind::Shared(handler) => Arc::clone(handler),
+            RegistrationKind::Constructor { build, shared } => &**shared.get_or_init(|| Arc::from(build())),
+            RegistrationKind::Shared(handler) => &**handler,
         }
     }
 }

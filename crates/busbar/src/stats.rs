@@ -69,6 +69,12 @@ pub struct BusStats {
 }
 
 /// The live counters behind [`BusStats`].
+///
+/// Events that run on their publisher's thread (sync events) have counters of their own, from
+/// which their part of the bus's in-flight count follows: started and not yet succeeded or
+/// failed. Such an event then costs two atomic operations (started, then succeeded) where
+/// counting it in flight, published, succeeded and out of flight would cost four, a large part
+/// of a sync publish.
 #[derive(Default)]
 pub(crate) struct Counters {
     published: AtomicU64,
@@ -79,24 +85,70 @@ pub(crate) struct Counters {
     crashed: AtomicU64,
     cancelled: AtomicU64,
     retries: AtomicU64,
+    sync: SyncCounters,
+}
+
+/// Sync events accepted, and those of them that finished. Each of them is also counted in
+/// `published` and in `succeeded` or `failed` of the snapshot.
+#[derive(Default)]
+struct SyncCounters {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 // ORDERING: counters are statistics; nothing is synchronised through them, so `Relaxed` is
-// enough. Readers get a snapshot that may be a few events stale.
+// enough. Readers get a snapshot that may be a few events stale. The sync counters are the
+// exception: `join` waits on the in-flight count they give, with the `SeqCst` protocol
+// described at `Shared::leave_flight`, so they are `SeqCst`.
 impl Counters {
+    /// Counts a sync event as accepted: published, and in flight until its result is recorded
+    /// with [`record_sync_result`](Self::record_sync_result).
+    pub(crate) fn record_sync_started(&self) {
+        self.sync.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Records a sync event's result, which also takes it out of flight.
+    pub(crate) fn record_sync_result(&self, result: &EventResult) {
+        self.record_retries(result);
+        if result.success {
+            self.sync.succeeded.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        self.record_failure_kind(result);
+        self.sync.failed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Returns how many sync events are in flight, or possibly more (never fewer) if some
+    /// start meanwhile.
+    pub(crate) fn sync_in_flight(&self) -> u64 {
+        // Finished first, then started: every finish read was preceded by its start, which
+        // the later read sees, so the difference cannot go below the true count.
+        let finished = self.sync.succeeded.load(Ordering::SeqCst) + self.sync.failed.load(Ordering::SeqCst);
+        self.sync.started.load(Ordering::SeqCst).saturating_sub(finished)
+    }
+
     pub(crate) fn record_published(&self) {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_result(&self, result: &EventResult) {
-        if result.attempts > 1 {
-            self.retries.fetch_add(u64::from(result.attempts - 1), Ordering::Relaxed);
-        }
+        self.record_retries(result);
         if result.success {
             self.succeeded.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.failed.fetch_add(1, Ordering::Relaxed);
+        self.record_failure_kind(result);
+    }
+
+    fn record_retries(&self, result: &EventResult) {
+        if result.attempts > 1 {
+            self.retries.fetch_add(u64::from(result.attempts - 1), Ordering::Relaxed);
+        }
+    }
+
+    fn record_failure_kind(&self, result: &EventResult) {
         let kind_counter = match result.error_kind {
             Some(ErrorKind::Timeout) => &self.timed_out,
             Some(ErrorKind::Panic) => &self.panicked,
@@ -108,10 +160,12 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> BusStats {
+        // Each sum is of counters that only grow, so it only grows too.
+        let sync = &self.sync;
         BusStats {
-            published: self.published.load(Ordering::Relaxed),
-            succeeded: self.succeeded.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed) + sync.started.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed) + sync.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed) + sync.failed.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
             panicked: self.panicked.load(Ordering::Relaxed),
             crashed: self.crashed.load(Ordering::Relaxed),

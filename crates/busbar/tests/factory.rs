@@ -149,3 +149,40 @@ fn registry() {
     let err = bus.publish(Event::new("order.refunded")).unwrap_err();
     assert!(matches!(err, PublishError::NoHandlerAvailable(_)), "{err:?}");
 }
+
+/// Counts its drops, to tell whether anything still holds the handler.
+struct DropCounted(Arc<AtomicUsize>);
+
+impl EventHandler for DropCounted {
+    fn execute(&self, _ctx: &EventContext) -> HandlerResult {
+        Ok(EventResult::success())
+    }
+}
+
+impl Drop for DropCounted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn publishing_keeps_no_unregistered_handler_alive() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let bus = EventBus::new();
+    bus.subscribe("counted", DropCounted(Arc::clone(&dropped)));
+    assert!(bus.publish(Event::new("counted")).unwrap().wait().success);
+    assert!(bus.factory().unregister("counted"));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the handler is gone with its registration");
+}
+
+#[test]
+fn a_new_factory_is_not_mistaken_for_a_dropped_one() {
+    // Each bus (and factory) lives and dies in turn, so a later one may reuse an earlier
+    // one's memory; each must still run its own handler.
+    for n in 0..20_u64 {
+        let bus = EventBus::new();
+        bus.subscribe("which", handler_fn(move |_| Ok(EventResult::success_with(n.into()))));
+        assert_eq!(bus.publish(Event::new("which")).unwrap().wait().data, n);
+        bus.shutdown();
+    }
+}

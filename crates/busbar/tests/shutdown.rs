@@ -343,3 +343,48 @@ fn kept_context_bus() {
     assert!(kept.is_shut_down(), "the handler's handle did not keep the bus open");
     assert!(kept.publish(thread_event("keep")).unwrap_err().is_shut_down());
 }
+
+/// A sync event running on another thread counts in flight: `join` waits for it, and the
+/// stats show it published and in flight until it finishes.
+#[test]
+fn join_waits_for_sync_events_elsewhere() {
+    let bus = EventBus::new();
+    let gate = Gate::new();
+    let _release = gate.opener();
+    let (started, has_started) = mpsc::channel();
+    let held = gate.clone();
+    bus.subscribe(
+        "held",
+        handler_fn(move |_| {
+            started.send(()).unwrap();
+            held.wait();
+            Ok(EventResult::success())
+        }),
+    );
+    let publisher = {
+        let bus = bus.clone();
+        thread::spawn(move || bus.publish(Event::new("held")).unwrap().wait())
+    };
+    has_started.recv().unwrap();
+    let stats = bus.stats();
+    assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 1, 0), "{stats:?}");
+
+    let (joined, has_joined) = mpsc::channel();
+    let joiner = {
+        let bus = bus.clone();
+        thread::spawn(move || {
+            bus.join();
+            joined.send(()).unwrap();
+        })
+    };
+    assert!(
+        has_joined.recv_timeout(Duration::from_millis(200)).is_err(),
+        "join returned while the event ran"
+    );
+    gate.open();
+    has_joined.recv_timeout(Duration::from_secs(10)).expect("join returns once the event finished");
+    joiner.join().unwrap();
+    assert!(publisher.join().unwrap().success);
+    let stats = bus.stats();
+    assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 0, 1), "{stats:?}");
+}

@@ -95,6 +95,30 @@ fn sync_reports_timeout() {
     assert!(result.error_message.unwrap().contains("timed out"));
 }
 
+/// The sync result's duration is read from the same clock reading that checks the deadline:
+/// it covers the handler's run, and a handler that returns in time is not timed out.
+#[test]
+fn sync_duration_covers_the_handler() {
+    let bus = EventBus::new();
+    let nap = Duration::from_millis(30);
+    bus.subscribe(
+        "nap",
+        handler_fn(move |_| {
+            thread::sleep(nap);
+            Ok(EventResult::success())
+        }),
+    );
+    let event = Event::new("nap").with_timeout(GENEROUS);
+    let id = event.id();
+    let before = Instant::now();
+    let result = bus.publish(event).unwrap().wait();
+    let outside = before.elapsed();
+    assert!(result.success, "{result:?}");
+    assert_eq!((result.event_id, result.attempts), (id, 1));
+    assert!(result.duration >= nap, "{:?} < {nap:?}", result.duration);
+    assert!(result.duration <= outside, "{:?} > {outside:?} measured around publish", result.duration);
+}
+
 #[test]
 fn retried() {
     let bus = EventBus::builder().threads(1).build().unwrap();

@@ -29,7 +29,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Set by `shutdown_now`: contexts report cancellation, no more retries.
     killed: AtomicBool,
-    /// Accepted events without a result yet. `join` waits for it to reach zero.
+    /// Accepted queued events without a result yet. `join` waits for these and the sync events
+    /// in flight (counted in `counters`, see [`Counters`]) to reach zero: see `in_flight()`.
     in_flight: AtomicUsize,
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -73,6 +74,24 @@ pub(crate) struct WorkerGuard;
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
         WORKER_OF.with(|worker_of| worker_of.set(0));
+    }
+}
+
+/// Why `accept` refused an event. The event itself stays with the caller, which puts it into
+/// the [`PublishError`] only if there is one.
+enum Rejection {
+    Invalid(String),
+    NoHandler,
+    ShutDown,
+}
+
+impl Rejection {
+    fn into_error(self, event: Event) -> PublishError {
+        match self {
+            Rejection::Invalid(reason) => InvalidEventError::new(reason, event).into(),
+            Rejection::NoHandler => NoHandlerAvailableError::new(event).into(),
+            Rejection::ShutDown => PublishError::ShutDown(Box::new(event)),
+        }
     }
 }
 
@@ -152,8 +171,11 @@ impl Shared {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Returns how many accepted events have no result yet, or possibly more (never fewer) if
+    /// sync events start meanwhile.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        let sync = usize::try_from(self.counters.sync_in_flight()).unwrap_or(usize::MAX);
+        self.in_flight.load(Ordering::SeqCst).saturating_add(sync)
     }
 
     /// Identifies this bus in thread-local bookkeeping.
@@ -168,30 +190,29 @@ impl Shared {
 
     pub(crate) fn publish(
         self: &Arc<Self>,
-        event: Event,
+        mut event: Event,
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         if let Some(link) = &self.forward {
             // In a corelet child: the parent's bus accepts it (or logs why not).
             // No handler check here: the event runs on the parent's bus, whose handlers may
             // differ from this process's (e.g. registered there with `subscribe`).
-            return mode::forward_from_child(link, self.check(event)?);
+            return match self.check(&mut event) {
+                Ok(()) => mode::forward_from_child(link, event),
+                Err(rejection) => Err(rejection.into_error(event)),
+            };
         }
-        let (event, registration) = self.accept(event)?;
+        // The event stays where it is until it runs or is queued: a sync publish would
+        // otherwise copy it in and out of every step's `Result`.
+        let queued = event.mode().is_queued();
+        let registration = match self.accept(&mut event, queued) {
+            Ok(registration) => registration,
+            Err(rejection) => return Err(rejection.into_error(event)),
+        };
         // Reserved now, so that events published together get successive slots.
         let slot = self.rate_limits.reserve(event.event_type());
-        if !event.mode().is_queued() {
-            self.counters.record_published();
-            let event = Arc::new(event);
-            let result = match slot {
-                Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
-                    attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
-                }
-                _ => attempt::run_inline(self, registration.as_deref(), &event),
-            };
-            self.counters.record_result(&result);
-            self.leave_flight();
-            return Ok(EventHandle::ready(result));
+        if !queued {
+            return Ok(self.run_sync(event, registration.as_deref(), slot));
         }
         match slot {
             Some(slot) => self.hold(event, registration, slot, true),
@@ -199,37 +220,72 @@ impl Shared {
         }
     }
 
+    /// Runs an accepted sync event on this thread, after its rate-limit `slot` if it has one.
+    fn run_sync(
+        self: &Arc<Self>,
+        event: Event,
+        registration: Option<&Registration>,
+        slot: Option<Instant>,
+    ) -> EventHandle {
+        // Not shared: the event runs on this thread, and `run_inline` keeps it in place.
+        let result = match slot {
+            Some(slot) if !self.rate_limits.wait_until(slot, || self.is_killed()) => {
+                attempt::finish(attempt::cancelled(), &event, 0, Instant::now())
+            }
+            _ => attempt::run_inline(self, registration, event),
+        };
+        // Counted in flight by `accept`; this takes it out (see `Counters`).
+        self.counters.record_sync_result(&result);
+        self.wake_joiners();
+        EventHandle::ready(result)
+    }
+
     /// Checks an event, links it to the handler running on this thread and counts it in
     /// flight: everything publishing does before the event can run.
-    fn accept(&self, event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
-        let event = self.check(event)?;
+    ///
+    /// A `queued` event is counted in `in_flight` and published once queued; any other runs on
+    /// this thread at once and is counted as a started sync event (published and in flight).
+    fn accept(&self, event: &mut Event, queued: bool) -> Result<Option<Arc<Registration>>, Rejection> {
+        self.check(event)?;
         let registration = match event.mode().needs_handler() {
             true => match self.factory.lookup(event.event_type()) {
                 Some(registration) => Some(registration),
-                None => return Err(NoHandlerAvailableError::new(event).into()),
+                None => return Err(Rejection::NoHandler),
             },
             false => None,
         };
         if self.is_closed() {
-            return Err(PublishError::ShutDown(Box::new(event)));
+            return Err(Rejection::ShutDown);
         }
         // Counted before it can run, so `join` never misses it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok((event, registration))
+        if queued {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.counters.record_sync_started();
+        }
+        Ok(registration)
+    }
+
+    /// [`accept`](Self::accept) for callers that queue the event, passing it on by value.
+    fn accept_owned(&self, mut event: Event) -> Result<(Event, Option<Arc<Registration>>), PublishError> {
+        match self.accept(&mut event, true) {
+            Ok(registration) => Ok((event, registration)),
+            Err(rejection) => Err(rejection.into_error(event)),
+        }
     }
 
     /// Refuses a malformed event and links it to the handler running on this thread.
     ///
     /// Whether a handler exists is the caller's check: `accept` looks the handler up once and
     /// keeps it.
-    fn check(&self, mut event: Event) -> Result<Event, PublishError> {
+    fn check(&self, event: &mut Event) -> Result<(), Rejection> {
         if let Some(reason) = event.invalid_reason() {
-            return Err(InvalidEventError::new(reason, event).into());
+            return Err(Rejection::Invalid(reason));
         }
         if let Some(parent) = context::current_parent() {
             event.inherit_from(parent);
         }
-        Ok(event)
+        Ok(())
     }
 
     fn enqueue(
@@ -295,13 +351,20 @@ impl Shared {
         self.leave_flight();
     }
 
-    /// Counts one accepted event as finished and wakes joiners if any wait.
+    /// Counts one accepted queued event as finished and wakes joiners if any wait.
     fn leave_flight(&self) {
-        // SeqCst on both sides (here: decrement, then load the joiner counts; in `join`:
-        // increment a count, then load `in_flight`) means at least one of us sees the other's
-        // write: either we wake the joiner, or the joiner sees the new count.
-        let remaining = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
-        let wake = (remaining == 0 && self.joiners.load(Ordering::SeqCst) > 0)
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.wake_joiners();
+    }
+
+    /// Wakes joiners after an event left flight, if they wait for what is left.
+    fn wake_joiners(&self) {
+        // SeqCst on both sides (here: the caller's decrement, then load the joiner counts and
+        // the in-flight count; in `join`: increment a count, then load the in-flight count)
+        // means at least one of us sees the other's write: either we wake the joiner, or the
+        // joiner sees the new count. `in_flight()` may count events that start meanwhile; if
+        // that keeps us from waking a joiner, their own finishing wakes it.
+        let wake = (self.joiners.load(Ordering::SeqCst) > 0 && self.in_flight() == 0)
             || self.nested_joiners.load(Ordering::SeqCst) > 0;
         if wake {
             // Take the lock so a joiner between its check and its wait cannot miss this.
@@ -432,7 +495,7 @@ impl Shared {
             let reason = format!("the delay of {delay:?} is longer than the maximum of one year");
             return Err(InvalidEventError::new(reason, event).into());
         }
-        let (event, registration) = self.accept(event)?;
+        let (event, registration) = self.accept_owned(event)?;
         if at > now {
             // Its rate-limit slot is reserved when it is released, not now: a slot reserved
             // for the future would hold back the events published in between.
@@ -455,7 +518,7 @@ impl Shared {
             let reason = "attempt number 0; attempts are numbered from 1".to_owned();
             return Err(InvalidEventError::new(reason, event).into());
         }
-        let (event, registration) = self.accept(event)?;
+        let (event, registration) = self.accept_owned(event)?;
         let slot = self.rate_limits.reserve(event.event_type());
         let (handle, reply) = EventHandle::pending(event.id());
         let job = Job::single_attempt(Arc::new(event), registration, reply, attempt);

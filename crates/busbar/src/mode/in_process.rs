@@ -35,24 +35,49 @@ pub(crate) fn run(
     deadline: Instant,
 ) -> Outcome {
     let Some(registration) = registration else {
-        let message = format!("no handler registered for event type `{}`", event.event_type());
-        return Outcome::refused(ErrorKind::NoHandler, message);
+        return no_handler(event);
     };
+    let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
+    run_in_context(shared, handlers, registration, &ctx).0
+}
+
+/// Runs one attempt with a context the caller built (a sync publisher builds one context for
+/// all attempts of its event, holding the event itself rather than a shared copy of it).
+///
+/// Also returns when the attempt ended, so that the caller can time the event without reading
+/// the clock again.
+// Inlined into the sync path's single caller chain: the outcome, which holds the handler's
+// whole result, is then built once instead of copied out of each call.
+#[inline]
+pub(crate) fn run_in_context(
+    shared: &Shared,
+    handlers: &mut HandlerSource<'_>,
+    registration: &Registration,
+    ctx: &EventContext,
+) -> (Outcome, Instant) {
     // The last moment to honour `shutdown_now`: a worker may have taken the job from the queue
     // just before the bus was killed (too late for `shutdown_now` to find it), and a sync
     // publisher may have been accepted just before. Once the bus is killed, no handler starts.
     if shared.is_killed() {
-        return Outcome::Cancelled;
+        return (Outcome::Cancelled, Instant::now());
     }
-    let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
+    let event = ctx.event();
     let _running = context::enter_handler(event, shared.address());
     let returned = unwind::catch(|| match handlers {
-        HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(&ctx),
-        HandlerSource::Caller => registration.shared_instance().execute(&ctx),
+        HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(ctx),
+        HandlerSource::Caller => registration.shared_instance().execute(ctx),
     });
-    match returned {
-        Ok(_) if Instant::now() >= deadline => Outcome::TimedOut,
+    let ended = Instant::now();
+    let outcome = match returned {
+        Ok(_) if ended >= ctx.deadline() => Outcome::TimedOut,
         Ok(result) => Outcome::Returned(result),
         Err(message) => Outcome::Panicked(message),
-    }
+    };
+    (outcome, ended)
+}
+
+/// The outcome of an in-process attempt whose type has no handler (any more).
+pub(crate) fn no_handler(event: &Event) -> Outcome {
+    let message = format!("no handler registered for event type `{}`", event.event_type());
+    Outcome::refused(ErrorKind::NoHandler, message)
 }
