@@ -190,7 +190,7 @@ pub(crate) fn run_sync_attempt(
 /// and correlation id.
 // Inlined: with no subscriber interested, `info_span!` is a few loads, cheaper than returning
 // a `Span` through memory.
-#[inline]
+#[inline(always)]
 pub(crate) fn attempt_span(event: &Event, attempt: u32) -> tracing::Span {
     tracing::info_span!(
         "busbar.attempt",
