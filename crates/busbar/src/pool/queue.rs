@@ -25,6 +25,9 @@ pub(crate) enum PushError {
     Closed(Job),
 }
 
+/// The largest lane buffer (in jobs) kept for reuse once its lane empties.
+const SPARE_CAPACITY: usize = 1024;
+
 /// Jobs by priority: one FIFO lane per priority in use, highest priority first.
 ///
 /// A binary heap of jobs moved large entries through `log n` cache-cold levels on every push
@@ -35,20 +38,33 @@ pub(crate) enum PushError {
 struct Lanes {
     lanes: BTreeMap<Reverse<i32>, VecDeque<Job>>,
     len: usize,
+    /// The buffer of the last lane that emptied, kept for the next new lane.
+    ///
+    /// When workers keep up, the queue empties after nearly every push: without this, every
+    /// event allocated a lane on the publisher's thread and freed it on a worker's. Those
+    /// cross-thread frees contend on the allocator's lock (glibc's arena lock), which made
+    /// thread-mode throughput swing between runs. One spare bounds what is kept to one lane.
+    spare: VecDeque<Job>,
 }
 
 impl Lanes {
     fn push(&mut self, job: Job) {
-        self.lanes.entry(Reverse(job.event.priority())).or_default().push_back(job);
+        let spare = &mut self.spare;
+        let lane = self.lanes.entry(Reverse(job.event.priority())).or_insert_with(|| std::mem::take(spare));
+        lane.push_back(job);
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<Job> {
         let mut lane = self.lanes.first_entry()?;
         let job = lane.get_mut().pop_front();
-        // An emptied lane goes, so that `first_entry` always finds a job.
+        // An emptied lane goes, so that `first_entry` always finds a job; its buffer stays.
         if lane.get().is_empty() {
-            lane.remove();
+            let buffer = lane.remove();
+            // A lane that held a backlog gives its memory back rather than keep it idle.
+            if buffer.capacity() <= SPARE_CAPACITY {
+                self.spare = buffer;
+            }
         }
         self.len -= 1;
         job
@@ -70,6 +86,10 @@ struct State {
     closed: bool,
     /// Workers blocked in `pop`: only then does a push need to wake one (saves a syscall).
     idle_workers: usize,
+    /// Wake-ups sent to idle workers that have not woken yet. A push wakes a worker only while
+    /// `idle_workers > wakeups_pending`: a worker already woken drains the queue before it
+    /// sleeps again, so waking it again (a futex syscall per push) would do nothing.
+    wakeups_pending: usize,
     /// Publishers blocked in `push`: only then does a pop need to wake one.
     waiting_publishers: usize,
 }
@@ -91,6 +111,7 @@ impl JobQueue {
                 lanes: Lanes::default(),
                 closed: false,
                 idle_workers: 0,
+                wakeups_pending: 0,
                 waiting_publishers: 0,
             }),
             not_empty: Condvar::new(),
@@ -116,7 +137,14 @@ impl JobQueue {
             state.waiting_publishers -= 1;
         }
         state.lanes.push(job);
-        if state.idle_workers > 0 {
+        let wake = state.idle_workers > state.wakeups_pending;
+        if wake {
+            state.wakeups_pending += 1;
+        }
+        // Notified after unlocking, so that the woken worker does not block at once on the
+        // lock we still hold (a second futex wait and wake per event).
+        drop(state);
+        if wake {
             self.not_empty.notify_one();
         }
         Ok(())
@@ -138,6 +166,9 @@ impl JobQueue {
             state.idle_workers += 1;
             state = self.not_empty.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.idle_workers -= 1;
+            // Ours or spurious, this wake-up settles one pending: if it was another sleeper's,
+            // that sleeper counts as not woken and the next push wakes it.
+            state.wakeups_pending = state.wakeups_pending.saturating_sub(1);
         }
     }
 
