@@ -50,7 +50,7 @@ struct Lanes {
 impl Lanes {
     fn push(&mut self, job: Job) {
         let spare = &mut self.spare;
-        let lane = self.lanes.entry(Reverse(job.event.priority())).or_insert_with(|| std::mem::take(spare));
+        let lane = self.lanes.entry(Reverse(job.event().priority())).or_insert_with(|| std::mem::take(spare));
         lane.push_back(job);
         self.len += 1;
     }
@@ -226,8 +226,6 @@ impl JobQueue {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::{Admission, Job, JobQueue};
     use crate::event::Event;
     use crate::handle::EventHandle;
@@ -235,18 +233,18 @@ mod tests {
     fn job(priority: i32) -> Job {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
-        Job::new(Arc::new(event), None, reply)
+        Job::new(event, None, reply)
     }
 
     #[test]
     fn take_if_next_takes_only_the_job_a_worker_would_take() {
         let queue = JobQueue::new(10);
         let (low, first_high, second_high) = (job(1), job(9), job(9));
-        let ids = [low.event.id(), first_high.event.id(), second_high.event.id()];
+        let ids = [low.event().id(), first_high.event().id(), second_high.event().id()];
         for job in [low, first_high, second_high] {
             queue.push(job, Admission::Block).expect("room");
         }
-        let take = |id| queue.take_if_next(|job: &Job| job.event.id() == id).map(|job| job.event.id());
+        let take = |id| queue.take_if_next(|job: &Job| job.event().id() == id).map(|job| job.event().id());
         // Behind a more urgent job, and behind an equal one published earlier: not taken.
         assert_eq!(take(ids[0]), None);
         assert_eq!(take(ids[2]), None);
