@@ -120,6 +120,9 @@ impl JobQueue {
         }
     }
 
+    // A refused job comes back whole, event inline (see `Job`); boxing it for this rare path
+    // would cost an allocation, not save one.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job, admission: Admission) -> Result<(), PushError> {
         let mut state = self.lock();
         loop {
