@@ -256,4 +256,44 @@ mod tests {
         assert_eq!(take(ids[0]), Some(ids[0]));
         assert_eq!(queue.len(), 0);
     }
+
+    #[test]
+    fn every_sleeping_worker_is_woken_when_jobs_arrive_together() {
+        let queue = JobQueue::new(10);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..2).map(|_| scope.spawn(|| queue.pop().is_some())).collect();
+            // Both asleep before anything is pushed: a condition, not a delay.
+            while queue.lock().idle_workers < 2 {
+                std::thread::yield_now();
+            }
+            // The first push wakes one sleeper; the second must wake the other, not count
+            // the first one's pending wake-up as covering it.
+            queue.push(job(0), Admission::Block).expect("room");
+            queue.push(job(0), Admission::Block).expect("room");
+            for worker in workers {
+                assert!(worker.join().expect("worker thread"));
+            }
+        });
+        let state = queue.lock();
+        assert_eq!((state.idle_workers, state.wakeups_pending), (0, 0));
+    }
+
+    #[test]
+    fn an_emptied_lane_keeps_a_small_buffer_only() {
+        let queue = JobQueue::new(usize::MAX);
+        let fill_and_drain = |jobs: usize| {
+            for _ in 0..jobs {
+                queue.push(job(0), Admission::Block).expect("room");
+            }
+            for _ in 0..jobs {
+                queue.pop().expect("queued");
+            }
+            queue.lock().lanes.spare.capacity()
+        };
+        assert!(fill_and_drain(1) > 0, "kept for the next lane");
+        assert_eq!(fill_and_drain(super::SPARE_CAPACITY + 1), 0, "a backlog's buffer is freed");
+        // The lane filled from the spare kept nothing after growing past the limit: a fresh
+        // small lane is kept again.
+        assert!(fill_and_drain(1) > 0);
+    }
 }
