@@ -25,8 +25,12 @@ pub(crate) enum PushError {
     Closed(Job),
 }
 
-/// The largest lane buffer (in jobs) kept for reuse once its lane empties.
-const SPARE_CAPACITY: usize = 1024;
+/// Jobs per chunk of a lane.
+///
+/// A lane grows by chunks rather than by doubling one buffer: a growing backlog never copies
+/// the jobs already queued (a job holds its event inline, so copies are not cheap), and a
+/// drained backlog frees its chunks.
+const CHUNK: usize = 256;
 
 /// Jobs by priority: one FIFO lane per priority in use, highest priority first.
 ///
@@ -36,34 +40,51 @@ const SPARE_CAPACITY: usize = 1024;
 /// priorities, which is small) and read memory sequentially; FIFO among equals comes free.
 #[derive(Default)]
 struct Lanes {
-    lanes: BTreeMap<Reverse<i32>, VecDeque<Job>>,
+    lanes: BTreeMap<Reverse<i32>, Lane>,
     len: usize,
-    /// The buffer of the last lane that emptied, kept for the next new lane.
+    /// The last lane that emptied and the last chunk that emptied, kept for reuse.
     ///
-    /// When workers keep up, the queue empties after nearly every push: without this, every
+    /// When workers keep up, the queue empties after nearly every push: without these, every
     /// event allocated a lane on the publisher's thread and freed it on a worker's. Those
     /// cross-thread frees contend on the allocator's lock (glibc's arena lock), which made
-    /// thread-mode throughput swing between runs. One spare bounds what is kept to one lane.
-    spare: VecDeque<Job>,
+    /// thread-mode throughput swing between runs. One of each bounds what is kept.
+    spare_lane: Lane,
+    spare_chunk: Option<VecDeque<Job>>,
+}
+
+/// One priority's jobs in order, in chunks of at most `CHUNK`; no chunk is empty.
+#[derive(Default)]
+struct Lane {
+    chunks: VecDeque<VecDeque<Job>>,
 }
 
 impl Lanes {
     fn push(&mut self, job: Job) {
-        let spare = &mut self.spare;
-        let lane = self.lanes.entry(Reverse(job.event().priority())).or_insert_with(|| std::mem::take(spare));
-        lane.push_back(job);
+        let spare_lane = &mut self.spare_lane;
+        let lane =
+            self.lanes.entry(Reverse(job.event().priority())).or_insert_with(|| std::mem::take(spare_lane));
+        match lane.chunks.back_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push_back(job),
+            _ => {
+                let mut chunk = self.spare_chunk.take().unwrap_or_else(|| VecDeque::with_capacity(CHUNK));
+                chunk.push_back(job);
+                lane.chunks.push_back(chunk);
+            }
+        }
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<Job> {
         let mut lane = self.lanes.first_entry()?;
-        let job = lane.get_mut().pop_front();
-        // An emptied lane goes, so that `first_entry` always finds a job; its buffer stays.
-        if lane.get().is_empty() {
-            let buffer = lane.remove();
-            // A lane that held a backlog gives its memory back rather than keep it idle.
-            if buffer.capacity() <= SPARE_CAPACITY {
-                self.spare = buffer;
+        let chunks = &mut lane.get_mut().chunks;
+        let chunk = chunks.front_mut()?;
+        let job = chunk.pop_front();
+        // Emptied chunks and lanes go, so that the first lane's first chunk always holds the
+        // next job; one of each is kept.
+        if chunk.is_empty() {
+            self.spare_chunk = chunks.pop_front();
+            if chunks.is_empty() {
+                self.spare_lane = lane.remove();
             }
         }
         self.len -= 1;
@@ -72,12 +93,12 @@ impl Lanes {
 
     /// The job `pop` would return next.
     fn peek(&self) -> Option<&Job> {
-        self.lanes.first_key_value().and_then(|(_, lane)| lane.front())
+        self.lanes.first_key_value().and_then(|(_, lane)| lane.chunks.front()).and_then(VecDeque::front)
     }
 
     fn drain(&mut self) -> Vec<Job> {
         self.len = 0;
-        std::mem::take(&mut self.lanes).into_values().flatten().collect()
+        std::mem::take(&mut self.lanes).into_values().flat_map(|lane| lane.chunks).flatten().collect()
     }
 }
 
@@ -229,6 +250,8 @@ impl JobQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::{Admission, Job, JobQueue};
     use crate::event::Event;
     use crate::handle::EventHandle;
@@ -279,21 +302,28 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_lane_keeps_a_small_buffer_only() {
+    fn a_backlog_spanning_chunks_keeps_fifo_order_and_one_spare_chunk() {
+        use super::CHUNK;
         let queue = JobQueue::new(usize::MAX);
-        let fill_and_drain = |jobs: usize| {
-            for _ in 0..jobs {
-                queue.push(job(0), Admission::Block).expect("room");
+        let jobs = 3 * CHUNK + 1;
+        let mut ids = Vec::with_capacity(jobs);
+        for index in 0..jobs {
+            // A more urgent job now and then, so that lanes come and go in between.
+            let urgent = index % 100 == 0;
+            let job = job(if urgent { 5 } else { 0 });
+            if !urgent {
+                ids.push(job.event().id());
             }
-            for _ in 0..jobs {
-                queue.pop().expect("queued");
+            queue.push(job, Admission::Block).expect("room");
+            if urgent {
+                assert_eq!(queue.pop().map(|job| job.event().priority()), Some(5));
             }
-            queue.lock().lanes.spare.capacity()
-        };
-        assert!(fill_and_drain(1) > 0, "kept for the next lane");
-        assert_eq!(fill_and_drain(super::SPARE_CAPACITY + 1), 0, "a backlog's buffer is freed");
-        // The lane filled from the spare kept nothing after growing past the limit: a fresh
-        // small lane is kept again.
-        assert!(fill_and_drain(1) > 0);
+        }
+        let popped: Vec<_> = (0..ids.len()).map(|_| queue.pop().expect("queued").event().id()).collect();
+        assert_eq!(popped, ids);
+        let state = queue.lock();
+        assert!(state.lanes.lanes.is_empty());
+        let spare = state.lanes.spare_chunk.as_ref().map_or(0, VecDeque::capacity);
+        assert!((1..2 * CHUNK).contains(&spare), "one chunk kept, not the backlog: {spare}");
     }
 }
