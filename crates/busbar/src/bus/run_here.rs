@@ -44,10 +44,10 @@ impl RunHere {
         let ends_in_time = |job: &Job| match wait_until {
             None => true,
             Some(wait_until) => Instant::now()
-                .checked_add(job.event.timeout() + shared.corelet_kill_grace() + REAP_MARGIN)
+                .checked_add(job.event().timeout() + shared.corelet_kill_grace() + REAP_MARGIN)
                 .is_some_and(|latest_end| latest_end <= wait_until),
         };
-        let is_fresh_job = |job: &Job| job.event.id() == id && job.resume.is_none() && ends_in_time(job);
+        let is_fresh_job = |job: &Job| job.event().id() == id && job.resume.is_none() && ends_in_time(job);
         match shared.pool().queue.take_if_next(is_fresh_job) {
             Some(job) => {
                 pool::run_first_attempt_here(&shared, job);

@@ -298,7 +298,7 @@ impl Shared {
         if event.mode() == ExecutionMode::Corelet {
             handle.allow_run_here(RunHere::new(self));
         }
-        self.enqueue_job(handle, Job::new(Arc::new(event), registration, reply), admission)
+        self.enqueue_job(handle, Job::new(event, registration, reply), admission)
     }
 
     /// Queues the job of an accepted event; `handle` is the caller's side of its result.
@@ -331,7 +331,7 @@ impl Shared {
                     PushError::Closed(job) => (false, job),
                 };
                 // Nobody else holds the event yet, so this does not clone.
-                let event = Box::new(Arc::unwrap_or_clone(job.event));
+                let event = Box::new(job.into_event());
                 Err(if was_full { PublishError::Full(event) } else { PublishError::ShutDown(event) })
             }
         }
@@ -343,7 +343,7 @@ impl Shared {
     pub(crate) fn resolve(&self, job: Job, result: EventResult, started: Option<Instant>) {
         let started =
             started.or(job.resume.as_ref().map(|resume| resume.started)).unwrap_or_else(Instant::now);
-        let result = attempt::finish(result, &job.event, job.attempts_made, started);
+        let result = attempt::finish(result, job.event(), job.attempts_made, started);
         self.counters.record_result(&result);
         // The receiver may be gone (handle dropped): the event still counts as finished.
         let _ = job.reply.send(result);
@@ -521,7 +521,7 @@ impl Shared {
         let (event, registration) = self.accept_owned(event)?;
         let slot = self.rate_limits.reserve(event.event_type());
         let (handle, reply) = EventHandle::pending(event.id());
-        let job = Job::single_attempt(Arc::new(event), registration, reply, attempt);
+        let job = Job::single_attempt(event, registration, reply, attempt);
         match slot {
             Some(slot) => self.hold_job(handle, job, slot, true),
             None => self.enqueue_job(handle, job, Admission::Block),
@@ -537,7 +537,7 @@ impl Shared {
         reserved: bool,
     ) -> Result<EventHandle, PublishError> {
         let (handle, reply) = EventHandle::pending(event.id());
-        self.hold_job(handle, Job::new(Arc::new(event), registration, reply), at, reserved)
+        self.hold_job(handle, Job::new(event, registration, reply), at, reserved)
     }
 
     /// Hands the job of an accepted event to the scheduler until `at`.
@@ -555,7 +555,7 @@ impl Shared {
             }
             Err((job, Refusal::Closing)) => {
                 self.not_accepted();
-                Err(PublishError::ShutDown(Box::new(Arc::unwrap_or_clone(job.event))))
+                Err(PublishError::ShutDown(Box::new(job.into_event())))
             }
             Err((job, refusal @ Refusal::Spawn(_))) => {
                 // Accepted, but nothing can hold it: resolve it at once with the reason.
@@ -570,7 +570,7 @@ impl Shared {
     /// longer (`reserved`: it already waited for its slot).
     pub(crate) fn release(self: &Arc<Self>, job: Job, reserved: bool) {
         if !reserved {
-            if let Some(slot) = self.rate_limits.reserve(job.event.event_type()) {
+            if let Some(slot) = self.rate_limits.reserve(job.event().event_type()) {
                 return self.scheduler.hold_again(job, slot);
             }
         }

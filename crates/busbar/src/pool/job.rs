@@ -13,13 +13,11 @@ use crate::handle::ResultSender;
 /// worker's slot while an attempt runs, the watchdog or `shutdown_now` once they took it from
 /// the slot. Moving the job is what makes "exactly one result per event" hold.
 ///
-/// A million jobs may wait in the queue, so the job is kept small (40 bytes; the two attempt
-/// counters share one word): what only a requeued retry needs lives behind a pointer.
+/// A million jobs may wait in the queue, so the job is kept small (the two attempt counters
+/// share one word): what only a requeued retry needs lives behind a pointer.
 #[derive(Debug)]
 pub(crate) struct Job {
-    /// Shared with the running handler's context, so the watchdog can requeue a timed-out
-    /// attempt while the handler still holds the event.
-    pub(crate) event: Arc<Event>,
+    event: JobEvent,
     pub(crate) reply: ResultSender,
     /// The handler registered for the event's type when it was published (`None` for modes
     /// that need none); the one that runs, even if the type is registered anew meanwhile.
@@ -33,6 +31,20 @@ pub(crate) struct Job {
     pub(crate) resume: Option<Box<Resume>>,
 }
 
+/// A job's event: in the job until an attempt starts, then shared.
+///
+/// Queued events are held inline rather than in an `Arc` made by the publisher: a worker
+/// frees whatever the job owns, and every allocation made on one thread and freed on another
+/// takes the allocator's lock on both sides (glibc's arena lock), which three busy threads
+/// contend for. The worker makes the `Arc` itself, on its own heap.
+#[derive(Debug)]
+enum JobEvent {
+    Owned(Event),
+    /// Shared with the running handler's context, so the watchdog can requeue a timed-out
+    /// attempt while the handler still holds the event.
+    Shared(Arc<Event>),
+}
+
 /// Where a requeued job's retry picks up.
 #[derive(Debug)]
 pub(crate) struct Resume {
@@ -43,23 +55,44 @@ pub(crate) struct Resume {
 }
 
 impl Job {
-    pub(crate) fn new(
-        event: Arc<Event>,
-        registration: Option<Arc<Registration>>,
-        reply: ResultSender,
-    ) -> Self {
+    pub(crate) fn new(event: Event, registration: Option<Arc<Registration>>, reply: ResultSender) -> Self {
         let max_attempts = event.max_attempts();
+        let event = JobEvent::Owned(event);
         Job { event, reply, registration, attempts_made: 0, max_attempts, resume: None }
     }
 
     /// Creates a job that runs only attempt number `attempt` of its event (at least 1).
     pub(crate) fn single_attempt(
-        event: Arc<Event>,
+        event: Event,
         registration: Option<Arc<Registration>>,
         reply: ResultSender,
         attempt: u32,
     ) -> Self {
         let attempt = attempt.max(1);
         Job { attempts_made: attempt - 1, max_attempts: attempt, ..Job::new(event, registration, reply) }
+    }
+
+    pub(crate) fn event(&self) -> &Event {
+        match &self.event {
+            JobEvent::Owned(event) => event,
+            JobEvent::Shared(event) => event,
+        }
+    }
+
+    /// Returns the job with its event shared, and the event, for an attempt to hold.
+    pub(crate) fn share_event(self) -> (Job, Arc<Event>) {
+        let event = match self.event {
+            JobEvent::Owned(event) => Arc::new(event),
+            JobEvent::Shared(event) => event,
+        };
+        (Job { event: JobEvent::Shared(Arc::clone(&event)), ..self }, event)
+    }
+
+    /// Takes the event back (from a job that was refused, so nobody shares it: no clone).
+    pub(crate) fn into_event(self) -> Event {
+        match self.event {
+            JobEvent::Owned(event) => event,
+            JobEvent::Shared(event) => Arc::unwrap_or_clone(event),
+        }
     }
 }

@@ -124,8 +124,8 @@ impl Pool {
             // Detach the stuck thread: it exits when its handler returns.
             drop(threads.live.swap_remove(index));
             tracing::warn!(
-                id = %running.job.event.id(),
-                r#type = running.job.event.event_type(),
+                id = %running.job.event().id(),
+                r#type = running.job.event().event_type(),
                 attempt = running.attempt,
                 "busbar: a handler ran past its deadline; its worker is replaced"
             );

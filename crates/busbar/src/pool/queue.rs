@@ -25,6 +25,13 @@ pub(crate) enum PushError {
     Closed(Job),
 }
 
+/// Jobs per chunk of a lane.
+///
+/// A lane grows by chunks rather than by doubling one buffer: a growing backlog never copies
+/// the jobs already queued (a job holds its event inline, so copies are not cheap), and a
+/// drained backlog frees its chunks.
+const CHUNK: usize = 256;
+
 /// Jobs by priority: one FIFO lane per priority in use, highest priority first.
 ///
 /// A binary heap of jobs moved large entries through `log n` cache-cold levels on every push
@@ -33,22 +40,52 @@ pub(crate) enum PushError {
 /// priorities, which is small) and read memory sequentially; FIFO among equals comes free.
 #[derive(Default)]
 struct Lanes {
-    lanes: BTreeMap<Reverse<i32>, VecDeque<Job>>,
+    lanes: BTreeMap<Reverse<i32>, Lane>,
     len: usize,
+    /// The last lane that emptied and the last chunk that emptied, kept for reuse.
+    ///
+    /// When workers keep up, the queue empties after nearly every push: without these, every
+    /// event allocated a lane on the publisher's thread and freed it on a worker's. Those
+    /// cross-thread frees contend on the allocator's lock (glibc's arena lock), which made
+    /// thread-mode throughput swing between runs. One of each bounds what is kept.
+    spare_lane: Lane,
+    spare_chunk: Option<VecDeque<Job>>,
+}
+
+/// One priority's jobs in order, in chunks of at most `CHUNK`; no chunk is empty.
+#[derive(Default)]
+struct Lane {
+    chunks: VecDeque<VecDeque<Job>>,
 }
 
 impl Lanes {
     fn push(&mut self, job: Job) {
-        self.lanes.entry(Reverse(job.event.priority())).or_default().push_back(job);
+        let spare_lane = &mut self.spare_lane;
+        let lane =
+            self.lanes.entry(Reverse(job.event().priority())).or_insert_with(|| std::mem::take(spare_lane));
+        match lane.chunks.back_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push_back(job),
+            _ => {
+                let mut chunk = self.spare_chunk.take().unwrap_or_else(|| VecDeque::with_capacity(CHUNK));
+                chunk.push_back(job);
+                lane.chunks.push_back(chunk);
+            }
+        }
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<Job> {
         let mut lane = self.lanes.first_entry()?;
-        let job = lane.get_mut().pop_front();
-        // An emptied lane goes, so that `first_entry` always finds a job.
-        if lane.get().is_empty() {
-            lane.remove();
+        let chunks = &mut lane.get_mut().chunks;
+        let chunk = chunks.front_mut()?;
+        let job = chunk.pop_front();
+        // Emptied chunks and lanes go, so that the first lane's first chunk always holds the
+        // next job; one of each is kept.
+        if chunk.is_empty() {
+            self.spare_chunk = chunks.pop_front();
+            if chunks.is_empty() {
+                self.spare_lane = lane.remove();
+            }
         }
         self.len -= 1;
         job
@@ -56,12 +93,12 @@ impl Lanes {
 
     /// The job `pop` would return next.
     fn peek(&self) -> Option<&Job> {
-        self.lanes.first_key_value().and_then(|(_, lane)| lane.front())
+        self.lanes.first_key_value().and_then(|(_, lane)| lane.chunks.front()).and_then(VecDeque::front)
     }
 
     fn drain(&mut self) -> Vec<Job> {
         self.len = 0;
-        std::mem::take(&mut self.lanes).into_values().flatten().collect()
+        std::mem::take(&mut self.lanes).into_values().flat_map(|lane| lane.chunks).flatten().collect()
     }
 }
 
@@ -70,6 +107,10 @@ struct State {
     closed: bool,
     /// Workers blocked in `pop`: only then does a push need to wake one (saves a syscall).
     idle_workers: usize,
+    /// Wake-ups sent to idle workers that have not woken yet. A push wakes a worker only while
+    /// `idle_workers > wakeups_pending`: a worker already woken drains the queue before it
+    /// sleeps again, so waking it again (a futex syscall per push) would do nothing.
+    wakeups_pending: usize,
     /// Publishers blocked in `push`: only then does a pop need to wake one.
     waiting_publishers: usize,
 }
@@ -91,6 +132,7 @@ impl JobQueue {
                 lanes: Lanes::default(),
                 closed: false,
                 idle_workers: 0,
+                wakeups_pending: 0,
                 waiting_publishers: 0,
             }),
             not_empty: Condvar::new(),
@@ -99,6 +141,9 @@ impl JobQueue {
         }
     }
 
+    // A refused job comes back whole, event inline (see `Job`); boxing it for this rare path
+    // would cost an allocation, not save one.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job, admission: Admission) -> Result<(), PushError> {
         let mut state = self.lock();
         loop {
@@ -116,7 +161,14 @@ impl JobQueue {
             state.waiting_publishers -= 1;
         }
         state.lanes.push(job);
-        if state.idle_workers > 0 {
+        let wake = state.idle_workers > state.wakeups_pending;
+        if wake {
+            state.wakeups_pending += 1;
+        }
+        // Notified after unlocking, so that the woken worker does not block at once on the
+        // lock we still hold (a second futex wait and wake per event).
+        drop(state);
+        if wake {
             self.not_empty.notify_one();
         }
         Ok(())
@@ -138,6 +190,9 @@ impl JobQueue {
             state.idle_workers += 1;
             state = self.not_empty.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.idle_workers -= 1;
+            // Ours or spurious, this wake-up settles one pending: if it was another sleeper's,
+            // that sleeper counts as not woken and the next push wakes it.
+            state.wakeups_pending = state.wakeups_pending.saturating_sub(1);
         }
     }
 
@@ -195,7 +250,7 @@ impl JobQueue {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::collections::VecDeque;
 
     use super::{Admission, Job, JobQueue};
     use crate::event::Event;
@@ -204,18 +259,18 @@ mod tests {
     fn job(priority: i32) -> Job {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
-        Job::new(Arc::new(event), None, reply)
+        Job::new(event, None, reply)
     }
 
     #[test]
     fn take_if_next_takes_only_the_job_a_worker_would_take() {
         let queue = JobQueue::new(10);
         let (low, first_high, second_high) = (job(1), job(9), job(9));
-        let ids = [low.event.id(), first_high.event.id(), second_high.event.id()];
+        let ids = [low.event().id(), first_high.event().id(), second_high.event().id()];
         for job in [low, first_high, second_high] {
             queue.push(job, Admission::Block).expect("room");
         }
-        let take = |id| queue.take_if_next(|job: &Job| job.event.id() == id).map(|job| job.event.id());
+        let take = |id| queue.take_if_next(|job: &Job| job.event().id() == id).map(|job| job.event().id());
         // Behind a more urgent job, and behind an equal one published earlier: not taken.
         assert_eq!(take(ids[0]), None);
         assert_eq!(take(ids[2]), None);
@@ -223,5 +278,52 @@ mod tests {
         assert_eq!(take(ids[2]), Some(ids[2]));
         assert_eq!(take(ids[0]), Some(ids[0]));
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn every_sleeping_worker_is_woken_when_jobs_arrive_together() {
+        let queue = JobQueue::new(10);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..2).map(|_| scope.spawn(|| queue.pop().is_some())).collect();
+            // Both asleep before anything is pushed: a condition, not a delay.
+            while queue.lock().idle_workers < 2 {
+                std::thread::yield_now();
+            }
+            // The first push wakes one sleeper; the second must wake the other, not count
+            // the first one's pending wake-up as covering it.
+            queue.push(job(0), Admission::Block).expect("room");
+            queue.push(job(0), Admission::Block).expect("room");
+            for worker in workers {
+                assert!(worker.join().expect("worker thread"));
+            }
+        });
+        let state = queue.lock();
+        assert_eq!((state.idle_workers, state.wakeups_pending), (0, 0));
+    }
+
+    #[test]
+    fn a_backlog_spanning_chunks_keeps_fifo_order_and_one_spare_chunk() {
+        use super::CHUNK;
+        let queue = JobQueue::new(usize::MAX);
+        let jobs = 3 * CHUNK + 1;
+        let mut ids = Vec::with_capacity(jobs);
+        for index in 0..jobs {
+            // A more urgent job now and then, so that lanes come and go in between.
+            let urgent = index % 100 == 0;
+            let job = job(if urgent { 5 } else { 0 });
+            if !urgent {
+                ids.push(job.event().id());
+            }
+            queue.push(job, Admission::Block).expect("room");
+            if urgent {
+                assert_eq!(queue.pop().map(|job| job.event().priority()), Some(5));
+            }
+        }
+        let popped: Vec<_> = (0..ids.len()).map(|_| queue.pop().expect("queued").event().id()).collect();
+        assert_eq!(popped, ids);
+        let state = queue.lock();
+        assert!(state.lanes.lanes.is_empty());
+        let spare = state.lanes.spare_chunk.as_ref().map_or(0, VecDeque::capacity);
+        assert!((1..2 * CHUNK).contains(&spare), "one chunk kept, not the backlog: {spare}");
     }
 }

@@ -45,8 +45,8 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
 }
 
 /// Runs the remaining attempts of `job`, unless the job is taken away mid-way.
-fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, mut job: Job) {
-    let event = Arc::clone(&job.event);
+fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, job: Job) {
+    let (mut job, event) = job.share_event();
     let registration = job.registration.clone();
     // One clock read serves as the start and as the first attempt's deadline base.
     let now = Instant::now();
@@ -118,11 +118,11 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
 /// Runs the first attempt of `job` on the calling thread, a waiter that took its own job from
 /// the queue (see `Shared::run_here_if_next`); a retry goes back to the pool, whose workers
 /// pause for its backoff where `shutdown_now` can cancel it.
-pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, mut job: Job) {
+pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
     // As on a worker: a panic here (a bug in busbar, not a handler's) would lose the job and
     // leave `join()` waiting for it forever.
     let abort = AbortIfPanic;
-    let event = Arc::clone(&job.event);
+    let (mut job, event) = job.share_event();
     let started = Instant::now();
     let attempt = job.attempts_made + 1;
     let deadline = attempt::deadline_from(started, event.timeout());
@@ -153,8 +153,7 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, mut job: Job) {
 pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
     let Running { mut job, attempt, started, .. } = running;
     job.attempts_made = attempt;
-    let event = Arc::clone(&job.event);
-    match attempt::judge(shared, &event, attempt, job.max_attempts, Outcome::TimedOut) {
+    match attempt::judge(shared, job.event(), attempt, job.max_attempts, Outcome::TimedOut) {
         Verdict::Final(result) => {
             shared.resolve(job, result, Some(started));
             None

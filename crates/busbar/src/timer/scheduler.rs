@@ -166,6 +166,8 @@ impl Scheduler {
 
     /// Holds an accepted job until `at`, then releases it to the pool (through its rate limit
     /// unless `reserved`). On refusal the job comes back.
+    // The refused job comes back whole, event inline (see `Job`), on a rare path.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn hold(
         &self,
         shared: &Arc<Shared>,
