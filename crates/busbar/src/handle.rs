@@ -177,16 +177,11 @@ impl EventHandle {
         }
     }
 
-    /// Returns `true` if [`wait`](Self::wait) may run the event on the waiting thread.
-    pub(crate) fn may_run_here(&self) -> bool {
-        self.run_here.is_some()
-    }
-
     /// Runs the event on this thread if it may (see [`wait`](Self::wait)) and can end by
     /// `wait_until`.
     fn run_here_if_next(&mut self, wait_until: Option<Instant>) {
         if let (Some(run_here), State::Pending(_)) = (&self.run_here, &self.state) {
-            if run_here.run_if_next(wait_until) {
+            if run_here.run_if_next(self.id, wait_until) {
                 self.run_here = None;
             }
         }

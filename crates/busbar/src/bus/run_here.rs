@@ -23,31 +23,24 @@ const REAP_MARGIN: Duration = Duration::from_secs(1);
 
 /// The right of an event's handle to run the event's first attempt on the waiting thread.
 ///
-/// The job is pushed with a short reservation (`JobQueue::push_for_waiter`) so that a worker
-/// woken for an earlier job does not take it first; dropping this ends the reservation, so
-/// that a job nobody will wait for is not held back. Holds the bus weakly: a handle does not
-/// keep a dropped bus alive.
-pub(crate) struct RunHere {
-    shared: Weak<Shared>,
-    id: EventId,
-}
+/// Holds the bus weakly: a handle does not keep a dropped bus alive.
+pub(crate) struct RunHere(Weak<Shared>);
 
 impl RunHere {
-    pub(crate) fn new(shared: &Arc<Shared>, id: EventId) -> Self {
-        RunHere { shared: Arc::downgrade(shared), id }
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        RunHere(Arc::downgrade(shared))
     }
 
-    /// Runs the first attempt of the event on this thread if its job is still queued and is
+    /// Runs the first attempt of event `id` on this thread if its job is still queued and is
     /// the next one the pool would start, and returns `true`; otherwise does nothing.
     ///
     /// A caller that waits only until `wait_until` runs it only if the attempt is sure to end
     /// by then: the attempt's hard timeout, the grace its process gets when killed, and a
     /// margin for reaping it. Otherwise the caller could not return at its own deadline.
-    pub(crate) fn run_if_next(&self, wait_until: Option<Instant>) -> bool {
-        let Some(shared) = self.shared.upgrade() else {
+    pub(crate) fn run_if_next(&self, id: EventId, wait_until: Option<Instant>) -> bool {
+        let Some(shared) = self.0.upgrade() else {
             return false;
         };
-        let id = self.id;
         let ends_in_time = |job: &Job| match wait_until {
             None => true,
             Some(wait_until) => Instant::now()
@@ -61,14 +54,6 @@ impl RunHere {
                 true
             }
             None => false,
-        }
-    }
-}
-
-impl Drop for RunHere {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.pool().queue.release(self.id);
         }
     }
 }

@@ -296,7 +296,7 @@ impl Shared {
     ) -> Result<EventHandle, PublishError> {
         let (mut handle, reply) = EventHandle::pending(event.id());
         if event.mode() == ExecutionMode::Corelet {
-            handle.allow_run_here(RunHere::new(self, event.id()));
+            handle.allow_run_here(RunHere::new(self));
         }
         self.enqueue_job(handle, Job::new(event, registration, reply), admission)
     }
@@ -319,11 +319,7 @@ impl Shared {
             self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
             return Ok(handle);
         }
-        let pushed = match handle.may_run_here() {
-            true => self.pool.queue.push_for_waiter(job, admission),
-            false => self.pool.queue.push(job, admission),
-        };
-        match pushed {
+        match self.pool.queue.push(job, admission) {
             Ok(()) => {
                 self.counters.record_published();
                 Ok(handle)

@@ -3,15 +3,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use super::job::Job;
-use crate::event::EventId;
-
-/// How long workers leave a reserved job to its publisher (see [`Reservation`]): ample for a
-/// thread that calls `wait` right after `publish`, and the most a corelet event nobody waits
-/// for starts late (plus the timer's slack).
-pub(crate) const WAITER_GRACE: Duration = Duration::from_micros(20);
 
 /// How a push treats a full queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,39 +113,6 @@ struct State {
     wakeups_pending: usize,
     /// Publishers blocked in `push`: only then does a pop need to wake one.
     waiting_publishers: usize,
-    /// The next job, left for a moment to the thread that published it (see [`Reservation`]).
-    reserved: Option<Reservation>,
-    /// Workers waiting for a reservation to run out.
-    workers_in_grace: usize,
-}
-
-/// A job at the head of the queue that workers leave alone until `until`, because its
-/// publisher may be about to wait for it and run it on its own thread (`bus::RunHere`).
-///
-/// Without it, a worker woken by an earlier push (the wake-up is slower than a corelet round
-/// trip) takes the next event from under its waiter, and the round trip pays two thread
-/// hand-offs after all. Workers wait at most [`WAITER_GRACE`]; dropping the handle ends the
-/// reservation at once.
-#[derive(Clone, Copy, Debug)]
-struct Reservation {
-    id: EventId,
-    until: Instant,
-}
-
-impl State {
-    /// How long workers must still leave the head job alone, if it is reserved.
-    fn reserved_head(&mut self) -> Option<Duration> {
-        let reservation = self.reserved?;
-        if self.lanes.peek().is_none_or(|head| head.event().id() != reservation.id) {
-            // Taken, or no longer next: a more urgent job came first.
-            return None;
-        }
-        let left = reservation.until.checked_duration_since(Instant::now());
-        if left.is_none() {
-            self.reserved = None;
-        }
-        left
-    }
 }
 
 /// A bounded, priority-ordered, closable queue of jobs.
@@ -174,8 +134,6 @@ impl JobQueue {
                 idle_workers: 0,
                 wakeups_pending: 0,
                 waiting_publishers: 0,
-                reserved: None,
-                workers_in_grace: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -187,18 +145,6 @@ impl JobQueue {
     // would cost an allocation, not save one.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job, admission: Admission) -> Result<(), PushError> {
-        self.push_job(job, admission, false)
-    }
-
-    /// Pushes a job whose publisher may wait for it and run it itself: if it is the next job,
-    /// workers leave it alone for [`WAITER_GRACE`] (see [`Reservation`]).
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn push_for_waiter(&self, job: Job, admission: Admission) -> Result<(), PushError> {
-        self.push_job(job, admission, true)
-    }
-
-    #[allow(clippy::result_large_err)]
-    fn push_job(&self, job: Job, admission: Admission, reserve: bool) -> Result<(), PushError> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -214,11 +160,7 @@ impl JobQueue {
             state = self.not_full.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.waiting_publishers -= 1;
         }
-        let id = job.event().id();
         state.lanes.push(job);
-        if reserve && state.lanes.len == 1 {
-            state.reserved = Some(Reservation { id, until: Instant::now() + WAITER_GRACE });
-        }
         let wake = state.idle_workers > state.wakeups_pending;
         if wake {
             state.wakeups_pending += 1;
@@ -236,12 +178,6 @@ impl JobQueue {
     pub(crate) fn pop(&self) -> Option<Job> {
         let mut state = self.lock();
         loop {
-            if let Some(left) = state.reserved_head() {
-                state.workers_in_grace += 1;
-                state = self.not_empty.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
-                state.workers_in_grace -= 1;
-                continue;
-            }
             if let Some(job) = state.lanes.pop() {
                 if state.waiting_publishers > 0 {
                     self.not_full.notify_one();
@@ -272,18 +208,6 @@ impl JobQueue {
             self.not_full.notify_one();
         }
         job
-    }
-
-    /// Ends the reservation of event `id`'s job, if it has one: nobody will wait for it.
-    pub(crate) fn release(&self, id: EventId) {
-        let mut state = self.lock();
-        if state.reserved.is_some_and(|reservation| reservation.id == id) {
-            state.reserved = None;
-            if state.workers_in_grace > 0 {
-                drop(state);
-                self.not_empty.notify_all();
-            }
-        }
     }
 
     /// Refuses further pushes (but `Force`d ones, see below) and wakes everyone waiting.
@@ -336,40 +260,6 @@ mod tests {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
         Job::new(event, None, reply)
-    }
-
-    /// Pops on another thread; `None` if nothing came within the tests' patience.
-    fn pop_elsewhere(queue: &std::sync::Arc<JobQueue>) -> Option<crate::event::EventId> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let queue = std::sync::Arc::clone(queue);
-        std::thread::spawn(move || {
-            let _ = tx.send(queue.pop().map(|job| job.event().id()));
-        });
-        rx.recv_timeout(crate::test_support::PATIENCE).ok().flatten()
-    }
-
-    /// A job reserved for a waiter that never comes is still started by a worker, after the
-    /// reservation runs out or as soon as it is released; a waiter takes it in between.
-    #[test]
-    fn reserved_jobs_still_reach_workers() {
-        let queue = std::sync::Arc::new(JobQueue::new(10));
-        let unclaimed = job(5);
-        let id = unclaimed.event().id();
-        queue.push_for_waiter(unclaimed, Admission::Block).expect("room");
-        assert_eq!(pop_elsewhere(&queue), Some(id), "the reservation ran out");
-
-        let released = job(5);
-        let id = released.event().id();
-        queue.push_for_waiter(released, Admission::Block).expect("room");
-        queue.release(id);
-        assert_eq!(pop_elsewhere(&queue), Some(id), "released");
-
-        let claimed = job(5);
-        let id = claimed.event().id();
-        queue.push_for_waiter(claimed, Admission::Block).expect("room");
-        let taken = queue.take_if_next(|job: &Job| job.event().id() == id).map(|job| job.event().id());
-        assert_eq!(taken, Some(id), "its waiter takes it");
-        assert_eq!(queue.len(), 0);
     }
 
     #[test]
