@@ -3,9 +3,9 @@
 //! two corelets.
 //!
 //! The round trip has three floors: the echo over two pipes and over a socketpair, and the
-//! pipe echo driven from a bare worker thread that answers on a oneshot, which is the shape of
-//! busbar's path (publish hands the event to a pool thread; the waiter is woken with the
-//! result) without any of busbar's work.
+//! pipe echo driven from a bare worker thread that answers on a oneshot, which was the shape
+//! of busbar's path before a waiting thread ran the exchange itself (publish handed the event
+//! to a pool thread; the waiter was woken with the result).
 //!
 //! Run: `cargo bench -p busbar --bench corelet`. The last lines print the medians and the
 //! ratios. The binary is its own corelet (its `main` calls `busbar::corelet_main` first) and its
