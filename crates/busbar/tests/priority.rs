@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use busbar::{handler_fn, EventBus, EventResult};
 use serde_json::json;
@@ -12,16 +12,7 @@ use support::{thread_event, Gate};
 /// `record` events in the order they ran. Returns once the worker is blocked.
 fn held_bus(gate: &Gate) -> (EventBus, Arc<Mutex<Vec<String>>>) {
     let bus = EventBus::builder().threads(1).build().unwrap();
-    let (started, is_started) = mpsc::channel();
-    let held = gate.clone();
-    bus.subscribe(
-        "hold",
-        handler_fn(move |_| {
-            started.send(()).unwrap();
-            held.wait();
-            Ok(EventResult::success())
-        }),
-    );
+    let is_started = support::subscribe_held(&bus, "hold", gate);
     let log = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&log);
     bus.subscribe(

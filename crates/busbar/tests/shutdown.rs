@@ -351,16 +351,7 @@ fn join_waits_for_sync_events_elsewhere() {
     let bus = EventBus::new();
     let gate = Gate::new();
     let _release = gate.opener();
-    let (started, has_started) = mpsc::channel();
-    let held = gate.clone();
-    bus.subscribe(
-        "held",
-        handler_fn(move |_| {
-            started.send(()).unwrap();
-            held.wait();
-            Ok(EventResult::success())
-        }),
-    );
+    let has_started = support::subscribe_held(&bus, "held", &gate);
     let publisher = {
         let bus = bus.clone();
         thread::spawn(move || bus.publish(Event::new("held")).unwrap().wait())

@@ -3,9 +3,10 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use busbar::{Event, ExecutionMode};
+use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
 
 /// A gate that handlers wait at until the test opens it. Clones share one gate.
 ///
@@ -48,6 +49,23 @@ impl Drop for Opener {
     fn drop(&mut self) {
         self.0.open();
     }
+}
+
+/// Subscribes, for `event_type`, a handler that reports each start on the returned channel
+/// and then waits at `gate`.
+pub(crate) fn subscribe_held(bus: &EventBus, event_type: &str, gate: &Gate) -> mpsc::Receiver<()> {
+    let (started, has_started) = mpsc::channel();
+    let held = gate.clone();
+    bus.subscribe(
+        event_type,
+        handler_fn(move |_| {
+            // The test may have stopped listening; the handler still waits at the gate.
+            let _ = started.send(());
+            held.wait();
+            Ok(EventResult::success())
+        }),
+    );
+    has_started
 }
 
 /// A thread-mode event of type `event_type`.
