@@ -1,16 +1,15 @@
 //! Cmd mode through the bus: programs run without a handler, without a shell, bounded and killed.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 use std::{env, fs, process};
 
 use busbar::{BusConfig, CommandConfig, ErrorKind, Event, EventBus, EventHandle, EventResult, ExecutionMode};
 use serde_json::{json, Value};
-
-/// A bound for things that take milliseconds, generous enough for a loaded 2-core machine.
-const PATIENCE: Duration = Duration::from_secs(30);
+use support::{eventually, PATIENCE};
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -62,18 +61,6 @@ fn run(event: Event) -> EventResult {
     let result = finish(bus.publish(event).unwrap());
     bus.shutdown();
     result
-}
-
-/// Polls `done` until it holds or PATIENCE runs out; returns its last answer.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 /// Reads a pid a test command wrote to `path`, once it is there.

@@ -1,12 +1,31 @@
-//! Helpers shared by the behaviour tests: a gate to hold handlers, and short constructors.
+//! Helpers shared by the behaviour tests: a gate to hold handlers, polling with patience, and
+//! short constructors.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
+
+/// How long a test waits for something that should happen at once: generous, so that a
+/// loaded machine never fails a test that is right.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `done` until it holds or [`PATIENCE`] runs out; returns its last answer.
+pub(crate) fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < PATIENCE {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
 
 /// A gate that handlers wait at until the test opens it. Clones share one gate.
 ///
