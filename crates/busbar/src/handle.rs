@@ -9,6 +9,24 @@ use std::time::{Duration, Instant};
 use crate::bus::RunHere;
 use crate::event::EventId;
 use crate::result::{ErrorKind, EventResult};
+use crate::watch;
+
+/// Watches `receiver` for a result that is about to arrive (see [`crate::watch`]).
+///
+/// `None` if nothing came in time, or if the sender is gone (the caller's blocking receive
+/// then says so).
+fn watch_for_result(receiver: &oneshot::Receiver<EventResult>) -> Option<EventResult> {
+    let mut result = None;
+    watch::watch_briefly(|| match receiver.try_recv() {
+        Ok(arrived) => {
+            result = Some(arrived);
+            true
+        }
+        Err(oneshot::TryRecvError::Empty) => false,
+        Err(oneshot::TryRecvError::Disconnected) => true,
+    });
+    result
+}
 
 /// The sending half of an event's result, held by whoever will resolve the event.
 pub(crate) type ResultSender = oneshot::Sender<EventResult>;
@@ -45,6 +63,8 @@ pub struct EventHandle {
     state: State,
     /// Lets `wait` run the event on the waiting thread (see `crate::bus::RunHere`).
     run_here: Option<RunHere>,
+    /// Whether `wait` watches for the result before it sleeps (see [`crate::watch`]).
+    watch: bool,
 }
 
 enum State {
@@ -58,12 +78,21 @@ impl EventHandle {
     /// Creates a handle whose result is delivered later through the returned sender.
     pub(crate) fn pending(id: EventId) -> (EventHandle, ResultSender) {
         let (sender, receiver) = oneshot::channel();
-        (EventHandle { id, state: State::Pending(receiver), run_here: None }, sender)
+        (EventHandle { id, state: State::Pending(receiver), run_here: None, watch: false }, sender)
     }
 
     /// Creates a handle that already holds its result (sync mode).
     pub(crate) fn ready(result: EventResult) -> EventHandle {
-        EventHandle { id: result.event_id, state: State::Ready(result), run_here: None }
+        EventHandle { id: result.event_id, state: State::Ready(result), run_here: None, watch: false }
+    }
+
+    /// Makes [`wait`](Self::wait) watch for the result for a moment before it sleeps: for a
+    /// thread-mode event, whose result often comes within microseconds.
+    ///
+    /// Not for corelet and cmd events: their results need another process to run first, and
+    /// a waiter watching for them would only take CPU time from that process.
+    pub(crate) fn watch_for_result(&mut self) {
+        self.watch = true;
     }
 
     /// Lets [`wait`](Self::wait) run the event's first attempt on the waiting thread if no
@@ -172,7 +201,10 @@ impl EventHandle {
         self.run_here_if_next(None);
         match self.state {
             State::Ready(result) => result,
-            State::Pending(receiver) => receiver.recv().unwrap_or_else(|_| lost(id)),
+            State::Pending(receiver) => match self.watch.then(|| watch_for_result(&receiver)).flatten() {
+                Some(result) => result,
+                None => receiver.recv().unwrap_or_else(|_| lost(id)),
+            },
             State::Taken => taken(id),
         }
     }
@@ -190,7 +222,8 @@ impl EventHandle {
     /// Blocks until a pending result arrives and stores it in the handle.
     fn block(&mut self) {
         if let State::Pending(receiver) = &self.state {
-            let result = receiver.recv_ref().unwrap_or_else(|_| lost(self.id));
+            let watched = self.watch.then(|| watch_for_result(receiver)).flatten();
+            let result = watched.unwrap_or_else(|| receiver.recv_ref().unwrap_or_else(|_| lost(self.id)));
             self.state = State::Ready(result);
         }
     }

@@ -420,6 +420,7 @@ mod test_support;
 mod timer;
 mod unit;
 mod unwind;
+mod watch;
 
 // The fuzz targets in `fuzz/` need the crate-private parsers of outside input; only they
 // enable this feature. Hidden, like crossbeam's macro support, and no part of the API.

@@ -295,8 +295,10 @@ impl Shared {
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         let (mut handle, reply) = EventHandle::pending(event.id());
-        if event.mode() == ExecutionMode::Corelet {
-            handle.allow_run_here(RunHere::new(self));
+        match event.mode() {
+            ExecutionMode::Corelet => handle.allow_run_here(RunHere::new(self)),
+            ExecutionMode::Thread => handle.watch_for_result(),
+            ExecutionMode::Sync | ExecutionMode::Cmd => {}
         }
         self.enqueue_job(handle, Job::new(event, registration, reply), admission)
     }

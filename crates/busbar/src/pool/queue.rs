@@ -2,9 +2,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::job::Job;
+use crate::watch;
 
 /// How a push treats a full queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +122,10 @@ struct State {
 /// The lock is held only to push or pop, never while a handler runs.
 pub(crate) struct JobQueue {
     state: Mutex<State>,
+    /// How many jobs are queued, as of the last change: read without the lock by a worker
+    /// watching for work (see [`pop_after_work`](Self::pop_after_work)), which takes the lock
+    /// once it sees one.
+    queued: AtomicUsize,
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
@@ -135,6 +141,7 @@ impl JobQueue {
                 wakeups_pending: 0,
                 waiting_publishers: 0,
             }),
+            queued: AtomicUsize::new(0),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
@@ -161,6 +168,7 @@ impl JobQueue {
             state.waiting_publishers -= 1;
         }
         state.lanes.push(job);
+        self.count(&state);
         let wake = state.idle_workers > state.wakeups_pending;
         if wake {
             state.wakeups_pending += 1;
@@ -179,6 +187,7 @@ impl JobQueue {
         let mut state = self.lock();
         loop {
             if let Some(job) = state.lanes.pop() {
+                self.count(&state);
                 if state.waiting_publishers > 0 {
                     self.not_full.notify_one();
                 }
@@ -196,6 +205,15 @@ impl JobQueue {
         }
     }
 
+    /// [`pop`](Self::pop) for a worker that has just finished a job: the next job often
+    /// follows at once (a publisher that waits for each result publishes again as soon as it
+    /// has one), so the worker watches for it before it sleeps (see [`crate::watch`]). A push
+    /// meanwhile finds the worker awake and wakes no one.
+    pub(crate) fn pop_after_work(&self) -> Option<Job> {
+        watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
+        self.pop()
+    }
+
     /// Takes the next job, the one a worker would take now, if `is_wanted` says it is the
     /// caller's; never a job behind others, so taking it reorders nothing.
     pub(crate) fn take_if_next(&self, is_wanted: impl FnOnce(&Job) -> bool) -> Option<Job> {
@@ -204,6 +222,7 @@ impl JobQueue {
             return None;
         }
         let job = state.lanes.pop();
+        self.count(&state);
         if state.waiting_publishers > 0 {
             self.not_full.notify_one();
         }
@@ -222,13 +241,19 @@ impl JobQueue {
     /// Requeues a retry even if the queue is closed: it was accepted before the close, and a
     /// graceful shutdown promises to finish it.
     pub(crate) fn requeue(&self, job: Job) {
-        self.lock().lanes.push(job);
+        let mut state = self.lock();
+        state.lanes.push(job);
+        self.count(&state);
+        drop(state);
         self.not_empty.notify_one();
     }
 
     /// Removes and returns every queued job (for `shutdown_now`).
     pub(crate) fn drain(&self) -> Vec<Job> {
-        let jobs = self.lock().lanes.drain();
+        let mut state = self.lock();
+        let jobs = state.lanes.drain();
+        self.count(&state);
+        drop(state);
         self.not_full.notify_all();
         jobs
     }
@@ -239,6 +264,12 @@ impl JobQueue {
 
     pub(crate) fn len(&self) -> usize {
         self.lock().lanes.len
+    }
+
+    /// Publishes the queue's length to [`pop_after_work`](Self::pop_after_work)'s watchers.
+    // Relaxed: a watcher only learns that it is worth taking the lock; the lock orders the rest.
+    fn count(&self, state: &State) {
+        self.queued.store(state.lanes.len, Ordering::Relaxed);
     }
 
     // No user code runs under this lock and every update leaves the state consistent, so a

@@ -35,11 +35,14 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
     let abort = AbortIfPanic;
     let _worker = bus::enter_worker(shared);
     let mut handlers = HandlerCache::default();
-    while let Some(job) = shared.pool().queue.pop() {
+    let queue = &shared.pool().queue;
+    let mut next = queue.pop();
+    while let Some(job) = next {
         run_job(shared, slot, &mut handlers, job);
         if slot.is_retired() {
             break;
         }
+        next = queue.pop_after_work();
     }
     std::mem::forget(abort);
 }
