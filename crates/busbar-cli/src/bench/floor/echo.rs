@@ -7,7 +7,8 @@
 //!
 //! A frame is a u32 big-endian length and the body, as on busbar's corelet channel. Both sides
 //! keep one buffer and read what is there, so a small frame costs one `write` and one `read`
-//! on each side.
+//! on each side. Before a read, each side watches its input for a moment, as busbar's channel
+//! does (see [`super::watch`]).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -15,6 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 
+use super::watch;
 use crate::bench::Error;
 
 /// Bytes read per `read` call.
@@ -115,7 +117,7 @@ pub(in crate::bench) fn serve() -> Result<(), Error> {
 }
 
 /// Reads one whole frame (prefix included) into `frame`; `false` at end-of-file between frames.
-fn read_frame(reader: &mut impl Read, frame: &mut Vec<u8>, chunk: &mut [u8]) -> io::Result<bool> {
+fn read_frame(reader: &mut File, frame: &mut Vec<u8>, chunk: &mut [u8]) -> io::Result<bool> {
     frame.clear();
     loop {
         if let Some(prefix) = frame.first_chunk::<4>() {
@@ -124,6 +126,7 @@ fn read_frame(reader: &mut impl Read, frame: &mut Vec<u8>, chunk: &mut [u8]) -> 
                 return Ok(true);
             }
         }
+        watch::watch_readable(reader.as_fd());
         let read = reader.read(chunk)?;
         if read == 0 {
             return match frame.is_empty() {

@@ -8,6 +8,7 @@ pub(super) mod echo;
 pub(super) mod pool;
 pub(super) mod spawn;
 pub(super) mod ticker;
+mod watch;
 pub(super) mod worker;
 
 use std::sync::Arc;

@@ -1,12 +1,13 @@
 //! Floor of a thread-mode round trip: one bare worker thread fed by a channel, answering on a
-//! oneshot.
+//! oneshot. Both sides watch for a moment before they sleep, as busbar's do (see
+//! [`super::watch`]).
 
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
 use busbar::{Event, HandlerResult};
 
-use super::Handler;
+use super::{watch, Handler};
 use crate::bench::Error;
 
 type Request = (Event, oneshot::Sender<HandlerResult>);
@@ -21,7 +22,17 @@ impl BareWorker {
     pub(in crate::bench) fn new(handler: Handler) -> Result<BareWorker, Error> {
         let (requests, inbox) = mpsc::channel::<Request>();
         let thread = thread::Builder::new().name("floor-worker".to_owned()).spawn(move || {
-            for (event, reply) in inbox {
+            loop {
+                let mut request = None;
+                watch::watch_briefly(|| match inbox.try_recv() {
+                    Ok(arrived) => {
+                        request = Some(arrived);
+                        true
+                    }
+                    Err(mpsc::TryRecvError::Empty) => false,
+                    Err(mpsc::TryRecvError::Disconnected) => true,
+                });
+                let Some((event, reply)) = request.or_else(|| inbox.recv().ok()) else { break };
                 let _ = reply.send(handler(&event));
             }
         })?;
@@ -32,7 +43,19 @@ impl BareWorker {
     pub(in crate::bench) fn call(&self, event: Event) -> Result<HandlerResult, Error> {
         let (reply, result) = oneshot::channel();
         self.requests.as_ref().ok_or("the worker is gone")?.send((event, reply))?;
-        Ok(result.recv()?)
+        let mut answer = None;
+        watch::watch_briefly(|| match result.try_recv() {
+            Ok(arrived) => {
+                answer = Some(arrived);
+                true
+            }
+            Err(oneshot::TryRecvError::Empty) => false,
+            Err(oneshot::TryRecvError::Disconnected) => true,
+        });
+        match answer {
+            Some(answer) => Ok(answer),
+            None => Ok(result.recv()?),
+        }
     }
 }
 
