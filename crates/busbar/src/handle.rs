@@ -11,23 +11,6 @@ use crate::event::EventId;
 use crate::result::{ErrorKind, EventResult};
 use crate::watch;
 
-/// Watches `receiver` for a result that is about to arrive (see [`crate::watch`]).
-///
-/// `None` if nothing came in time, or if the sender is gone (the caller's blocking receive
-/// then says so).
-fn watch_for_result(receiver: &oneshot::Receiver<EventResult>) -> Option<EventResult> {
-    let mut result = None;
-    watch::watch_briefly(|| match receiver.try_recv() {
-        Ok(arrived) => {
-            result = Some(arrived);
-            true
-        }
-        Err(oneshot::TryRecvError::Empty) => false,
-        Err(oneshot::TryRecvError::Disconnected) => true,
-    });
-    result
-}
-
 /// The sending half of an event's result, held by whoever will resolve the event.
 pub(crate) type ResultSender = oneshot::Sender<EventResult>;
 
@@ -180,6 +163,10 @@ impl EventHandle {
     pub fn wait_deadline(&mut self, deadline: Instant) -> Option<&EventResult> {
         self.run_here_if_next(Some(deadline));
         if let State::Pending(receiver) = &self.state {
+            if let Some(result) = watched(self.watch, receiver, Some(deadline)) {
+                self.state = State::Ready(result);
+                return self.ready_ref();
+            }
             match receiver.recv_deadline(deadline) {
                 Ok(result) => self.state = State::Ready(result),
                 Err(oneshot::RecvTimeoutError::Timeout) => return None,
@@ -201,7 +188,7 @@ impl EventHandle {
         self.run_here_if_next(None);
         match self.state {
             State::Ready(result) => result,
-            State::Pending(receiver) => match self.watch.then(|| watch_for_result(&receiver)).flatten() {
+            State::Pending(receiver) => match watched(self.watch, &receiver, None) {
                 Some(result) => result,
                 None => receiver.recv().unwrap_or_else(|_| lost(id)),
             },
@@ -222,7 +209,7 @@ impl EventHandle {
     /// Blocks until a pending result arrives and stores it in the handle.
     fn block(&mut self) {
         if let State::Pending(receiver) = &self.state {
-            let watched = self.watch.then(|| watch_for_result(receiver)).flatten();
+            let watched = watched(self.watch, receiver, None);
             let result = watched.unwrap_or_else(|| receiver.recv_ref().unwrap_or_else(|_| lost(self.id)));
             self.state = State::Ready(result);
         }
@@ -272,6 +259,39 @@ impl fmt::Debug for EventResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventResolver").field("id", &self.id).finish_non_exhaustive()
     }
+}
+
+/// Watches for the result if the handle should (see [`EventHandle::watch_for_result`]) and
+/// `deadline` leaves time to; `None` if it did not or nothing came.
+fn watched(
+    should_watch: bool,
+    receiver: &oneshot::Receiver<EventResult>,
+    deadline: Option<Instant>,
+) -> Option<EventResult> {
+    let time_to_watch = deadline
+        .is_none_or(|deadline| deadline.saturating_duration_since(Instant::now()) >= watch::WATCH_FOR);
+    if should_watch && time_to_watch {
+        watch_for_result(receiver)
+    } else {
+        None
+    }
+}
+
+/// Watches `receiver` for a result that is about to arrive (see [`crate::watch`]).
+///
+/// `None` if nothing came in time, or if the sender is gone (the caller's blocking receive
+/// then says so).
+fn watch_for_result(receiver: &oneshot::Receiver<EventResult>) -> Option<EventResult> {
+    let mut result = None;
+    watch::watch_briefly(|| match receiver.try_recv() {
+        Ok(arrived) => {
+            result = Some(arrived);
+            true
+        }
+        Err(oneshot::TryRecvError::Empty) => false,
+        Err(oneshot::TryRecvError::Disconnected) => true,
+    });
+    result
 }
 
 /// The result of an event whose sender vanished without resolving it.

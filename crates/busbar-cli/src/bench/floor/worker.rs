@@ -21,20 +21,18 @@ pub(in crate::bench) struct BareWorker {
 impl BareWorker {
     pub(in crate::bench) fn new(handler: Handler) -> Result<BareWorker, Error> {
         let (requests, inbox) = mpsc::channel::<Request>();
-        let thread = thread::Builder::new().name("floor-worker".to_owned()).spawn(move || {
-            loop {
-                let mut request = None;
-                watch::watch_briefly(|| match inbox.try_recv() {
-                    Ok(arrived) => {
-                        request = Some(arrived);
-                        true
-                    }
-                    Err(mpsc::TryRecvError::Empty) => false,
-                    Err(mpsc::TryRecvError::Disconnected) => true,
-                });
-                let Some((event, reply)) = request.or_else(|| inbox.recv().ok()) else { break };
-                let _ = reply.send(handler(&event));
-            }
+        let thread = thread::Builder::new().name("floor-worker".to_owned()).spawn(move || loop {
+            let mut request = None;
+            watch::watch_briefly(|| match inbox.try_recv() {
+                Ok(arrived) => {
+                    request = Some(arrived);
+                    true
+                }
+                Err(mpsc::TryRecvError::Empty) => false,
+                Err(mpsc::TryRecvError::Disconnected) => true,
+            });
+            let Some((event, reply)) = request.or_else(|| inbox.recv().ok()) else { break };
+            let _ = reply.send(handler(&event));
         })?;
         Ok(BareWorker { requests: Some(requests), thread: Some(thread) })
     }
