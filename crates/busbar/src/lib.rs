@@ -357,6 +357,15 @@
 //! last handle starts a graceful shutdown in the background. Every accepted event ends with
 //! exactly one result, whatever happens.
 //!
+//! # Waiting
+//!
+//! A pool worker that has just finished a job, a thread waiting for a thread-mode result, and
+//! either end of a corelet channel watch for up to 50 µs, yielding the CPU between looks,
+//! before they sleep. On a virtual machine a thread asleep on an idle vCPU wakes tens of
+//! microseconds late, against about two for a whole thread-mode round trip; while events keep
+//! coming, watching keeps both sides awake. The price is at most those 50 µs of yielding per
+//! wait; `busbar bench` and the README's Performance section show what it buys.
+//!
 //! # Features and platforms
 //!
 //! busbar has no cargo features yet: everything above is always built. Corelet and cmd modes

@@ -267,7 +267,8 @@ process, so their ratio (busbar ÷ floor) is steadier than either figure. Latenc
 the median p99 in brackets; sync times chunks of 1 000 events and cmd single runs, taking medians,
 so that moments when other processes held the CPU drop out. On a machine shared with other work,
 expect absolute figures to move by 10-20 % between runs and ratios by less; throughputs that need
-both cores (thread throughput, corelet throughput) move most. Floors (hand-written, no busbar code):
+both cores (thread throughput, corelet throughput) move most. Floors (hand-written, no busbar code;
+the round-trip floors wait as busbar does: they watch for 50 µs, yielding, before they sleep):
   sync               build the same Event, call the same handler through &dyn
   thread throughput  Mutex<BinaryHeap> + Condvar pool, same worker count, same handler
   thread round trip  one bare worker thread fed by a channel, reply on a oneshot
