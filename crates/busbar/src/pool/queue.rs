@@ -312,6 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_back_from_a_job_takes_what_came_and_sleeps_when_nothing_does() {
+        let queue = JobQueue::new(10);
+        queue.push(job(3), Admission::Block).expect("room");
+        assert_eq!(queue.pop_after_work().map(|job| job.event().priority()), Some(3));
+        assert_eq!(
+            queue.queued.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "the watchers' count follows the queue"
+        );
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| queue.pop_after_work().map(|job| job.event().priority()));
+            // Nothing came while it watched: it went to sleep, where a push must wake it.
+            while queue.lock().idle_workers < 1 {
+                std::thread::yield_now();
+            }
+            queue.push(job(4), Admission::Block).expect("room");
+            assert_eq!(worker.join().expect("the worker returns"), Some(4));
+        });
+        queue.close();
+        assert!(queue.pop_after_work().is_none(), "closed and empty: no job, no hang");
+    }
+
+    #[test]
     fn every_sleeping_worker_is_woken_when_jobs_arrive_together() {
         let queue = JobQueue::new(10);
         std::thread::scope(|scope| {
