@@ -1,5 +1,6 @@
 //! [`EventHandle`]: the publisher's side of one event's result.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::bus::RunHere;
 use crate::event::EventId;
 use crate::result::{ErrorKind, EventResult};
-use crate::watch;
+use crate::watch::{self, WatchHabit};
 
 /// The sending half of an event's result, held by whoever will resolve the event.
 pub(crate) type ResultSender = oneshot::Sender<EventResult>;
@@ -283,15 +284,23 @@ fn watched(
 /// then says so).
 fn watch_for_result(receiver: &oneshot::Receiver<EventResult>) -> Option<EventResult> {
     let mut result = None;
-    watch::watch_briefly(|| match receiver.try_recv() {
+    let mut look = || match receiver.try_recv() {
         Ok(arrived) => {
             result = Some(arrived);
             true
         }
         Err(oneshot::TryRecvError::Empty) => false,
         Err(oneshot::TryRecvError::Disconnected) => true,
-    });
+    };
+    // `try_with`: a thread-local destructor may wait on a handle after this thread's habit is
+    // gone; it then sleeps at once.
+    let _gone = WAITING.try_with(|habit| habit.borrow_mut().watch(&mut look));
     result
+}
+
+thread_local! {
+    /// Whether watching for results has paid off lately on this thread (see [`WatchHabit`]).
+    static WAITING: RefCell<WatchHabit> = RefCell::new(WatchHabit::default());
 }
 
 /// The result of an event whose sender vanished without resolving it.

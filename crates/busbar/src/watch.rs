@@ -5,7 +5,8 @@
 //! thread-mode round trip takes about two. So, for [`WATCH_FOR`] before sleeping, a pool
 //! worker that has just finished a job watches the queue, a waiter watches for its
 //! thread-mode result, and both ends of a corelet channel watch for the other's next frame:
-//! while events keep coming, no side sleeps and nobody needs waking.
+//! while events keep coming, no side sleeps and nobody needs waking. Each of them keeps a
+//! [`WatchHabit`], so that one whose watches keep finding nothing stops spending CPU on them.
 //!
 //! Measured with one worker and one publisher waiting for each result in turn
 //! (`busbar bench --scenario thread-round-trip`, 2 vCPUs): without watching, each round trip
@@ -44,6 +45,45 @@ pub(crate) fn watch_briefly(mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Consecutive watches that found nothing, after which a [`WatchHabit`] stops watching.
+const GIVE_UP_AFTER: u32 = 3;
+
+/// While a [`WatchHabit`] has given up, one wait in this many watches anyway, to notice when
+/// watching would pay again.
+const PROBE_EVERY: u32 = 8;
+
+/// Whether watching has been paying off for one waiting party (a worker, a waiting thread, a
+/// corelet channel end).
+///
+/// Watching is worth its CPU time only while what is awaited comes within the window: in a
+/// stream of events published about 100 µs apart, a worker would watch in vain for half of
+/// its time. So after [`GIVE_UP_AFTER`] watches in a row that found nothing, the party
+/// sleeps at once, watching only one wait in [`PROBE_EVERY`] to find out whether events came
+/// closer together again; one watch that pays brings it back.
+#[derive(Debug, Default)]
+pub(crate) struct WatchHabit {
+    /// Watches in a row that found nothing.
+    misses: u32,
+    /// Waits since the last watch, while given up.
+    skipped: u32,
+}
+
+impl WatchHabit {
+    /// [`watch_briefly`] if watching has paid off lately; `false` at once if not.
+    pub(crate) fn watch(&mut self, ready: impl FnMut() -> bool) -> bool {
+        if self.misses >= GIVE_UP_AFTER {
+            self.skipped += 1;
+            if self.skipped < PROBE_EVERY {
+                return false;
+            }
+            self.skipped = 0;
+        }
+        let found = watch_briefly(ready);
+        self.misses = if found { 0 } else { self.misses.saturating_add(1) };
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -66,5 +106,33 @@ mod tests {
         let started = Instant::now();
         assert!(!watch_briefly(|| false));
         assert!(started.elapsed() >= WATCH_FOR, "watched for the whole window first");
+    }
+
+    #[test]
+    fn a_habit_stops_watching_in_vain_and_probes_now_and_then() {
+        let mut habit = WatchHabit::default();
+        let looks = Cell::new(0);
+        let nothing = || {
+            looks.set(looks.get() + 1);
+            false
+        };
+        for _ in 0..GIVE_UP_AFTER {
+            assert!(!habit.watch(nothing));
+        }
+        let before = looks.get();
+        for _ in 1..PROBE_EVERY {
+            assert!(!habit.watch(nothing));
+        }
+        assert_eq!(looks.get(), before, "given up: no look at all");
+        assert!(!habit.watch(nothing));
+        assert!(looks.get() > before, "the probe looks");
+        // A probe that pays brings watching back.
+        for _ in 1..PROBE_EVERY {
+            habit.watch(nothing);
+        }
+        assert!(habit.watch(|| true), "the probe finds it");
+        let before = looks.get();
+        habit.watch(nothing);
+        assert!(looks.get() > before, "watching again");
     }
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::frame::{self, FrameError, Parsed, HEADER_LEN};
-use crate::{sys, watch};
+use crate::sys;
+use crate::watch::{self, WatchHabit};
 
 /// Size of the receive buffer; larger frames are read straight into their own allocation.
 const BUFFER_LEN: usize = 64 << 10;
@@ -37,6 +38,8 @@ pub(crate) struct Channel {
     start: usize,
     /// End of the received bytes.
     end: usize,
+    /// Whether watching for the peer's frames has paid off lately (see [`WatchHabit`]).
+    habit: WatchHabit,
 }
 
 impl Channel {
@@ -60,6 +63,7 @@ impl Channel {
             buf: vec![0; BUFFER_LEN].into_boxed_slice(),
             start: 0,
             end: 0,
+            habit: WatchHabit::default(),
         }
     }
 
@@ -128,7 +132,8 @@ impl Channel {
         self.start = 0;
         self.end = 0;
         while filled < body.len() {
-            let received = read_some(&self.stream, self.nonblocking, &mut body[filled..], deadline)?;
+            let received =
+                read_some(&self.stream, self.nonblocking, &mut body[filled..], deadline, &mut self.habit)?;
             if received == 0 {
                 return Err(FrameError::Truncated {
                     expected: frame_len as u64,
@@ -142,7 +147,7 @@ impl Channel {
 
     /// Receives into the buffer from `at`; returns the number of bytes, 0 at end-of-file.
     fn receive(&mut self, at: usize, deadline: Option<Instant>) -> Result<usize, FrameError> {
-        read_some(&self.stream, self.nonblocking, &mut self.buf[at..], deadline)
+        read_some(&self.stream, self.nonblocking, &mut self.buf[at..], deadline, &mut self.habit)
     }
 
     /// Marks `len` buffered bytes as consumed.
@@ -176,9 +181,10 @@ fn read_some(
     nonblocking: bool,
     dst: &mut [u8],
     deadline: Option<Instant>,
+    habit: &mut WatchHabit,
 ) -> Result<usize, FrameError> {
     debug_assert!(nonblocking || deadline.is_none(), "a blocking channel cannot honour a deadline");
-    if let Some(watched) = watch_for_bytes(stream, dst, deadline) {
+    if let Some(watched) = watch_for_bytes(stream, dst, deadline, habit) {
         return watched;
     }
     loop {
@@ -204,13 +210,14 @@ fn watch_for_bytes(
     stream: &UnixStream,
     dst: &mut [u8],
     deadline: Option<Instant>,
+    habit: &mut WatchHabit,
 ) -> Option<Result<usize, FrameError>> {
     if deadline.is_some_and(|deadline| deadline.saturating_duration_since(Instant::now()) < watch::WATCH_FOR)
     {
         return None;
     }
     let mut watched = None;
-    watch::watch_briefly(|| {
+    habit.watch(|| {
         watched = receive_now(stream, dst).transpose();
         watched.is_some()
     });
