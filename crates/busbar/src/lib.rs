@@ -364,8 +364,8 @@
 //! before they sleep. On a virtual machine a thread asleep on an idle vCPU wakes tens of
 //! microseconds late, against about two for a whole thread-mode round trip; while events keep
 //! coming, watching keeps both sides awake. The price is at most those 50 µs of yielding per
-//! wait, and a thread whose watches keep finding nothing stops watching until a look now and
-//! then finds events close together again; `busbar bench` and the README's Performance
+//! wait, and a waiter whose watches keep finding nothing stops watching until a look now and
+//! then finds answers coming quickly again; `busbar bench` and the README's Performance
 //! section show what it buys.
 //!
 //! # Features and platforms

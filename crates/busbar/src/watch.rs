@@ -5,8 +5,9 @@
 //! thread-mode round trip takes about two. So, for [`WATCH_FOR`] before sleeping, a pool
 //! worker that has just finished a job watches the queue, a waiter watches for its
 //! thread-mode result, and both ends of a corelet channel watch for the other's next frame:
-//! while events keep coming, no side sleeps and nobody needs waking. Each of them keeps a
-//! [`WatchHabit`], so that one whose watches keep finding nothing stops spending CPU on them.
+//! while events keep coming, no side sleeps and nobody needs waking. Waiters and channel ends
+//! keep a [`WatchHabit`], so that one whose watches keep finding nothing stops spending CPU on
+//! them; workers watch after every job (see `JobQueue::pop_after_work` for why).
 //!
 //! Measured with one worker and one publisher waiting for each result in turn
 //! (`busbar bench --scenario thread-round-trip`, 2 vCPUs): without watching, each round trip
@@ -52,14 +53,14 @@ const GIVE_UP_AFTER: u32 = 3;
 /// watching would pay again.
 const PROBE_EVERY: u32 = 8;
 
-/// Whether watching has been paying off for one waiting party (a worker, a waiting thread, a
-/// corelet channel end).
+/// Whether watching has been paying off for one waiting party (a waiting thread, a corelet
+/// channel end).
 ///
-/// Watching is worth its CPU time only while what is awaited comes within the window: in a
-/// stream of events published about 100 µs apart, a worker would watch in vain for half of
-/// its time. So after [`GIVE_UP_AFTER`] watches in a row that found nothing, the party
-/// sleeps at once, watching only one wait in [`PROBE_EVERY`] to find out whether events came
-/// closer together again; one watch that pays brings it back.
+/// Watching is worth its CPU time only while what is awaited comes within the window: a
+/// waiter for results that take a millisecond, or a channel end whose peer answers slowly,
+/// would watch in vain each time. So after [`GIVE_UP_AFTER`] watches in a row that found
+/// nothing, the party sleeps at once, watching only one wait in [`PROBE_EVERY`] to find out
+/// whether answers come quickly again; one watch that pays brings it back.
 #[derive(Debug, Default)]
 pub(crate) struct WatchHabit {
     /// Watches in a row that found nothing.

@@ -11,7 +11,6 @@ use crate::attempt::{self, Outcome, Verdict};
 use crate::bus::{self, Shared};
 use crate::factory::HandlerCache;
 use crate::mode::{self, HandlerSource};
-use crate::watch::WatchHabit;
 
 /// How long past a hard-timeout attempt's own deadline the watchdog waits before stepping in.
 ///
@@ -37,14 +36,13 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
     let _worker = bus::enter_worker(shared);
     let mut handlers = HandlerCache::default();
     let queue = &shared.pool().queue;
-    let mut habit = WatchHabit::default();
     let mut next = queue.pop();
     while let Some(job) = next {
         run_job(shared, slot, &mut handlers, job);
         if slot.is_retired() {
             break;
         }
-        next = queue.pop_after_work(&mut habit);
+        next = queue.pop_after_work();
     }
     std::mem::forget(abort);
 }
