@@ -38,6 +38,8 @@ pub(crate) struct Channel {
     start: usize,
     /// End of the received bytes.
     end: usize,
+    /// Whether this end watches for the peer's frames before it sleeps at all.
+    watches: bool,
     /// Whether watching for the peer's frames has paid off lately (see [`WatchHabit`]).
     habit: WatchHabit,
 }
@@ -50,8 +52,13 @@ impl Channel {
     }
 
     /// Wraps the child's end, which blocks and must not be given deadlines.
+    ///
+    /// A child under a CPU-time limit does not watch for requests: the time spent watching
+    /// would count against `RLIMIT_CPU`, and the pool retires a child at half of its budget.
     pub(crate) fn child(stream: UnixStream, limit: u32) -> Self {
-        Self::new(stream, false, limit)
+        let mut channel = Self::new(stream, false, limit);
+        channel.watches = !sys::cpu_time_limited();
+        channel
     }
 
     /// Builds a channel with an empty buffer.
@@ -63,6 +70,7 @@ impl Channel {
             buf: vec![0; BUFFER_LEN].into_boxed_slice(),
             start: 0,
             end: 0,
+            watches: true,
             habit: WatchHabit::default(),
         }
     }
@@ -132,8 +140,13 @@ impl Channel {
         self.start = 0;
         self.end = 0;
         while filled < body.len() {
-            let received =
-                read_some(&self.stream, self.nonblocking, &mut body[filled..], deadline, &mut self.habit)?;
+            let received = read_some(
+                &self.stream,
+                self.nonblocking,
+                &mut body[filled..],
+                deadline,
+                self.watches.then_some(&mut self.habit),
+            )?;
             if received == 0 {
                 return Err(FrameError::Truncated {
                     expected: frame_len as u64,
@@ -147,7 +160,13 @@ impl Channel {
 
     /// Receives into the buffer from `at`; returns the number of bytes, 0 at end-of-file.
     fn receive(&mut self, at: usize, deadline: Option<Instant>) -> Result<usize, FrameError> {
-        read_some(&self.stream, self.nonblocking, &mut self.buf[at..], deadline, &mut self.habit)
+        read_some(
+            &self.stream,
+            self.nonblocking,
+            &mut self.buf[at..],
+            deadline,
+            self.watches.then_some(&mut self.habit),
+        )
     }
 
     /// Marks `len` buffered bytes as consumed.
@@ -181,10 +200,10 @@ fn read_some(
     nonblocking: bool,
     dst: &mut [u8],
     deadline: Option<Instant>,
-    habit: &mut WatchHabit,
+    habit: Option<&mut WatchHabit>,
 ) -> Result<usize, FrameError> {
     debug_assert!(nonblocking || deadline.is_none(), "a blocking channel cannot honour a deadline");
-    if let Some(watched) = watch_for_bytes(stream, dst, deadline, habit) {
+    if let Some(watched) = habit.and_then(|habit| watch_for_bytes(stream, dst, deadline, habit)) {
         return watched;
     }
     loop {

@@ -207,8 +207,9 @@ impl JobQueue {
 
     /// [`pop`](Self::pop) for a worker that has just finished a job: the next job often
     /// follows at once (a publisher that waits for each result publishes again as soon as it
-    /// has one), so the worker watches for it before it sleeps (see [`crate::watch`]). A push
-    /// meanwhile finds the worker awake and wakes no one.
+    /// has one), so the worker watches for it before it sleeps (see [`crate::watch`]). A
+    /// watching worker is not counted idle: a push meanwhile wakes only a worker that sleeps,
+    /// if there is one.
     ///
     /// Unlike other waiting parties, a worker keeps no [`WatchHabit`](crate::watch::WatchHabit)
     /// and watches after every job: one that had stopped watching slept through the corelet

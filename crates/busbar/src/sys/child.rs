@@ -189,3 +189,13 @@ pub(crate) fn check_searchable(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Returns `true` if this process runs under a CPU-time limit (`RLIMIT_CPU`), as a corelet
+/// child given `cpu_seconds` does. `false` if the limit cannot be read.
+pub(crate) fn cpu_time_limited() -> bool {
+    // SAFETY: rlimit is plain old data for which all-zero bytes are a valid value.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes only to `limit`, a valid, exclusively borrowed rlimit.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_CPU, &mut limit) } == 0;
+    read && limit.rlim_cur != libc::RLIM_INFINITY
+}

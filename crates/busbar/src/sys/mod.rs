@@ -17,7 +17,7 @@ mod poll;
 #[cfg(test)]
 mod test;
 
-pub(crate) use child::{check_searchable, configure_child, ProcessLimits};
+pub(crate) use child::{check_searchable, configure_child, cpu_time_limited, ProcessLimits};
 pub(crate) use exit::{describe_exit, signal_name};
 pub(crate) use group::{has_exited, pidfd_open, signal_group, terminate_group};
 pub(crate) use poll::{poll, set_nonblocking};

@@ -179,3 +179,23 @@ fn signal_without_group() {
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
 }
+
+#[test]
+fn a_cpu_time_limit_is_seen() {
+    // SAFETY: the forked child makes only system calls (setrlimit, getrlimit, _exit), which
+    // are safe after fork in a multi-threaded process; it never returns into the test.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let limit = libc::rlimit { rlim_cur: 100, rlim_max: 101 };
+        // SAFETY: setrlimit reads `limit`, a valid rlimit; _exit ends the child at once.
+        unsafe {
+            let limited = libc::setrlimit(libc::RLIMIT_CPU, &limit) == 0 && cpu_time_limited();
+            libc::_exit(if limited { 0 } else { 1 });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waitpid writes only to `status`; `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child saw no limit: {status}");
+}

@@ -7,8 +7,8 @@
 //!
 //! A frame is a u32 big-endian length and the body, as on busbar's corelet channel. Both sides
 //! keep one buffer and read what is there, so a small frame costs one `write` and one `read`
-//! on each side. Before a read, each side watches its input for a moment, as busbar's channel
-//! does (see [`super::watch`]).
+//! on each side, after the `poll` calls with which each side watches its input for a moment
+//! before a read, as busbar's channel does (see [`super::watch`]).
 
 use std::fs::File;
 use std::io::{self, Read, Write};

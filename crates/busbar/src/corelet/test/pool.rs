@@ -35,11 +35,20 @@ fn has_exited(pid: u32) -> bool {
     // SAFETY: siginfo_t is plain old data for which all-zero bytes are a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-    // SAFETY: waitid writes only to `info`, a valid, exclusively borrowed siginfo_t; WNOWAIT
-    // leaves the child waitable, so the pool's own bookkeeping stays correct.
-    let rc = unsafe { libc::waitid(libc::P_PID, pid, &mut info, flags) };
-    // SAFETY: a successful waitid filled `info` in; its pid field is zero while the child runs.
-    rc == 0 && unsafe { info.si_pid() } != 0
+    loop {
+        // SAFETY: waitid writes only to `info`, a valid, exclusively borrowed siginfo_t;
+        // WNOWAIT leaves the child waitable, so the pool's own bookkeeping stays correct.
+        if unsafe { libc::waitid(libc::P_PID, pid, &mut info, flags) } == 0 {
+            // SAFETY: a successful waitid filled `info` in; its pid is zero while the child runs.
+            return unsafe { info.si_pid() } != 0;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Already reaped: exited all the more.
+            Some(libc::ECHILD) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// Returns `true` if `pid` names no running process: gone, or a zombie awaiting its reaper.
