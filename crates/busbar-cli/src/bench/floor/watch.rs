@@ -28,6 +28,24 @@ pub(in crate::bench) fn watch_briefly(mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Watches a channel for a value with `try_recv` until one comes, the channel reports
+/// something other than `is_empty`, or [`WATCH_FOR`] has passed; `None` unless a value came
+/// (the caller's blocking receive then waits, or says what is wrong).
+pub(in crate::bench) fn watch_for<T, E>(
+    mut try_recv: impl FnMut() -> Result<T, E>,
+    is_empty: impl Fn(&E) -> bool,
+) -> Option<T> {
+    let mut received = None;
+    watch_briefly(|| match try_recv() {
+        Ok(value) => {
+            received = Some(value);
+            true
+        }
+        Err(error) => !is_empty(&error),
+    });
+    received
+}
+
 /// Watches `fd` until it is readable or [`WATCH_FOR`] has passed; a blocking read after this
 /// then returns at once or sleeps.
 pub(in crate::bench) fn watch_readable(fd: BorrowedFd<'_>) {

@@ -22,15 +22,7 @@ impl BareWorker {
     pub(in crate::bench) fn new(handler: Handler) -> Result<BareWorker, Error> {
         let (requests, inbox) = mpsc::channel::<Request>();
         let thread = thread::Builder::new().name("floor-worker".to_owned()).spawn(move || loop {
-            let mut request = None;
-            watch::watch_briefly(|| match inbox.try_recv() {
-                Ok(arrived) => {
-                    request = Some(arrived);
-                    true
-                }
-                Err(mpsc::TryRecvError::Empty) => false,
-                Err(mpsc::TryRecvError::Disconnected) => true,
-            });
+            let request = watch::watch_for(|| inbox.try_recv(), |error| *error == mpsc::TryRecvError::Empty);
             let Some((event, reply)) = request.or_else(|| inbox.recv().ok()) else { break };
             let _ = reply.send(handler(&event));
         })?;
@@ -41,15 +33,7 @@ impl BareWorker {
     pub(in crate::bench) fn call(&self, event: Event) -> Result<HandlerResult, Error> {
         let (reply, result) = oneshot::channel();
         self.requests.as_ref().ok_or("the worker is gone")?.send((event, reply))?;
-        let mut answer = None;
-        watch::watch_briefly(|| match result.try_recv() {
-            Ok(arrived) => {
-                answer = Some(arrived);
-                true
-            }
-            Err(oneshot::TryRecvError::Empty) => false,
-            Err(oneshot::TryRecvError::Disconnected) => true,
-        });
+        let answer = watch::watch_for(|| result.try_recv(), |error| *error == oneshot::TryRecvError::Empty);
         match answer {
             Some(answer) => Ok(answer),
             None => Ok(result.recv()?),
