@@ -13,9 +13,9 @@
 //! (`busbar bench --scenario thread-round-trip`, 2 vCPUs): without watching, each round trip
 //! took either about 5 µs or about 65 µs for a whole run, depending on whether the two
 //! threads shared a vCPU; once both sides slept between events they stayed in the slow mode.
-//! Watching for 20-100 µs gave 1.9 µs in every run, pinned to one vCPU or not. crossbeam's
-//! `Backoff` (spinning for a few microseconds, then a few yields) did not: it gives up before
-//! an idle vCPU's wake-up completes, so the slow mode persisted.
+//! Watching for 50 µs gave 1.8-2.0 µs in every run, and 1.6-1.7 µs pinned to one vCPU.
+//! crossbeam's `Backoff` (spinning for a few microseconds, then a few yields) did not: it gives
+//! up before an idle vCPU's wake-up completes, so the slow mode persisted.
 
 use std::thread;
 use std::time::{Duration, Instant};
