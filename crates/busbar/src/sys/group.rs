@@ -28,12 +28,17 @@ enum Leader {
 /// Unlike [`Child::try_wait`] this leaves the child waitable, so [`signal_group`] and
 /// [`terminate_group`] stay safe to call afterwards. A child already reaped counts as exited.
 pub(crate) fn has_exited(child: &Child) -> io::Result<bool> {
-    Ok(leader(child)? != Leader::Running)
+    Ok(leader(child.id())? != Leader::Running)
+}
+
+/// [`has_exited`] for our child `pid`, for tests that know only its pid.
+#[cfg(test)]
+pub(crate) fn pid_has_exited(pid: u32) -> io::Result<bool> {
+    Ok(leader(pid)? != Leader::Running)
 }
 
 /// Looks at the leader with `waitid(WNOWAIT)`, which leaves it waitable.
-fn leader(child: &Child) -> io::Result<Leader> {
-    let pid: libc::id_t = child.id();
+fn leader(pid: libc::id_t) -> io::Result<Leader> {
     // SAFETY: siginfo_t is plain old data for which all-zero bytes are a valid value.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {
@@ -73,7 +78,7 @@ fn leader(child: &Child) -> io::Result<Leader> {
 /// reap the child themselves (with `Child::wait` or `try_wait`) before they are done signalling:
 /// watch it with [`has_exited`] and let [`terminate_group`] reap it.
 pub(crate) fn signal_group(child: &Child, signal: libc::c_int) -> io::Result<()> {
-    if leader(child)? == Leader::Reaped {
+    if leader(child.id())? == Leader::Reaped {
         return Ok(());
     }
     // Linux pids stay below 2^22, so this only fails on a corrupt `Child`.
@@ -117,7 +122,7 @@ pub(crate) fn signal_group(child: &Child, signal: libc::c_int) -> io::Result<()>
 /// set-user-ID program). The leader is then left unreaped rather than waited for, because
 /// waiting could last forever.
 pub(crate) fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
-    match leader(child)? {
+    match leader(child.id())? {
         Leader::Reaped => return child.wait(),
         Leader::Exited => {}
         Leader::Running => {
@@ -138,7 +143,7 @@ fn wait_for_exit(child: &Child, grace: Duration) -> io::Result<()> {
     // Short first naps catch the common, quick exit; longer ones later keep a slow shutdown
     // from costing much CPU.
     let mut nap = Duration::from_millis(1);
-    while leader(child)? == Leader::Running {
+    while leader(child.id())? == Leader::Running {
         let elapsed = start.elapsed();
         if elapsed >= grace {
             break;

@@ -19,6 +19,8 @@ mod test;
 
 pub(crate) use child::{check_searchable, configure_child, cpu_time_limited, ProcessLimits};
 pub(crate) use exit::{describe_exit, signal_name};
+#[cfg(test)]
+pub(crate) use group::pid_has_exited;
 pub(crate) use group::{has_exited, pidfd_open, signal_group, terminate_group};
 pub(crate) use poll::{poll, set_nonblocking};
 

@@ -11,6 +11,7 @@ use crate::corelet::config::CoreletConfig;
 use crate::corelet::error::{CoreletError, Payload};
 use crate::corelet::message::{self, ParentMessage, PROTOCOL_VERSION};
 use crate::corelet::pool::CoreletPool;
+use crate::sys;
 pub(super) use crate::test_support::{eventually, PATIENCE};
 
 /// Builds a pool from `config`.
@@ -27,28 +28,6 @@ pub(super) fn run(pool: &CoreletPool, request: Value) -> Result<Value, CoreletEr
 pub(super) fn pid(pool: &CoreletPool) -> u32 {
     let pid = run(pool, json!({"op": "pid"})).expect("pid request");
     pid.as_u64().expect("a pid") as u32
-}
-
-/// Returns `true` once our child `pid` has exited as a whole, all its threads, which is when
-/// `waitid` reports it; it is left unreaped for the pool.
-fn has_exited(pid: u32) -> bool {
-    // SAFETY: siginfo_t is plain old data for which all-zero bytes are a valid value.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
-    loop {
-        // SAFETY: waitid writes only to `info`, a valid, exclusively borrowed siginfo_t;
-        // WNOWAIT leaves the child waitable, so the pool's own bookkeeping stays correct.
-        if unsafe { libc::waitid(libc::P_PID, pid, &mut info, flags) } == 0 {
-            // SAFETY: a successful waitid filled `info` in; its pid is zero while the child runs.
-            return unsafe { info.si_pid() } != 0;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // Already reaped: exited all the more.
-            Some(libc::ECHILD) => return true,
-            _ => return false,
-        }
-    }
 }
 
 /// Returns `true` if `pid` names no running process: gone, or a zombie awaiting its reaper.
@@ -190,7 +169,8 @@ fn died_while_idle() {
         // Not `is_gone`: a child's main thread shows as a zombie while its other threads are
         // still exiting, and until they are, its socket is open and a request sent to it
         // goes through (the child then dies mid-request, a plain crash).
-        assert!(eventually(|| has_exited(dead)), "the child died");
+        // `waitid` reports it once the whole child has exited; it stays unreaped for the pool.
+        assert!(eventually(|| sys::pid_has_exited(dead).unwrap_or(false)), "the child died");
         let next = pid(&pool);
         assert_ne!(next, dead, "checked after {check_after:?}");
         let stats = pool.stats();
