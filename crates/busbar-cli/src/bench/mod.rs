@@ -17,7 +17,8 @@
 //! | `memory.rs` | 7. resident bytes per queued event (in a fresh child process) |
 //! | `scaling.rs` | 8. draining 1 000 000 queued events versus 1 000 |
 //!
-//! The rest: `floor/` (the floors), `handlers.rs` (the handlers and event types, also
+//! The rest: `floor/` (the floors), `costs.rs` (what the primitives the guarantees need cost,
+//! for the notes), `handlers.rs` (the handlers and event types, also
 //! registered in corelet children), `gate.rs` (a handler that blocks a pool), `stats.rs`
 //! (medians, percentiles), `report.rs` (rows, table, JSON), `machine.rs` (the header),
 //! `progress.rs` (the progress bar).
@@ -28,6 +29,7 @@
 
 mod cmd;
 mod corelet;
+mod costs;
 mod floor;
 mod gate;
 mod handlers;

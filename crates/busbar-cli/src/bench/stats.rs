@@ -1,6 +1,11 @@
 //! Medians and percentiles of repeated measurements.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::Error;
+
+/// Calls per timed chunk in [`chunked_ns`] (a few hundred microseconds of sync publishing).
+pub(super) const CHUNK: usize = 1_000;
 
 /// Returns the median of `values` (the mean of the middle two for an even count); 0 if empty.
 pub(super) fn median(values: &[f64]) -> f64 {
@@ -51,6 +56,20 @@ pub(super) fn per_second(count: usize, elapsed: Duration) -> f64 {
 /// Microseconds in `elapsed`.
 pub(super) fn micros(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1e6
+}
+
+/// Runs `one` `events` times in chunks of [`CHUNK`]; the median ns per call over the chunks.
+pub(super) fn chunked_ns(events: usize, mut one: impl FnMut() -> Result<(), Error>) -> Result<f64, Error> {
+    let chunk = CHUNK.min(events.max(1));
+    let mut per_call = Vec::with_capacity(events / chunk);
+    for _ in 0..(events / chunk).max(1) {
+        let start = Instant::now();
+        for _ in 0..chunk {
+            one()?;
+        }
+        per_call.push(start.elapsed().as_nanos() as f64 / chunk as f64);
+    }
+    Ok(median(&per_call))
 }
 
 fn sorted(values: &[f64]) -> Vec<f64> {
