@@ -59,9 +59,14 @@ impl RunHere {
 }
 
 impl Shared {
-    /// Puts back a job whose attempt ran outside the pool, for its retry.
-    pub(crate) fn requeue(&self, job: Job) {
-        self.pool().queue.requeue(job);
+    /// Gives back a job whose first attempt ran outside the pool: `Some` for its retry, `None`
+    /// once it has its result (see `JobQueue::give_back`).
+    pub(crate) fn give_back(&self, retry: Option<Job>) {
+        let requeued = retry.is_some();
+        self.pool().queue.give_back(retry);
+        if !requeued {
+            return;
+        }
         // `shutdown_now` may have drained the queue between the verdict and the requeue, and
         // the workers may be gone: then nobody else would resolve the job.
         if self.is_killed() {

@@ -115,6 +115,11 @@ struct State {
     wakeups_pending: usize,
     /// Publishers blocked in `push`: only then does a pop need to wake one.
     waiting_publishers: usize,
+    /// Jobs that a waiter took to run itself ([`take_if_next`](JobQueue::take_if_next)) and
+    /// has not given back yet. Each may come back for a retry, so a closed queue keeps its
+    /// workers until none is out: otherwise a retry given back after they left would wait
+    /// forever (and `shutdown()` with it).
+    lent_out: usize,
 }
 
 /// A bounded, priority-ordered, closable queue of jobs.
@@ -140,6 +145,7 @@ impl JobQueue {
                 idle_workers: 0,
                 wakeups_pending: 0,
                 waiting_publishers: 0,
+                lent_out: 0,
             }),
             queued: AtomicUsize::new(0),
             not_empty: Condvar::new(),
@@ -182,7 +188,8 @@ impl JobQueue {
         Ok(())
     }
 
-    /// Takes the most urgent job, waiting for one; `None` once the queue is closed and empty.
+    /// Takes the most urgent job, waiting for one; `None` once the queue is closed, empty,
+    /// and no job lent to a waiter can come back.
     pub(crate) fn pop(&self) -> Option<Job> {
         let mut state = self.lock();
         loop {
@@ -193,7 +200,7 @@ impl JobQueue {
                 }
                 return Some(job);
             }
-            if state.closed {
+            if state.closed && state.lent_out == 0 {
                 return None;
             }
             state.idle_workers += 1;
@@ -229,10 +236,31 @@ impl JobQueue {
         }
         let job = state.lanes.pop();
         self.count(&state);
+        state.lent_out += 1;
         if state.waiting_publishers > 0 {
             self.not_full.notify_one();
         }
         job
+    }
+
+    /// Takes back a job lent by [`take_if_next`](Self::take_if_next): `retry` is the job if it
+    /// is to run again, `None` once it has its result.
+    pub(crate) fn give_back(&self, retry: Option<Job>) {
+        let mut state = self.lock();
+        state.lent_out -= 1;
+        let Some(job) = retry else {
+            // The last one out of a closed, empty queue: the workers that stayed for it leave.
+            let release = state.closed && state.lent_out == 0 && state.lanes.len == 0;
+            drop(state);
+            if release {
+                self.not_empty.notify_all();
+            }
+            return;
+        };
+        state.lanes.push(job);
+        self.count(&state);
+        drop(state);
+        self.not_empty.notify_one();
     }
 
     /// Refuses further pushes (but `Force`d ones, see below) and wakes everyone waiting.
@@ -338,6 +366,35 @@ mod tests {
         });
         queue.close();
         assert!(queue.pop_after_work().is_none(), "closed and empty: no job, no hang");
+    }
+
+    #[test]
+    fn a_closed_queue_keeps_its_workers_while_a_job_lent_to_a_waiter_may_come_back() {
+        let queue = JobQueue::new(10);
+        queue.push(job(5), Admission::Block).expect("room");
+        let lent = queue.take_if_next(|_| true).expect("the next job");
+        queue.close();
+        std::thread::scope(|scope| {
+            // Closed and empty, but the lent job may come back for a retry: the worker waits.
+            let worker = scope.spawn(|| queue.pop().map(|job| job.event().priority()));
+            while queue.lock().idle_workers < 1 {
+                std::thread::yield_now();
+            }
+            queue.give_back(Some(lent));
+            assert_eq!(worker.join().expect("the worker returns"), Some(5), "it runs the retry");
+        });
+        // Lent again and resolved this time: the worker that stayed for it leaves.
+        queue.requeue(job(6));
+        let lent = queue.take_if_next(|_| true).expect("the next job");
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| queue.pop().is_none());
+            while queue.lock().idle_workers < 1 {
+                std::thread::yield_now();
+            }
+            drop(lent);
+            queue.give_back(None);
+            assert!(worker.join().expect("the worker returns"), "closed, empty, nothing out");
+        });
     }
 
     #[test]

@@ -140,11 +140,14 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
     );
     job.attempts_made = attempt;
     match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
-        Verdict::Final(result) => shared.resolve(job, result, Some(started)),
+        Verdict::Final(result) => {
+            shared.resolve(job, result, Some(started));
+            shared.give_back(None);
+        }
         Verdict::Retry(pause) => {
             let not_before = (!pause.is_zero()).then(|| attempt::deadline_after(pause));
             job.resume = Some(Box::new(Resume { started, not_before }));
-            shared.requeue(job);
+            shared.give_back(Some(job));
         }
     }
     std::mem::forget(abort);

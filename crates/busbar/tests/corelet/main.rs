@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Check { name: "retry_fresh_child", run: exchange::retry_fresh_child },
         Check { name: "confinement", run: confine::confinement },
         Check { name: "waiter_runs_its_event", run: run_here::waiter_runs_its_event },
+        Check { name: "waiters_retry_outlives_shutdown", run: run_here::waiters_retry_outlives_shutdown },
     ])
 }
 
@@ -85,6 +86,7 @@ fn handlers() -> EventFactory {
     factory.register_event_type("gate", || handler_fn(run_here::gate));
     factory.register_event_type("where_am_i", || handler_fn(run_here::where_am_i));
     factory.register_event_type("thread_of", || handler_fn(run_here::thread_of));
+    factory.register_event_type("fail_until_released", || handler_fn(run_here::fail_until_released));
     factory
 }
 

@@ -1,13 +1,19 @@
 //! A thread waiting on a corelet event that no worker has started runs the exchange itself,
 //! and never takes an event that others are queued ahead of.
 
+use std::fs;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
 
 use super::{config, corelet, handlers};
-use busbar::{Event, EventBus, EventContext, EventId, EventResult, ExecutionMode, HandlerResult};
+use busbar::{
+    Event, EventBus, EventContext, EventId, EventResult, ExecutionMode, HandlerError, HandlerResult,
+};
 
 /// Whether the `gate` handler may return; `true` once opened.
 static GATE: Mutex<bool> = Mutex::new(false);
@@ -111,6 +117,71 @@ pub(crate) fn waiter_runs_its_event() {
     let order: Vec<EventId> = threads_of(&[low_chain, high_chain]).into_iter().map(|(id, _)| id).collect();
     assert_eq!(order, [high_chain, low_chain], "the urgent event ran first");
     bus.shutdown();
+}
+
+/// Runs in a corelet. First attempt: creates `started` in the directory the event names,
+/// waits until `release` appears there, and fails. Later attempts succeed.
+pub(crate) fn fail_until_released(ctx: &EventContext) -> HandlerResult {
+    if ctx.attempt() > 1 {
+        return Ok(EventResult::success());
+    }
+    let dir = PathBuf::from(ctx.event().data()["dir"].as_str().unwrap_or_default());
+    fs::write(dir.join("started"), b"").map_err(HandlerError::new)?;
+    while !dir.join("release").exists() {
+        if ctx.is_cancelled() {
+            return Err(HandlerError::new("never released"));
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    Err(HandlerError::new("fails once, as asked"))
+}
+
+/// A waiter runs a corelet event's first attempt (the only worker is busy); meanwhile
+/// `shutdown()` closes the queue and the worker finishes its own event. The attempt fails,
+/// and its retry is given back to the closed queue: the worker must still be there to run it,
+/// and `shutdown()` must return once it did.
+pub(crate) fn waiters_retry_outlives_shutdown() {
+    let bus = single_worker_bus();
+    let dir = std::env::temp_dir().join(format!("busbar-retry-after-close-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("a scratch directory");
+    let (started_tx, started_rx) = mpsc::sync_channel(1);
+    *STARTED.lock().unwrap_or_else(PoisonError::into_inner) = Some(started_tx);
+    let gate = Event::new("gate").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(600));
+    let gate = bus.publish(gate).expect("accepted");
+    started_rx.recv_timeout(Duration::from_secs(60)).expect("the gate handler started");
+
+    let event = corelet("fail_until_released").with_retry_count(1).with_data(json!({"dir": dir.to_str()}));
+    let handle = bus.publish(event).expect("accepted");
+    let waiter = thread::spawn(move || handle.wait());
+    wait_for(|| dir.join("started").exists(), "the waiter to start the first attempt");
+
+    open_gate();
+    assert!(gate.wait().success, "the worker's own event");
+    let closing = bus.clone();
+    let shutdown = thread::spawn(move || closing.shutdown());
+    wait_for(|| bus.is_shut_down(), "shutdown() to close the bus");
+    // The worker has nothing queued now and the queue is closed; the retry comes after this.
+    fs::write(dir.join("release"), b"").expect("the release file");
+
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send((waiter.join(), shutdown.join()));
+    });
+    let outcome = done_rx.recv_timeout(Duration::from_secs(60));
+    let _ = fs::remove_dir_all(&dir);
+    let (result, shutdown) = outcome.expect("the retry ran and shutdown() returned within 60 s");
+    let result = result.expect("the waiter thread");
+    assert!(result.success && result.attempts == 2, "{result:?}");
+    shutdown.expect("the shutdown thread");
+}
+
+/// Polls `done` until it is true (60 s at most, else panics naming `what`).
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// One worker thread, one corelet.
