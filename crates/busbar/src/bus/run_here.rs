@@ -43,8 +43,14 @@ impl RunHere {
         };
         let ends_in_time = |job: &Job| match wait_until {
             None => true,
-            Some(wait_until) => Instant::now()
-                .checked_add(job.event().timeout() + shared.corelet_kill_grace() + REAP_MARGIN)
+            // Checked throughout: a timeout near the maximum must mean "not in time", not a
+            // panic (the grace is bounded by `CoreletConfig`'s checks, but need not be here).
+            Some(wait_until) => job
+                .event()
+                .timeout()
+                .checked_add(shared.corelet_kill_grace())
+                .and_then(|bound| bound.checked_add(REAP_MARGIN))
+                .and_then(|bound| Instant::now().checked_add(bound))
                 .is_some_and(|latest_end| latest_end <= wait_until),
         };
         let is_fresh_job = |job: &Job| job.event().id() == id && job.resume.is_none() && ends_in_time(job);

@@ -12,6 +12,18 @@ use crate::unit;
 /// Smallest accepted frame limit: enough for the handshake and an error reply.
 const MIN_FRAME: u32 = 1 << 10;
 
+/// Longest accepted `kill_grace`: a killed child's group gets this long after SIGTERM, and a
+/// waiter that runs its own corelet event adds it to the attempt's timeout.
+const MAX_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Longest accepted `idle_timeout`, `start_timeout` and `max_start_backoff`: longer would be
+/// a mistake (and could not be added to the clock).
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Smallest accepted `memory_limit`: below this no program gets as far as greeting, and the
+/// child would fail its handshake with a message that does not name the limit.
+const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
 /// How a bus starts, limits and retires its corelet processes.
 ///
 /// Set it with [`EventBusBuilder::corelet`](crate::EventBusBuilder::corelet) or as the
@@ -41,7 +53,7 @@ pub struct CoreletConfig {
     /// Most children alive at once. Default: the number of logical cores.
     pub pool_size: Option<usize>,
     /// Address-space limit of each child (`RLIMIT_AS`), which bounds its memory.
-    /// Default: none.
+    /// Default: none; at least 16 MiB.
     #[serde(deserialize_with = "unit::opt_bytes")]
     pub memory_limit: Option<u64>,
     /// CPU-time limit of each child in seconds (`RLIMIT_CPU`). The kernel counts it over the
@@ -66,7 +78,7 @@ pub struct CoreletConfig {
     #[serde(deserialize_with = "unit::duration")]
     pub start_timeout: Duration,
     /// Between the polite signal (SIGTERM) and SIGKILL when a child's process group is
-    /// killed. Default: 500 ms.
+    /// killed. Default: 500 ms; at most 10 s.
     #[serde(deserialize_with = "unit::duration")]
     pub kill_grace: Duration,
     /// Wait after the first failed start before trying again; doubles with each further
@@ -152,6 +164,21 @@ impl CoreletConfig {
         }
         if self.max_frame_size < MIN_FRAME {
             return fail("max_frame_size", "at least 1 KiB");
+        }
+        if self.memory_limit.is_some_and(|bytes| bytes < MIN_MEMORY_LIMIT) {
+            return fail("memory_limit", "at least 16 MiB");
+        }
+        if self.kill_grace > MAX_KILL_GRACE {
+            return fail("kill_grace", "at most 10s");
+        }
+        for (field, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("start_timeout", self.start_timeout),
+            ("max_start_backoff", self.max_start_backoff),
+        ] {
+            if value > MAX_WAIT {
+                return fail(field, "at most one year");
+            }
         }
         for (field, value) in [
             ("idle_timeout", self.idle_timeout),

@@ -286,4 +286,27 @@ fn config_from_toml() {
     let tiny = CoreletConfig { max_frame_size: 10, ..CoreletConfig::default() };
     assert!(tiny.validate().is_err());
     assert!(CoreletConfig::default().validate().is_ok());
+
+    // Values no child could work with, or that could not be added to the clock.
+    let rejected = |config: CoreletConfig| config.validate().unwrap_err().to_string();
+    let default = CoreletConfig::default;
+    assert_eq!(
+        rejected(CoreletConfig { kill_grace: Duration::MAX, ..default() }),
+        "invalid corelet setting `kill_grace`: expected at most 10s"
+    );
+    assert_eq!(
+        rejected(CoreletConfig { memory_limit: Some(0), ..default() }),
+        "invalid corelet setting `memory_limit`: expected at least 16 MiB"
+    );
+    assert_eq!(
+        rejected(CoreletConfig { max_start_backoff: Duration::MAX, ..default() }),
+        "invalid corelet setting `max_start_backoff`: expected at most one year"
+    );
+    assert_eq!(
+        rejected(CoreletConfig { idle_timeout: Duration::from_secs(u64::MAX), ..default() }),
+        "invalid corelet setting `idle_timeout`: expected at most one year"
+    );
+    let edge =
+        CoreletConfig { kill_grace: Duration::from_secs(10), memory_limit: Some(16 << 20), ..default() };
+    assert!(edge.validate().is_ok());
 }
