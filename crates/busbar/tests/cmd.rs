@@ -347,6 +347,24 @@ fn bad_output_file() {
     assert!(!Path::new(&dir.file("ran")).exists());
 }
 
+/// An output file that is a FIFO nobody reads fails at once and clearly: opening it for
+/// writing would otherwise block the worker before the event's deadline applied.
+#[test]
+fn unread_fifo_output_file() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.file("fifo");
+    let path = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path, which outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+    let event =
+        cmd(json!({"executable": "true", "stdout_file": fifo})).with_timeout(Duration::from_secs(600));
+    let message = run(event).error_message.unwrap_or_default();
+    assert!(
+        message.contains("cannot open `stdout_file`") && message.contains("FIFO that no process has open"),
+        "{message}"
+    );
+}
+
 #[test]
 fn truncated() {
     let mut config = CommandConfig::default();

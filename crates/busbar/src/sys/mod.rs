@@ -22,7 +22,7 @@ pub(crate) use exit::{describe_exit, signal_name};
 #[cfg(test)]
 pub(crate) use group::pid_has_exited;
 pub(crate) use group::{has_exited, pidfd_open, signal_group, terminate_group};
-pub(crate) use poll::{poll, set_nonblocking};
+pub(crate) use poll::{poll, set_blocking, set_nonblocking};
 
 /// Returns the number of open descriptors of this process, from `/proc/self/fd`.
 ///

@@ -9,17 +9,28 @@ use std::time::Duration;
 /// The flag belongs to the open file description, so it affects every duplicate of `fd` but not
 /// the other end of a pipe: a child reading or writing its end still blocks normally.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_nonblocking_flag(fd, true)
+}
+
+/// Takes `fd` out of non-blocking mode (for a file opened non-blocking only so that opening it
+/// could not wait, before a program inherits it).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_nonblocking_flag(fd, false)
+}
+
+fn set_nonblocking_flag(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: F_GETFL on a descriptor that `BorrowedFd` guarantees open; touches no memory.
     let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
     if flags == -1 {
         return Err(io::Error::last_os_error());
     }
-    if flags & libc::O_NONBLOCK != 0 {
+    let wanted = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    if wanted == flags {
         return Ok(());
     }
     // SAFETY: F_SETFL with an integer argument on an open descriptor; touches no memory.
-    if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
+    if unsafe { libc::fcntl(raw, libc::F_SETFL, wanted) } == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

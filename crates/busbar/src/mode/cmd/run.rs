@@ -9,10 +9,10 @@
 //! The leader is never reaped before the end: until then its pid, and so its process group id,
 //! stays reserved, and signalling the group cannot reach a stranger (see `sys::group`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -315,12 +315,30 @@ fn output_files(spec: &CommandSpec) -> Result<(Option<File>, Option<File>), Comm
 
 /// Creates (or truncates) an output file. A relative path is taken relative to `cwd`, where the
 /// program runs, as a shell redirection after `cd` would.
+///
+/// Opened non-blocking: opening a FIFO that no process reads would otherwise wait, on a pool
+/// worker and before any deadline applies, until one does; non-blocking, it fails at once
+/// (ENXIO), and the program then gets an ordinary blocking descriptor.
 fn open_output(cwd: Option<&Path>, field: &'static str, path: &Path) -> Result<File, CommandRunError> {
     let path = match cwd {
         Some(cwd) if path.is_relative() => cwd.join(path),
         _ => path.to_path_buf(),
     };
-    File::create(&path).map_err(|error| CommandRunError::output_file(field, path, error))
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::new(
+                error.kind(),
+                format!("it is a FIFO that no process has open for reading ({error})"),
+            ),
+            _ => error,
+        })
+        .and_then(|file| sys::set_blocking(file.as_fd()).map(|()| file));
+    opened.map_err(|error| CommandRunError::output_file(field, path, error))
 }
 
 /// Returns `true` if both handles are the same file on disk.
