@@ -259,9 +259,11 @@
 //!   [`InvalidInput`](ErrorKind::InvalidInput) result instead of reaching a child.
 //! - **Follow-up events** a handler publishes through its context are sent to the parent and
 //!   published on its bus, with correlation and causation ids. Their result stays there: the
-//!   handle the child gets is already resolved, as [`Unsupported`](ErrorKind::Unsupported). Like
-//!   any publish, the child checks that the type has a handler, so register follow-up types in
-//!   the factory given to [`corelet_main`] too.
+//!   handle the child gets is already resolved, as [`Unsupported`](ErrorKind::Unsupported). A
+//!   `Sync` follow-up runs on a pool thread of the parent, as a `Thread` event: the thread that
+//!   receives it guards the child's deadline and runs no handler. Like any publish, the child
+//!   checks that the type has a handler, so register follow-up types in the factory given to
+//!   [`corelet_main`] too.
 //! - [`stats`](EventBus::stats) counts live children, starts, crashes, kills and retirements.
 //!
 //! ```

@@ -1,9 +1,11 @@
 //! What crosses the process boundary: data, frame limits, panics, follow-up events, stats and
 //! retries.
 
+use std::sync::{mpsc, Condvar, Mutex, PoisonError};
+use std::thread;
 use std::time::Duration;
 
-use busbar::{ErrorKind, EventId, ExecutionMode};
+use busbar::{ErrorKind, Event, EventContext, EventId, EventResult, ExecutionMode, HandlerResult};
 use serde_json::{json, Value};
 
 use super::{bus, config, corelet, echo_pid, proc, recorded, run};
@@ -207,5 +209,50 @@ pub(crate) fn retry_fresh_child() {
     assert!(proc::wait_gone(first as u32, Duration::ZERO), "the crashed child was reaped");
     let stats = bus.stats();
     assert_eq!((stats.retries, stats.corelet_crashes, stats.corelet_spawns), (1, 1, 2), "{stats:?}");
+    bus.shutdown();
+}
+
+/// Whether `blocked_in_parent` may return; `true` once opened.
+static PARENT_GATE: Mutex<bool> = Mutex::new(false);
+static PARENT_GATE_CHANGED: Condvar = Condvar::new();
+
+/// Runs in the parent, as the follow-up of `publish_then_spin`: blocks until the check opens
+/// its gate.
+pub(crate) fn blocked_in_parent(_: &EventContext) -> HandlerResult {
+    let mut open = PARENT_GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*open {
+        open = PARENT_GATE_CHANGED.wait(open).unwrap_or_else(PoisonError::into_inner);
+    }
+    Ok(EventResult::success())
+}
+
+/// Runs in a corelet: publishes a `Sync` follow-up that blocks in the parent, then spins.
+pub(crate) fn publish_then_spin(ctx: &EventContext) -> HandlerResult {
+    ctx.publish(Event::new("blocked_in_parent"))?;
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// A `Sync` follow-up whose handler blocks in the parent does not keep the corelet that
+/// published it from being killed at its deadline: it runs on the pool, not on the thread
+/// that guards the deadline.
+pub(crate) fn sync_follow_up_keeps_the_deadline() {
+    let bus = bus(config());
+    let handle = bus.publish(corelet("publish_then_spin").with_timeout(Duration::from_millis(500)));
+    let handle = handle.expect("accepted");
+    let (result_tx, result_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = result_tx.send(handle.wait());
+    });
+    // The follow-up's handler is still blocked (the gate is shut) while the result comes.
+    let result = result_rx.recv_timeout(Duration::from_secs(60));
+    *PARENT_GATE.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    PARENT_GATE_CHANGED.notify_all();
+    let result = result.expect("the corelet was killed at its deadline while its follow-up ran");
+    assert_eq!(result.error_kind, Some(ErrorKind::Timeout), "{result:?}");
+    // Killed by the thread that ran the exchange, not given up by the pool's backstop, which
+    // replaces a worker stuck 30 s past a hard deadline.
+    assert_eq!(bus.stats().replaced_workers, 0, "{:?}", bus.stats());
     bus.shutdown();
 }

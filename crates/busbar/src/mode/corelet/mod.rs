@@ -20,6 +20,7 @@ use crate::bus::Shared;
 use crate::corelet::{CoreletError, Payload};
 use crate::event::{Event, ParentLink};
 use crate::handler::HandlerError;
+use crate::mode::ExecutionMode;
 use crate::pool::Admission;
 use crate::result::ErrorKind;
 
@@ -100,8 +101,16 @@ fn outcome_of(error: CoreletError) -> Outcome {
 /// did not (another worker program). A refusal cannot reach the child any more (its publish
 /// returned when the frame was sent), so it is logged. (Something that is not an event does
 /// not get here: the pool kills a child that sends one, for breaking the protocol.)
+///
+/// A `Sync` event runs on a pool thread, as a `Thread` event: the thread it would run on here
+/// is the one that guards the child's deadline, and while a handler ran on it nothing would
+/// kill the child at its deadline (a child could publish its way past its own timeout). Its
+/// publisher, in the child, has its handle already and cannot tell the difference.
 fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, mut event: Event) {
     event.inherit_from(parent);
+    if event.mode() == ExecutionMode::Sync {
+        event = event.with_mode(ExecutionMode::Thread);
+    }
     if let Err(error) = shared.publish(event, Admission::Block) {
         tracing::warn!(%error, "busbar: an event published by a corelet handler was refused");
     }
