@@ -163,9 +163,15 @@ impl CoreletPool {
             let result =
                 panic::catch_unwind(AssertUnwindSafe(|| corelet.execute(request, deadline, on_publish)));
             match result {
-                Ok(result @ Err(CoreletError::Crashed { .. })) if corelet.died_idle() => {
+                Ok(result @ Err(CoreletError::Crashed { .. }))
+                    if corelet.died_idle() && !corelet.was_fresh() =>
+                {
                     // Found dead (the OOM killer, an outside `kill`) before the request
                     // reached it: counted as a crash, and the request goes to another child.
+                    // Not a child that died before its first request, after greeting: that is
+                    // how the program starts, every fresh child would do the same, and retrying
+                    // here would start children in a loop until the deadline. The crash is the
+                    // result (the event's own retries, with their backoff, may try again).
                     let _ = self.checkin(corelet, lease, result);
                 }
                 Ok(result) => return self.checkin(corelet, lease, result),

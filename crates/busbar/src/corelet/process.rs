@@ -208,6 +208,12 @@ impl Corelet {
         self.died_idle
     }
 
+    /// Returns `true` if the last request was the first this child was sent: one that dies
+    /// before its first request dies of how it starts, and a fresh one would too.
+    pub(crate) fn was_fresh(&self) -> bool {
+        self.served <= 1
+    }
+
     /// Returns `true` if the child was killed or found dead, and reaped.
     pub(crate) fn is_reaped(&self) -> bool {
         self.status.is_some()

@@ -204,6 +204,21 @@ fn open_fds() -> Value {
     Value::Array(fds)
 }
 
+#[test]
+#[ignore = "entry point of corelet test children; does nothing when run directly"]
+fn entry_greet_then_leave() {
+    let Some(fd) = std::env::var(FD_ENV).ok().and_then(|fd| fd.parse().ok()) else {
+        return;
+    };
+    // SAFETY: the pool passed this descriptor to this process for the channel and nothing
+    // else in the process uses it: this entry replaces the real one.
+    let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, DEFAULT_MAX_FRAME);
+    let hello = BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() };
+    let _ = channel.write_frame(&message::encode(&hello, DEFAULT_MAX_FRAME).unwrap_or_default(), None);
+    drop(channel);
+    std::process::exit(0);
+}
+
 /// A hand-made child that greets properly, then misbehaves as each request asks.
 fn serve_raw() {
     let Some(fd) = std::env::var(FD_ENV).ok().and_then(|fd| fd.parse().ok()) else {

@@ -178,6 +178,18 @@ fn died_while_idle() {
     }
 }
 
+/// A program that greets and then leaves before its first request is not restarted in a loop
+/// until the deadline: the request fails as a crash after one start.
+#[test]
+fn a_child_that_leaves_after_greeting_is_not_restarted_in_a_loop() {
+    let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry_greet_then_leave") });
+    for _ in 0..3 {
+        let error = run(&pool, json!({"op": "echo", "value": 1})).expect_err("no answer");
+        assert!(matches!(error, CoreletError::Crashed { .. }), "{error:?}");
+    }
+    assert_eq!(pool.stats().spawns, 3, "one start per request");
+}
+
 #[test]
 fn memory_limit() {
     let pool = pool(CoreletConfig { memory_limit: Some(1 << 30), ..config("entry") });
