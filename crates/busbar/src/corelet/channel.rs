@@ -21,6 +21,10 @@ use crate::watch::{self, WatchHabit};
 /// Size of the receive buffer; larger frames are read straight into their own allocation.
 const BUFFER_LEN: usize = 64 << 10;
 
+/// How much of a large frame's body is made room for (and zeroed) before each read: bytes
+/// the peer has not sent yet take no memory.
+const LARGE_READ: usize = 1 << 20;
+
 /// A framed, buffered end of the corelet socketpair.
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -131,15 +135,26 @@ impl Channel {
     }
 
     /// Reads a frame too large for the buffer into an allocation of its own.
+    ///
+    /// The body grows as bytes arrive rather than all at once: a header is only a claim, and a
+    /// peer sending garbage could otherwise make this commit up to the frame limit at once.
+    /// The address space is reserved up front, fallibly: an allocation that cannot be had is
+    /// an I/O error, not an abort of the whole process.
     fn read_large(&mut self, frame_len: usize, deadline: Option<Instant>) -> Result<Vec<u8>, FrameError> {
-        // Zeroed allocations this large come from fresh, already-zero pages: no memset.
-        let mut body = vec![0; frame_len - HEADER_LEN];
-        let buffered = &self.buf[self.start + HEADER_LEN..self.end];
-        body[..buffered.len()].copy_from_slice(buffered);
-        let mut filled = buffered.len();
+        let body_len = frame_len - HEADER_LEN;
+        let mut body = Vec::new();
+        body.try_reserve_exact(body_len).map_err(|error| {
+            FrameError::Io(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("cannot hold a frame of {frame_len} bytes: {error}"),
+            ))
+        })?;
+        body.extend_from_slice(&self.buf[self.start + HEADER_LEN..self.end]);
         self.start = 0;
         self.end = 0;
-        while filled < body.len() {
+        while body.len() < body_len {
+            let filled = body.len();
+            body.resize((filled + LARGE_READ).min(body_len), 0);
             let received = read_some(
                 &self.stream,
                 self.nonblocking,
@@ -147,13 +162,13 @@ impl Channel {
                 deadline,
                 self.watches.then_some(&mut self.habit),
             )?;
+            body.truncate(filled + received);
             if received == 0 {
                 return Err(FrameError::Truncated {
                     expected: frame_len as u64,
                     received: (HEADER_LEN + filled) as u64,
                 });
             }
-            filled += received;
         }
         Ok(body)
     }
