@@ -82,6 +82,16 @@ impl Pool {
         if threads.started {
             return Ok(());
         }
+        // The watchdog first: if it cannot start, nothing else has (a failure after the workers
+        // started would leave them running, and the next publish would start a second set).
+        // Kept if the workers then fail: the next attempt reuses it.
+        if threads.watchdog.is_none() {
+            let watchdog = thread::Builder::new().name("busbar-watchdog".to_owned()).spawn({
+                let shared = Arc::clone(shared);
+                move || watchdog::run(&shared)
+            })?;
+            threads.watchdog = Some(watchdog);
+        }
         let mut first_error = None;
         for _ in 0..self.threads {
             match self.spawn_worker(shared) {
@@ -95,11 +105,6 @@ impl Pool {
         if threads.live.is_empty() {
             return Err(first_error.unwrap_or_else(|| io::Error::other("no worker threads")));
         }
-        let watchdog = thread::Builder::new().name("busbar-watchdog".to_owned()).spawn({
-            let shared = Arc::clone(shared);
-            move || watchdog::run(&shared)
-        })?;
-        threads.watchdog = Some(watchdog);
         threads.started = true;
         self.started.store(true, Ordering::Release);
         Ok(())
