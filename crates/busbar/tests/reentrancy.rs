@@ -1,7 +1,8 @@
 //! Handlers that call back into their own bus: join, shutdown and nested sync publishes.
 
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
 use std::time::Duration;
 
 use busbar::{handler_fn, Event, EventBus, EventResult, ExecutionMode};
@@ -65,4 +66,42 @@ fn shutdown_in_sync_handler() {
     let result = bus.publish(Event::new("stop")).expect("accepted").wait();
     assert_eq!(result.data, true, "the queued event finished during shutdown: {result:?}");
     assert!(bus.is_shut_down());
+}
+
+/// Sync handlers on two threads that call `join` (or `shutdown`) while both are running
+/// return: each waits for the rest, not for the other, which waits in its own join.
+#[test]
+fn joins_in_sync_handlers_on_two_threads() {
+    for call in ["join", "shutdown"] {
+        let bus = EventBus::builder().threads(1).build().expect("valid settings");
+        let both_running = Arc::new(Barrier::new(2));
+        let barrier = Arc::clone(&both_running);
+        bus.subscribe(
+            "joiner",
+            handler_fn(move |ctx| {
+                barrier.wait();
+                match ctx.event().data().as_str() {
+                    Some("shutdown") => ctx.event_bus().shutdown(),
+                    _ => ctx.event_bus().join(),
+                }
+                Ok(EventResult::success())
+            }),
+        );
+        let (done, results) = mpsc::channel();
+        for _ in 0..2 {
+            let (bus, done) = (bus.clone(), done.clone());
+            thread::spawn(move || {
+                let result =
+                    bus.publish(Event::new("joiner").with_data(call.into())).expect("accepted").wait();
+                let _ = done.send(result);
+            });
+        }
+        for _ in 0..2 {
+            let result = results
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no deadlock: {call}"));
+            assert!(result.success, "{call}: {result:?}");
+        }
+        bus.shutdown();
+    }
 }

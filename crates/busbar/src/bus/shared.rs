@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::RunHere;
@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     /// Threads in `join` inside sync handlers, waiting for a count above zero (their own
     /// events). Rare; woken on every finish.
     nested_joiners: AtomicUsize,
+    /// Handlers whose threads wait in a nested `join`, summed over those joins. They cannot
+    /// finish before their join returns, so a nested join does not wait for them: two sync
+    /// handlers joining on two threads would otherwise wait for each other forever.
+    blocked_in_join: AtomicUsize,
     counters: Counters,
     /// How cmd events run their programs.
     command_options: RunOptions,
@@ -117,6 +121,7 @@ impl Shared {
             idle: Condvar::new(),
             joiners: AtomicUsize::new(0),
             nested_joiners: AtomicUsize::new(0),
+            blocked_in_join: AtomicUsize::new(0),
             counters: Counters::default(),
             command_options,
             corelet_config,
@@ -385,7 +390,8 @@ impl Shared {
     }
 
     /// Waits until every accepted event has its result, except those whose handlers are
-    /// running on this very thread (a sync handler calling `join` must not wait for itself).
+    /// running on this very thread (a sync handler calling `join` must not wait for itself)
+    /// and, for a join inside a handler, those whose threads are in such a join too.
     pub(crate) fn join(&self) {
         if self.is_own_worker() {
             tracing::warn!(
@@ -398,8 +404,19 @@ impl Shared {
         let joiners = if own == 0 { &self.joiners } else { &self.nested_joiners };
         joiners.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while self.in_flight() > own {
+        if own > 0 {
+            // Under the lock, so that a nested joiner between its check and its wait cannot
+            // miss that it need not wait for these any more.
+            self.blocked_in_join.fetch_add(own, Ordering::SeqCst);
+            self.idle.notify_all();
+        }
+        // `blocked_in_join` includes `own`; a top-level join waits for everything.
+        let bound = || if own == 0 { 0 } else { self.blocked_in_join.load(Ordering::SeqCst) };
+        while self.in_flight() > bound() {
             guard = self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
+        }
+        if own > 0 {
+            self.blocked_in_join.fetch_sub(own, Ordering::SeqCst);
         }
         drop(guard);
         joiners.fetch_sub(1, Ordering::SeqCst);
@@ -422,7 +439,22 @@ impl Shared {
             );
             return;
         }
-        let _serialised = self.shutdown_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serialised = match self.shutdown_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Another shutdown is under way. Wait for it to finish, unless this is a handler:
+            // that shutdown may be waiting for this very handler to return.
+            Err(TryLockError::WouldBlock) if context::handlers_running_here(self.address()) > 0 => {
+                tracing::warn!(
+                    "busbar: shutdown() called from a handler while another shutdown is under way \
+                     returns at once: that shutdown may be waiting for this handler"
+                );
+                return;
+            }
+            Err(TryLockError::WouldBlock) => {
+                self.shutdown_lock.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
         self.join();
         self.pool.stop_and_join();
         if let Some(Ok(corelets)) = self.corelets.get() {
