@@ -123,6 +123,15 @@ impl HandlerError {
         HandlerError { error: error.into(), permanent: true }
     }
 
+    /// Replaces the inner error by its message, dropping it.
+    ///
+    /// Formatting and dropping the handler's error run the handler author's code, which may
+    /// panic: the bus does both here, inside its panic boundary, and afterwards handles only
+    /// the message.
+    pub(crate) fn settled(self) -> HandlerError {
+        HandlerError { error: self.error.to_string().into(), permanent: self.permanent }
+    }
+
     /// Returns `true` if the error was marked permanent.
     pub fn is_permanent(&self) -> bool {
         self.permanent

@@ -77,3 +77,32 @@ fn constructor() {
     }
     assert_eq!(bus.stats().replaced_workers, 0);
 }
+
+/// A handler error whose `Display` panics.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("cannot print this error")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+/// Formatting a handler's error runs the handler author's code; a panic there is the
+/// handler's panic: a `Panic` result in both modes, no aborted worker, and the bus's counts
+/// stay right (`join` returns).
+#[test]
+fn error_that_panics_when_printed() {
+    let bus = EventBus::builder().threads(1).build().unwrap();
+    bus.subscribe("unprintable", handler_fn(|_| Err(busbar::HandlerError::new(Unprintable))));
+    for mode in MODES {
+        let result = bus.publish(Event::new("unprintable").with_mode(mode)).unwrap().wait();
+        assert_eq!(result.error_kind, Some(ErrorKind::Panic), "{mode}: {result:?}");
+        assert!(result.error_message.unwrap().contains("cannot print this error"), "{mode}");
+    }
+    bus.join();
+    assert_eq!(bus.stats().in_flight, 0);
+    bus.shutdown();
+}

@@ -8,6 +8,7 @@ use crate::bus::{EventBus, Shared};
 use crate::context::{self, EventContext};
 use crate::event::Event;
 use crate::factory::{HandlerCache, Registration};
+use crate::handler::HandlerError;
 use crate::result::ErrorKind;
 use crate::unwind;
 
@@ -63,9 +64,14 @@ pub(crate) fn run_in_context(
     }
     let event = ctx.event();
     let _running = context::enter_handler(event, shared.address());
-    let returned = unwind::catch(|| match handlers {
-        HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(ctx),
-        HandlerSource::Caller => registration.shared_instance().execute(ctx),
+    let returned = unwind::catch(|| {
+        let returned = match handlers {
+            HandlerSource::Worker(cache) => cache.get(event.event_type(), registration).execute(ctx),
+            HandlerSource::Caller => registration.shared_instance().execute(ctx),
+        };
+        // An error's `Display` and `Drop` are the handler's code too: run them in here, where
+        // a panic fails the attempt, not on a worker (which would abort) or a sync publisher.
+        returned.map_err(HandlerError::settled)
     });
     let ended = Instant::now();
     let outcome = match returned {
