@@ -55,7 +55,7 @@ use crate::bus::DEFAULT_QUEUE_CAPACITY;
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BusConfig {
-    /// Pool worker threads; `None` means one per logical core.
+    /// Pool worker threads, 1 to 1024; `None` means one per logical core.
     pub threads: Option<usize>,
     /// How many events may wait in the queue.
     pub queue_capacity: usize,
@@ -190,10 +190,17 @@ impl BusConfig {
     }
 }
 
+/// The most pool worker threads a bus accepts: more is a mistake (a number meant for
+/// something else), and starting them would take the first publish a very long time.
+pub(crate) const MAX_THREADS: usize = 1024;
+
 /// Returns what is wrong with these settings, if anything (shared with the builder).
 pub(crate) fn check(threads: Option<usize>, queue_capacity: usize) -> Option<String> {
     if threads == Some(0) {
         return Some("`threads` must be at least 1, found 0".to_owned());
+    }
+    if let Some(threads) = threads.filter(|&threads| threads > MAX_THREADS) {
+        return Some(format!("`threads` must be at most {MAX_THREADS}, found {threads}"));
     }
     if queue_capacity == 0 {
         return Some("`queue_capacity` must be at least 1, found 0".to_owned());

@@ -160,6 +160,7 @@ fn config_env() {
         ("BUSBAR_THREADS", "many", "a whole number of threads"),
         ("BUSBAR_THREADS", "-2", "a whole number of threads"),
         ("BUSBAR_THREADS", "0", "`threads` must be at least 1, found 0"),
+        ("BUSBAR_THREADS", "1000000000000", "`threads` must be at most 1024, found 1000000000000"),
         ("BUSBAR_QUEUE_CAPACITY", "1e3", "a whole number of events"),
         ("BUSBAR_RETRY_BACKOFF", "sometimes", "`fixed:<ms>`"),
         ("BUSBAR_RETRY_BACKOFF", "fixed:soon", "`fixed:<ms>`"),
@@ -168,7 +169,7 @@ fn config_env() {
     for (name, value, expected) in cases {
         let err = BusConfig::default().with_env_vars([(name, value)]).unwrap_err().to_string();
         assert!(err.contains(expected), "{name}={value}: {err}");
-        if !expected.contains("found 0") {
+        if !expected.contains("found") {
             assert!(err.contains(name) && err.contains(value), "{name}={value}: {err}");
         }
     }
@@ -201,6 +202,14 @@ fn config_file() {
 fn builder() {
     let err = EventBus::builder().threads(0).build().unwrap_err();
     assert_eq!(err.to_string(), "invalid bus configuration: `threads` must be at least 1, found 0");
+    // A number meant for something else: refused, not a first publish that starts threads
+    // until the system runs out.
+    let err = EventBus::builder().threads(1 << 40).build().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid bus configuration: `threads` must be at most 1024, found 1099511627776"
+    );
+    assert!(EventBus::builder().threads(1024).build().is_ok());
     let err = EventBus::builder().queue_capacity(0).build().unwrap_err();
     assert!(err.to_string().contains("`queue_capacity` must be at least 1"), "{err}");
 }

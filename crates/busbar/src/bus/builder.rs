@@ -48,7 +48,7 @@ impl EventBusBuilder {
         Self::default()
     }
 
-    /// Sets the number of pool worker threads (default: the number of logical cores).
+    /// Sets the number of pool worker threads, 1 to 1024 (default: the number of logical cores).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
         self

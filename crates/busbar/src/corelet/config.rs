@@ -50,7 +50,7 @@ const MIN_MEMORY_LIMIT: u64 = 16 << 20;
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CoreletConfig {
-    /// Most children alive at once. Default: the number of logical cores.
+    /// Most children alive at once, at most 1024. Default: the number of logical cores.
     pub pool_size: Option<usize>,
     /// Address-space limit of each child (`RLIMIT_AS`), which bounds its memory.
     /// Default: none; at least 16 MiB.
@@ -149,6 +149,9 @@ impl CoreletConfig {
         let fail = |field: &'static str, expected: &'static str| Err(ConfigError { field, expected });
         if self.pool_size == Some(0) {
             return fail("pool_size", "at least 1");
+        }
+        if self.pool_size.is_some_and(|size| size > crate::config::MAX_THREADS) {
+            return fail("pool_size", "at most 1024");
         }
         if self.max_requests == Some(0) {
             return fail("max_requests", "at least 1");

@@ -97,8 +97,11 @@ impl Pool {
             match self.spawn_worker(shared) {
                 Ok(worker) => threads.live.push(worker),
                 Err(error) => {
-                    tracing::error!(%error, "busbar: could not start a worker thread");
-                    first_error.get_or_insert(error);
+                    // The system refuses threads now; asking for the rest would fail alike.
+                    let started = threads.live.len();
+                    tracing::error!(%error, started, "busbar: could not start a worker thread; the pool runs with those started");
+                    first_error = Some(error);
+                    break;
                 }
             }
         }
