@@ -223,3 +223,41 @@ fn change_and_remove() {
     }
     assert!(published.elapsed() < Duration::from_secs(5), "no limit any more");
 }
+
+/// `shutdown_now` while the scheduler releases a large batch of delayed events of a
+/// rate-limited type returns promptly: the jobs of the batch it has not released yet are
+/// cancelled too, not held again for their slots (an hour apart here), where nothing would
+/// cancel them and the scheduler would wait for each.
+#[test]
+fn shutdown_now_while_a_batch_of_delayed_events_is_released() {
+    let bus = EventBus::builder().threads(2).build().expect("valid settings");
+    let (ran, first_ran) = mpsc::channel();
+    let ran = Mutex::new(ran);
+    bus.subscribe(
+        "limited",
+        handler_fn(move |_| {
+            let _ = ran.lock().expect("not poisoned").send(());
+            Ok(EventResult::success())
+        }),
+    );
+    bus.register_rate_limit("limited", 1.0 / 3600.0, 1).expect("valid limit");
+    let due = Instant::now() + Duration::from_millis(200);
+    let handles: Vec<_> =
+        (0..100_000).map(|_| bus.publish_at(due, thread("limited")).expect("accepted")).collect();
+    // The first one of the batch ran: the scheduler is releasing the rest now.
+    first_ran.recv_timeout(PATIENCE * 3).expect("the batch came due");
+    let (stopped, done) = mpsc::channel();
+    let stopping = bus.clone();
+    std::thread::spawn(move || {
+        stopping.shutdown_now();
+        let _ = stopped.send(());
+    });
+    done.recv_timeout(PATIENCE * 3).expect("shutdown_now returned");
+    let cancelled = handles
+        .into_iter()
+        .map(|handle| handle.wait())
+        .filter(|result| result.error_kind == Some(ErrorKind::Cancelled))
+        .count();
+    assert_eq!(cancelled, 99_999, "all but the first were cancelled");
+    assert_eq!(bus.stats().in_flight, 0);
+}

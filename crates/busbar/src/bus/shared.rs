@@ -605,7 +605,12 @@ impl Shared {
     pub(crate) fn release(self: &Arc<Self>, job: Job, reserved: bool) {
         if !reserved {
             if let Some(slot) = self.rate_limits.reserve(job.event().event_type()) {
-                return self.scheduler.hold_again(job, slot);
+                // Refused once `shutdown_now` has cancelled the held jobs: this one was among
+                // those the thread was releasing, where it could not find them.
+                if let Err(job) = self.scheduler.hold_again(job, slot) {
+                    self.resolve(job, attempt::cancelled(), None);
+                }
+                return;
             }
         }
         if let Err(error) = self.pool.ensure_started(self) {

@@ -101,6 +101,9 @@ struct State {
     /// wait longer for their rate-limit slot still are), and the thread exits once it holds
     /// nothing.
     closing: bool,
+    /// Set by `cancel_held` (`shutdown_now`): a job the thread is releasing must not be held
+    /// again for a later rate-limit slot, where nothing would cancel it.
+    cancelled: bool,
     /// The thread once started; taken by `stop_and_join`.
     thread: Option<JoinHandle<()>>,
     started: bool,
@@ -185,12 +188,17 @@ impl Scheduler {
     }
 
     /// Holds a job again, until its rate-limit slot (called by the scheduler thread itself
-    /// while releasing it). Never refused: the job was accepted, and while it is held the
-    /// thread keeps running and the queue stays open.
-    pub(crate) fn hold_again(&self, job: Job, slot: Instant) {
+    /// while releasing it). Refused only once [`cancel_held`](Self::cancel_held) has run: the
+    /// job comes back, for the caller to cancel. Otherwise the job was accepted, and while it
+    /// is held the thread keeps running and the queue stays open.
+    pub(crate) fn hold_again(&self, job: Job, slot: Instant) -> Result<(), Job> {
         let mut state = self.lock();
+        if state.cancelled {
+            return Err(job);
+        }
         state.held += 1;
         self.push(&mut state, slot, Task::Release { job, reserved: true });
+        Ok(())
     }
 
     /// Schedules `ticker`'s firing of `generation` at `at`.
@@ -223,6 +231,7 @@ impl Scheduler {
     /// queue, or the pool's own cancellation, and is resolved there.
     pub(crate) fn cancel_held(&self) -> Vec<Job> {
         let mut state = self.lock();
+        state.cancelled = true;
         let mut jobs = Vec::new();
         let mut kept = Vec::new();
         for entry in std::mem::take(&mut state.heap).into_vec() {
