@@ -607,7 +607,7 @@ impl Shared {
             if let Some(slot) = self.rate_limits.reserve(job.event().event_type()) {
                 // Refused once `shutdown_now` has cancelled the held jobs: this one was among
                 // those the thread was releasing, where it could not find them.
-                if let Err(job) = self.scheduler.hold_again(job, slot) {
+                if let Some(job) = self.scheduler.hold_again(job, slot) {
                     self.resolve(job, attempt::cancelled(), None);
                 }
                 return;

@@ -191,14 +191,14 @@ impl Scheduler {
     /// while releasing it). Refused only once [`cancel_held`](Self::cancel_held) has run: the
     /// job comes back, for the caller to cancel. Otherwise the job was accepted, and while it
     /// is held the thread keeps running and the queue stays open.
-    pub(crate) fn hold_again(&self, job: Job, slot: Instant) -> Result<(), Job> {
+    pub(crate) fn hold_again(&self, job: Job, slot: Instant) -> Option<Job> {
         let mut state = self.lock();
         if state.cancelled {
-            return Err(job);
+            return Some(job);
         }
         state.held += 1;
         self.push(&mut state, slot, Task::Release { job, reserved: true });
-        Ok(())
+        None
     }
 
     /// Schedules `ticker`'s firing of `generation` at `at`.
