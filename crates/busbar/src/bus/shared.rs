@@ -188,6 +188,20 @@ impl Shared {
         self as *const Shared as usize
     }
 
+    /// Why `what` is refused in a corelet child, or `None` in any other process.
+    ///
+    /// A child's own bus is private to it and ends with it: an event it held, or an attempt it
+    /// ran, would be lost when the child is retired, and the parent's `join` and shutdown would
+    /// never see it. Plain publishes are forwarded to the parent; these are refused.
+    pub(crate) fn not_in_a_corelet(&self, what: &str) -> Option<String> {
+        self.forward.as_ref().map(|_| {
+            format!(
+                "{what} is not available inside a corelet: the child's bus is private to it and \
+                 ends with it; publish a follow-up (it runs on the parent's bus) and do this there"
+            )
+        })
+    }
+
     /// Returns `true` if the current thread is one of this bus's pool workers.
     fn is_own_worker(&self) -> bool {
         WORKER_OF.with(Cell::get) == self.address()
@@ -523,6 +537,9 @@ impl Shared {
         at: Instant,
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
+        if let Some(reason) = self.not_in_a_corelet("delayed publishing (`publish_after`, `publish_at`)") {
+            return Err(InvalidEventError::new(reason, event).into());
+        }
         let now = Instant::now();
         let delay = at.saturating_duration_since(now);
         if delay > MAX_TIMEOUT {
@@ -548,6 +565,9 @@ impl Shared {
         event: Event,
         attempt: u32,
     ) -> Result<EventHandle, PublishError> {
+        if let Some(reason) = self.not_in_a_corelet("`publish_attempt`") {
+            return Err(InvalidEventError::new(reason, event).into());
+        }
         if attempt == 0 {
             let reason = "attempt number 0; attempts are numbered from 1".to_owned();
             return Err(InvalidEventError::new(reason, event).into());
@@ -590,6 +610,10 @@ impl Shared {
             Err((job, Refusal::Closing)) => {
                 self.not_accepted();
                 Err(PublishError::ShutDown(Box::new(job.into_event())))
+            }
+            Err((job, Refusal::InCorelet(reason))) => {
+                self.not_accepted();
+                Err(InvalidEventError::new(reason, job.into_event()).into())
             }
             Err((job, refusal @ Refusal::Spawn(_))) => {
                 // Accepted, but nothing can hold it: resolve it at once with the reason.

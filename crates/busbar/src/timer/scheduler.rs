@@ -35,6 +35,8 @@ pub(crate) enum Refusal {
     Closing,
     /// The `busbar-timer` thread could not be started.
     Spawn(io::Error),
+    /// This is a corelet child, whose bus is private to it (see `Shared::not_in_a_corelet`).
+    InCorelet(String),
 }
 
 impl fmt::Display for Refusal {
@@ -42,6 +44,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Closing => f.write_str("the bus was shut down"),
             Refusal::Spawn(error) => write!(f, "could not start the bus's timer thread: {error}"),
+            Refusal::InCorelet(reason) => f.write_str(reason),
         }
     }
 }
@@ -269,6 +272,9 @@ impl Scheduler {
     fn admit(&self, state: &mut State, shared: &Arc<Shared>) -> Result<(), Refusal> {
         if state.closing {
             return Err(Refusal::Closing);
+        }
+        if let Some(reason) = shared.not_in_a_corelet("a timer") {
+            return Err(Refusal::InCorelet(reason));
         }
         if !state.started {
             let thread = thread::Builder::new().name("busbar-timer".to_owned()).spawn({

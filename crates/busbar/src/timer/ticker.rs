@@ -109,7 +109,7 @@ impl Ticker {
             Err(reason @ Refusal::Closing) => {
                 tracing::info!(r#type = self.event.event_type(), "busbar: timer not started: {reason}");
             }
-            Err(reason @ Refusal::Spawn(_)) => {
+            Err(reason @ (Refusal::Spawn(_) | Refusal::InCorelet(_))) => {
                 tracing::error!(r#type = self.event.event_type(), "busbar: timer not started: {reason}");
             }
         }

@@ -256,3 +256,36 @@ pub(crate) fn sync_follow_up_keeps_the_deadline() {
     assert_eq!(bus.stats().replaced_workers, 0, "{:?}", bus.stats());
     bus.shutdown();
 }
+
+/// Runs in a corelet: tries the publishing that a child's private bus cannot do for the
+/// parent, and answers with what each attempt said.
+pub(crate) fn delay_in_child(ctx: &EventContext) -> HandlerResult {
+    let bus = ctx.event_bus();
+    let refusals = [
+        bus.publish_after(Duration::from_millis(10), Event::new("record")).err(),
+        bus.publish_at(std::time::Instant::now(), Event::new("record")).err(),
+        bus.publish_attempt(Event::new("record"), 1).err(),
+    ];
+    let refusals: Vec<Option<String>> =
+        refusals.iter().map(|error| error.as_ref().map(ToString::to_string)).collect();
+    Ok(EventResult::success_with(json!(refusals)))
+}
+
+/// Delayed publishing and single attempts inside a corelet are refused with a message that
+/// says why and what to do, instead of running on the child's private bus (where the parent's
+/// `join` and shutdown would never see them, and a retired child would lose them).
+pub(crate) fn delayed_publish_in_child() {
+    let bus = bus(config());
+    let result = run(&bus, corelet("delay_in_child"));
+    assert!(result.success, "{result:?}");
+    let refusals = result.data.as_array().expect("three answers");
+    assert_eq!(refusals.len(), 3);
+    for refusal in refusals {
+        let message = refusal.as_str().unwrap_or_default();
+        assert!(
+            message.contains("not available inside a corelet") && message.contains("follow-up"),
+            "{message}"
+        );
+    }
+    bus.shutdown();
+}

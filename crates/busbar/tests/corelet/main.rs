@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Check { name: "panic", run: exchange::panic },
         Check { name: "follow_up", run: exchange::follow_up },
         Check { name: "sync_follow_up_keeps_the_deadline", run: exchange::sync_follow_up_keeps_the_deadline },
+        Check { name: "delayed_publish_in_child", run: exchange::delayed_publish_in_child },
         Check { name: "stats", run: exchange::stats },
         Check { name: "retry_fresh_child", run: exchange::retry_fresh_child },
         Check { name: "confinement", run: confine::confinement },
@@ -90,6 +91,7 @@ fn handlers() -> EventFactory {
     factory.register_event_type("fail_until_released", || handler_fn(run_here::fail_until_released));
     factory.register_event_type("publish_then_spin", || handler_fn(exchange::publish_then_spin));
     factory.register_event_type("blocked_in_parent", || handler_fn(exchange::blocked_in_parent));
+    factory.register_event_type("delay_in_child", || handler_fn(exchange::delay_in_child));
     factory
 }
 
