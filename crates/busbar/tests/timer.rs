@@ -376,3 +376,22 @@ fn timer_threads() -> usize {
         .filter(|name| name.trim_end() == "busbar-timer")
         .count()
 }
+
+/// A periodic interval below 1 ms is raised to 1 ms: with a nanosecond the timer thread would
+/// do nothing but fire, and flood the queue.
+#[test]
+fn sub_millisecond_interval_is_raised() {
+    let (bus, _seen) = reporting_bus(&["tick"]);
+    let timer = TimerThread::new(
+        &bus,
+        Duration::from_nanos(1),
+        Event::new("tick").with_mode(ExecutionMode::Thread),
+        false,
+    );
+    let before = Instant::now();
+    timer.start();
+    let next = timer.next_firing().expect("a running timer has a next firing");
+    assert!(next >= before + Duration::from_millis(1), "next firing {:?} after start", next - before);
+    timer.stop();
+    bus.shutdown();
+}

@@ -23,7 +23,7 @@ use crate::event::Event;
 use cron::CronSchedule;
 use ticker::{Schedule, Ticker};
 
-/// The shortest interval of a periodic timer; a zero interval is raised to it.
+/// The shortest interval of a periodic timer; a shorter one is raised to it.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// A timer that publishes a fresh copy of an event (new id, same type and data) after an
@@ -89,13 +89,15 @@ impl TimerThread {
     /// Creates a timer that publishes `event` on `bus` every `interval`, or once after it if
     /// `run_once`. It does nothing until [`start`](Self::start)ed.
     ///
-    /// A periodic timer's interval must be positive: zero is raised to one millisecond (and a
-    /// warning logged). A run-once timer with a zero interval fires as soon as it starts.
+    /// A periodic timer's interval is at least one millisecond: a shorter one (zero included)
+    /// is raised to that, and a warning logged; below it the timer thread would do nothing
+    /// but fire. A run-once timer with a zero interval fires as soon as it starts.
     pub fn new(bus: &EventBus, interval: Duration, event: Event, run_once: bool) -> Self {
-        let interval = if interval.is_zero() && !run_once {
+        let interval = if interval < MIN_INTERVAL && !run_once {
             tracing::warn!(
                 r#type = event.event_type(),
-                "busbar: a periodic timer's interval of zero is raised to 1 ms"
+                ?interval,
+                "busbar: a periodic timer's interval below 1 ms is raised to 1 ms"
             );
             MIN_INTERVAL
         } else {
