@@ -136,17 +136,19 @@ impl BusConfig {
                 ConfigError::new(None, format!("environment variable {name}=`{value}`: expected {expected}"))
             };
             match name {
+                // Ranges checked here too, so that the error names the variable.
                 "BUSBAR_THREADS" => {
-                    self.threads =
-                        Some(value.parse().map_err(|_| bad("a whole number of threads, at least 1"))?);
+                    let threads = value.parse().ok().filter(|threads| (1..=MAX_THREADS).contains(threads));
+                    self.threads = Some(threads.ok_or_else(|| bad("a whole number of threads, 1 to 1024"))?);
                 }
                 "BUSBAR_QUEUE_CAPACITY" => {
+                    let capacity = value.parse().ok().filter(|&capacity| capacity >= 1);
                     self.queue_capacity =
-                        value.parse().map_err(|_| bad("a whole number of events, at least 1"))?;
+                        capacity.ok_or_else(|| bad("a whole number of events, at least 1"))?;
                 }
                 "BUSBAR_RETRY_BACKOFF" => {
                     self.retry_backoff = parse_backoff(value).ok_or_else(|| {
-                        bad("`immediate`, `fixed:<ms>` or `exponential:<initial ms>:<max ms>[:jitter]`")
+                        bad("`immediate`, `fixed:<ms>` or `exponential:<initial ms>:<max ms>[:jitter]`, max ≥ initial")
                     })?;
                 }
                 _ => {}
@@ -177,6 +179,14 @@ impl BusConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(reason) = check(self.threads, self.queue_capacity) {
             return Err(ConfigError::new(None, reason));
+        }
+        if let RetryBackoff::Exponential { initial, max, .. } = self.retry_backoff {
+            if max < initial {
+                let reason = format!(
+                    "`retry_backoff`: the max ({max:?}) must be at least the initial pause ({initial:?})"
+                );
+                return Err(ConfigError::new(None, reason));
+            }
         }
         self.corelet.validate().map_err(|error| ConfigError::new(None, error.to_string()))?;
         self.cmd.validate().map_err(|error| ConfigError::new(None, error.to_string()))
@@ -216,7 +226,8 @@ fn parse_backoff(text: &str) -> Option<RetryBackoff> {
         "fixed" => RetryBackoff::Fixed(ms(parts.next())?),
         "exponential" => {
             let initial = ms(parts.next())?;
-            let max = ms(parts.next())?;
+            // A maximum below the first pause would make the first pause the maximum.
+            let max = ms(parts.next()).filter(|&max| max >= initial)?;
             let jitter = match parts.next() {
                 None => false,
                 Some("jitter") => true,
