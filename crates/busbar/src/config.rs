@@ -177,16 +177,8 @@ impl BusConfig {
     /// Fails if `threads` or `queue_capacity` is zero, or a corelet or cmd setting is out of
     /// range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(reason) = check(self.threads, self.queue_capacity) {
+        if let Some(reason) = check(self.threads, self.queue_capacity, &self.retry_backoff) {
             return Err(ConfigError::new(None, reason));
-        }
-        if let RetryBackoff::Exponential { initial, max, .. } = self.retry_backoff {
-            if max < initial {
-                let reason = format!(
-                    "`retry_backoff`: the max ({max:?}) must be at least the initial pause ({initial:?})"
-                );
-                return Err(ConfigError::new(None, reason));
-            }
         }
         self.corelet.validate().map_err(|error| ConfigError::new(None, error.to_string()))?;
         self.cmd.validate().map_err(|error| ConfigError::new(None, error.to_string()))
@@ -205,7 +197,14 @@ impl BusConfig {
 pub(crate) const MAX_THREADS: usize = 1024;
 
 /// Returns what is wrong with these settings, if anything (shared with the builder).
-pub(crate) fn check(threads: Option<usize>, queue_capacity: usize) -> Option<String> {
+pub(crate) fn check(threads: Option<usize>, queue_capacity: usize, backoff: &RetryBackoff) -> Option<String> {
+    if let RetryBackoff::Exponential { initial, max, .. } = *backoff {
+        if max < initial {
+            return Some(format!(
+                "`retry_backoff`: the max ({max:?}) must be at least the initial pause ({initial:?})"
+            ));
+        }
+    }
     if threads == Some(0) {
         return Some("`threads` must be at least 1, found 0".to_owned());
     }

@@ -214,6 +214,13 @@ fn builder() {
         "invalid bus configuration: `threads` must be at most 1024, found 1099511627776"
     );
     assert!(EventBus::builder().threads(1024).build().is_ok());
+    let backwards = busbar::RetryBackoff::Exponential {
+        initial: Duration::from_secs(1),
+        max: Duration::from_millis(1),
+        jitter: false,
+    };
+    let err = EventBus::builder().retry_backoff(backwards).build().unwrap_err();
+    assert!(err.to_string().contains("must be at least the initial pause"), "{err}");
     let err = EventBus::builder().queue_capacity(0).build().unwrap_err();
     assert!(err.to_string().contains("`queue_capacity` must be at least 1"), "{err}");
 }

@@ -99,11 +99,11 @@ impl EventBusBuilder {
     ///
     /// # Errors
     ///
-    /// Fails if `threads` or `queue_capacity` is zero, or a corelet or cmd setting is out of
-    /// range.
+    /// Fails if `threads` or `queue_capacity` is out of range, an exponential retry backoff's
+    /// max is below its initial pause, or a corelet or cmd setting is out of range.
     pub fn build(self) -> Result<EventBus, EventBusBuildError> {
         let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
-        if let Some(reason) = crate::config::check(self.threads, capacity) {
+        if let Some(reason) = crate::config::check(self.threads, capacity, &self.retry_backoff) {
             return Err(EventBusBuildError { reason });
         }
         if let Err(error) = self.corelet.validate() {
