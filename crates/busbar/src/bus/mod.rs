@@ -428,6 +428,11 @@ impl EventBus {
     /// slot, never earlier. Retries of a failed attempt are not limited. Registering a limit
     /// for a type again changes it; events already waiting keep their slots.
     ///
+    /// Queued events waiting for their slot are held outside the queue: they do not count
+    /// against [`queue_capacity`](crate::EventBusBuilder::queue_capacity), so `publish` does
+    /// not block for them and [`try_publish`](Self::try_publish) does not report them `Full`.
+    /// They count in [`stats`](Self::stats)' `in_flight` and in the limit's `waiting`.
+    ///
     /// # Errors
     ///
     /// Fails if the event type is empty, `per_second` is not a positive, finite number (or
