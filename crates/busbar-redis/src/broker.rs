@@ -267,4 +267,14 @@ impl Keys {
     pub(crate) fn reply_stream(&self, publisher: &str) -> String {
         format!("{}:reply:{publisher}", self.namespace)
     }
+
+    /// Returns `true` if `stream` can be a reply stream of this namespace. A reply address
+    /// comes from whoever wrote the message: one naming another key (a band stream, the
+    /// dead-letter stream) would have the worker write a result there and set it to expire.
+    pub(crate) fn is_reply_stream(&self, stream: &str) -> bool {
+        stream
+            .strip_prefix(self.namespace.as_str())
+            .and_then(|rest| rest.strip_prefix(":reply:"))
+            .is_some_and(|publisher| !publisher.is_empty())
+    }
 }

@@ -39,8 +39,12 @@ if owner[1][2] ~= ARGV[2] then
   return -1
 end
 if ARGV[4] ~= '' then
-  redis.call('XADD', KEYS[2], '*', 'ticket', ARGV[4], 'result', ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  -- pcall: a reply key of another type fails this reply alone, not the settlement (the
+  -- address came from whoever wrote the message).
+  local sent = redis.pcall('XADD', KEYS[2], '*', 'ticket', ARGV[4], 'result', ARGV[5])
+  if type(sent) ~= 'table' or sent.err == nil then
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  end
 end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'v', '1', 'letter', ARGV[7])
@@ -97,7 +101,15 @@ now = now[1] * 1000 + math.floor(now[2] / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
 for _, member in ipairs(due) do
   local band = tonumber(string.sub(member, 1, 1))
-  redis.call('XADD', KEYS[2 + band], '*', 'v', '1', 'envelope', string.sub(member, 3))
+  local envelope = string.sub(member, 3)
+  if band == nil or band < 0 or band > 2 or string.sub(member, 2, 2) ~= ':' then
+    -- Not a member this crate wrote: to the normal stream as it is, where the worker that
+    -- takes it cannot read it and dead-letters it, saying why. Left here, it would stop every
+    -- promotion.
+    band = 1
+    envelope = member
+  end
+  redis.call('XADD', KEYS[2 + band], '*', 'v', '1', 'envelope', envelope)
   redis.call('ZREM', KEYS[1], member)
 end
 local wait = -1

@@ -37,10 +37,12 @@ impl Settlement {
     /// event, which started (first attempt) at `started_ms`.
     ///
     /// A failure is retried while attempts remain and it is not permanent; the retry is a new
-    /// message with the attempt count one higher, after `backoff`'s pause. A cancelled attempt
-    /// (the worker's bus is shutting down) is released: enqueued again as it was, uncounted.
-    /// Anything else is final: the result goes to the publisher, and a failure to the
-    /// dead-letter stream too.
+    /// message with the attempt count one higher, after `backoff`'s pause. An attempt the
+    /// worker itself cancelled (`worker_stopping`: its bus is shutting down, or refused to
+    /// start it) is released: enqueued again as it was, uncounted. A handler that reports
+    /// `Cancelled` of its own accord fails like any handler: released, it would run again and
+    /// again, uncounted. Anything else is final: the result goes to the publisher, and a
+    /// failure to the dead-letter stream too.
     pub(crate) fn decide(
         envelope: &Envelope,
         attempt: u32,
@@ -48,8 +50,9 @@ impl Settlement {
         started_ms: u64,
         backoff: &RetryBackoff,
         worker: &str,
+        worker_stopping: bool,
     ) -> Self {
-        if result.is_cancelled() {
+        if result.is_cancelled() && worker_stopping {
             let next = Some((envelope.clone(), Duration::ZERO));
             return Settlement { result: None, letter: None, next, kind: Kind::Released };
         }
@@ -126,8 +129,17 @@ impl Settlement {
         result_ttl: Duration,
     ) -> Result<redis::Cmd, serde_json::Error> {
         let (reply_stream, ticket, result) = match &self.result {
-            Some((reply, result)) => {
+            Some((reply, result)) if keys.is_reply_stream(&reply.stream) => {
                 (reply.stream.as_str(), reply.ticket.to_string(), serde_json::to_string(result)?)
+            }
+            Some((reply, _)) => {
+                tracing::warn!(
+                    message_id,
+                    stream = reply.stream,
+                    "busbar-redis: a message's reply address is not a reply stream of this namespace; \
+                     its result is not sent"
+                );
+                (keys.dead.as_str(), String::new(), String::new())
             }
             None => (keys.dead.as_str(), String::new(), String::new()),
         };

@@ -56,7 +56,23 @@ fn bands() {
 
 fn decide(envelope: &Envelope, attempt: u32, result: EventResult) -> Settlement {
     let backoff = RetryBackoff::Fixed(Duration::from_millis(250));
-    Settlement::decide(envelope, attempt, result, 0, &backoff, "w")
+    Settlement::decide(envelope, attempt, result, 0, &backoff, "w", false)
+}
+
+#[test]
+fn cancelled_is_released_only_when_the_worker_stops() {
+    let cancelled = || {
+        let mut result = EventResult::failure("the user cancelled the upload");
+        result.error_kind = Some(ErrorKind::Cancelled);
+        result
+    };
+    let backoff = RetryBackoff::Fixed(Duration::from_millis(250));
+    // The worker's bus is shutting down: back to the queue, uncounted.
+    let stopping = Settlement::decide(&envelope(0), 1, cancelled(), 0, &backoff, "w", true);
+    assert_eq!(stopping.kind(), Kind::Released);
+    // A handler's own `Cancelled`: a failure like any other, final with no retries left.
+    assert_eq!(decide(&envelope(0), 1, cancelled()).kind(), Kind::DeadLettered);
+    assert_eq!(decide(&envelope(3), 1, cancelled()).kind(), Kind::Retried);
 }
 
 #[test]
@@ -90,7 +106,8 @@ fn cancelled_is_released_uncounted() {
     cancelled.error_kind = Some(ErrorKind::Cancelled);
     let mut sent = envelope(0);
     sent.attempts = 1;
-    let settlement = decide(&sent, 2, cancelled);
+    let backoff = RetryBackoff::Fixed(Duration::from_millis(250));
+    let settlement = Settlement::decide(&sent, 2, cancelled, 0, &backoff, "w", true);
     assert_eq!(settlement.kind(), Kind::Released);
     assert!(format!("{settlement:?}").contains("attempts: 1"));
 }

@@ -416,10 +416,22 @@ fn garbage() {
     xadd(&mut redis, &[(b"v", b"1"), (b"envelope", b"not json")]);
     xadd(&mut redis, &[(b"v", b"1"), (b"envelope", br#"{"event": {"event_type": "echo", "timeout": 0}}"#)]);
     xadd(&mut redis, &[(b"\xff", b"\xfe\x00binary")]);
+    // Valid events with reply addresses that are not reply streams: one names a band stream
+    // (the result must not be written there, nor the stream set to expire), one a key of
+    // another type (the settlement must not fail with it). Both run; their results go nowhere.
+    let aimed_at_queue =
+        json!({"event": {"event_type": "echo"}, "reply": {"stream": "bad:queue:high", "ticket": 1}});
+    xadd(&mut redis, &[(b"v", b"1"), (b"envelope", aimed_at_queue.to_string().as_bytes())]);
+    redis::cmd("SET").arg("bad:reply:not-a-stream").arg("x").query::<()>(&mut redis).unwrap();
+    let wrong_type =
+        json!({"event": {"event_type": "echo"}, "reply": {"stream": "bad:reply:not-a-stream", "ticket": 2}});
+    xadd(&mut redis, &[(b"v", b"1"), (b"envelope", wrong_type.to_string().as_bytes())]);
+    // A delayed member this crate did not write: dead-lettered, not a stop to promotion.
+    redis::cmd("ZADD").arg("bad:delayed").arg(0).arg("?not a member").query::<()>(&mut redis).unwrap();
 
     let result = wait(publisher.publish(Event::new("echo")).unwrap(), Duration::from_secs(60));
     assert!(result.success, "the worker keeps running: {result:?}");
-    assert!(poll_until(Duration::from_secs(30), || broker.dead_letters(10).unwrap().len() == 5));
+    assert!(poll_until(Duration::from_secs(30), || broker.dead_letters(10).unwrap().len() == 6));
     let letters = broker.dead_letters(10).unwrap();
     println!("  reasons: {:#?}", letters.iter().map(|letter| letter.reason()).collect::<Vec<_>>());
     let find = |prefix: &str| {
@@ -434,7 +446,10 @@ fn garbage() {
     find("unsupported envelope version `2`: this worker reads version 1");
     find("malformed envelope: expected ident");
     find("malformed envelope: timeout must be greater than zero seconds");
+    find("malformed envelope: expected value");
     assert!(letters.iter().all(|letter| letter.event().is_none()));
+    let ttl: i64 = redis::cmd("PTTL").arg("bad:queue:high").query(&mut redis).unwrap();
+    assert!(ttl < 0, "a band stream was set to expire: {ttl} ms");
 
     // The sender of the newer envelope was told, so it does not wait forever.
     let reply: redis::streams::StreamRangeReply =
@@ -446,7 +461,7 @@ fn garbage() {
     assert!(worker.is_alive());
     assert_idle(&broker);
     let stats = worker.stop();
-    assert_eq!(stats["malformed"].as_u64(), Some(5), "{stats}");
+    assert_eq!(stats["malformed"].as_u64(), Some(6), "{stats}");
 }
 
 /// Higher priority bands are taken first.

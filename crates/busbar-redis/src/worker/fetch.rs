@@ -191,8 +191,16 @@ fn start(shared: &Arc<Shared>, band: Band, entry: Entry) {
                 // The bus was shut down: hand the message back, uncounted, and stop.
                 shared.stop();
             }
-            let settlement =
-                Settlement::decide(&envelope, attempt, result, started_ms, shared.backoff(), shared.name());
+            // A refusal to start it is this worker's own doing.
+            let settlement = Settlement::decide(
+                &envelope,
+                attempt,
+                result,
+                started_ms,
+                shared.backoff(),
+                shared.name(),
+                true,
+            );
             shared.track_settled(band, entry.id, settlement);
         }
     }
@@ -278,7 +286,7 @@ fn abandoned(shared: &Arc<Shared>, band: Band, entry: Entry) {
     let mut result = EventResult::failure(message);
     result.error_kind = Some(ErrorKind::Crashed);
     let settlement =
-        Settlement::decide(&envelope, attempt, result, started_ms, shared.backoff(), shared.name());
+        Settlement::decide(&envelope, attempt, result, started_ms, shared.backoff(), shared.name(), false);
     shared.track_settled(band, entry.id, settlement);
 }
 

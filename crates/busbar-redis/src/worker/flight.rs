@@ -247,8 +247,17 @@ impl Shared {
         let Attempt { envelope, attempt, started_ms, future } = &mut **running;
         let waker = Waker::from(Arc::new(Wakeup { shared: Arc::downgrade(self) }));
         if let Poll::Ready(result) = Pin::new(future).poll(&mut Context::from_waker(&waker)) {
-            let settlement =
-                Settlement::decide(envelope, *attempt, result, *started_ms, &self.backoff, &self.name);
+            // A cancelled result while the bus is shutting down is the shutdown's.
+            let stopping = self.bus.is_shut_down();
+            let settlement = Settlement::decide(
+                envelope,
+                *attempt,
+                result,
+                *started_ms,
+                &self.backoff,
+                &self.name,
+                stopping,
+            );
             delivery.run = Run::Settled(Box::new(settlement));
             self.notify_recorder();
         }
