@@ -201,6 +201,10 @@ impl JobQueue {
                 return Some(job);
             }
             if state.closed && state.lent_out == 0 {
+                // Other workers may sleep here, kept by a lent job that has come back and run
+                // since: they leave too.
+                drop(state);
+                self.not_empty.notify_all();
                 return None;
             }
             state.idle_workers += 1;
@@ -289,6 +293,8 @@ impl JobQueue {
         self.count(&state);
         drop(state);
         self.not_full.notify_all();
+        // Workers asleep on a closed queue re-check: with it empty they may leave now.
+        self.not_empty.notify_all();
         jobs
     }
 
@@ -394,6 +400,25 @@ mod tests {
             drop(lent);
             queue.give_back(None);
             assert!(worker.join().expect("the worker returns"), "closed, empty, nothing out");
+        });
+    }
+
+    #[test]
+    fn every_worker_leaves_a_closed_queue_once_a_lent_job_came_back_and_ran() {
+        let queue = JobQueue::new(10);
+        queue.push(job(5), Admission::Block).expect("room");
+        let lent = queue.take_if_next(|_| true).expect("the next job");
+        queue.close();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> =
+                (0..2).map(|_| scope.spawn(|| std::iter::from_fn(|| queue.pop()).count())).collect();
+            while queue.lock().idle_workers < 2 {
+                std::thread::yield_now();
+            }
+            // One worker is woken for the retry and runs it; the other must leave as well.
+            queue.give_back(Some(lent));
+            let ran: usize = workers.into_iter().map(|worker| worker.join().expect("a worker returns")).sum();
+            assert_eq!(ran, 1);
         });
     }
 
