@@ -264,8 +264,8 @@
 //!   receives it guards the child's deadline and runs no handler. Like any publish, the child
 //!   checks that the type has a handler, so register follow-up types in the factory given to
 //!   [`corelet_main`] too. Delayed publishing, [`publish_attempt`](EventBus::publish_attempt)
-//!   and timers are refused in a child, with an error saying so: the child's bus is private to
-//!   it and ends with it.
+//!   and rate limits are refused in a child with an error saying why, and timers do not start
+//!   there (logged): the child's bus is private to it and ends with it.
 //! - [`stats`](EventBus::stats) counts live children, starts, crashes, kills and retirements.
 //!
 //! ```

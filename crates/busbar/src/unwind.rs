@@ -10,7 +10,22 @@ use std::panic::{self, AssertUnwindSafe};
 /// handler's author controls whether its state tolerates that (as with any `catch_unwind`
 /// boundary in a thread pool).
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = panic_message(&*payload);
+        drop_payload(payload);
+        message
+    })
+}
+
+/// Drops a panic payload inside a panic boundary of its own.
+///
+/// The payload is the handler's value (`panic_any(x)`), and its `Drop` is the handler's code:
+/// a panic there must not escape to a worker (which would abort) or a sync publisher. A
+/// payload of that second panic is leaked rather than dropped, ending the chain.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(second) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
 }
 
 /// Extracts the message of a panic payload (`panic!("...")` carries a `&str` or a `String`).

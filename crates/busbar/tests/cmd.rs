@@ -360,7 +360,7 @@ fn unread_fifo_output_file() {
         cmd(json!({"executable": "true", "stdout_file": fifo})).with_timeout(Duration::from_secs(600));
     let message = run(event).error_message.unwrap_or_default();
     assert!(
-        message.contains("cannot open `stdout_file`") && message.contains("FIFO that no process has open"),
+        message.contains("cannot open `stdout_file`") && message.contains("a FIFO without a reader"),
         "{message}"
     );
 }

@@ -106,3 +106,27 @@ fn error_that_panics_when_printed() {
     assert_eq!(bus.stats().in_flight, 0);
     bus.shutdown();
 }
+
+/// A panic payload whose `Drop` panics.
+struct ExplodingPayload;
+
+impl Drop for ExplodingPayload {
+    fn drop(&mut self) {
+        panic!("the payload exploded when dropped");
+    }
+}
+
+/// Dropping a handler's panic payload runs the handler author's code too: a panic there stays
+/// inside the boundary (a `Panic` result in both modes, the counts right).
+#[test]
+fn panic_payload_that_panics_when_dropped() {
+    let bus = EventBus::builder().threads(1).build().unwrap();
+    bus.subscribe("exploding", handler_fn(|_| std::panic::panic_any(ExplodingPayload)));
+    for mode in MODES {
+        let result = bus.publish(Event::new("exploding").with_mode(mode)).unwrap().wait();
+        assert_eq!(result.error_kind, Some(ErrorKind::Panic), "{mode}: {result:?}");
+    }
+    bus.join();
+    assert_eq!(bus.stats().in_flight, 0);
+    bus.shutdown();
+}

@@ -436,7 +436,8 @@ impl EventBus {
     /// # Errors
     ///
     /// Fails if the event type is empty, `per_second` is not a positive, finite number (or
-    /// lies outside one per year to 10^9 per second) or `burst` is zero.
+    /// lies outside one per year to 10^9 per second) or `burst` is zero, and inside a corelet,
+    /// whose publishes go to the parent's bus (register the limit there).
     ///
     /// # Examples
     ///
@@ -462,6 +463,10 @@ impl EventBus {
         per_second: f64,
         burst: u32,
     ) -> Result<(), RateLimitError> {
+        if let Some(reason) = self.shared.not_in_a_corelet("a rate limit") {
+            // In a child nothing would apply it: its publishes go to the parent's bus.
+            return Err(RateLimitError::new(event_type.as_ref(), reason));
+        }
         self.shared.rate_limits().register(event_type.as_ref(), per_second, burst)
     }
 

@@ -79,7 +79,9 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
             LAST_PANIC.with(|last| last.borrow_mut().take()).map_or((None, None), |(location, backtrace)| {
                 (Some(location).filter(|l| !l.is_empty()), backtrace)
             });
-        PanicInfo { message: payload_message(payload.as_ref()), location, backtrace }
+        let message = payload_message(payload.as_ref());
+        crate::unwind::drop_payload(payload);
+        PanicInfo { message, location, backtrace }
     })
 }
 

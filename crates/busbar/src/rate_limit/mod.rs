@@ -82,7 +82,7 @@ pub struct RateLimitError {
 }
 
 impl RateLimitError {
-    fn new(event_type: &str, reason: String) -> Self {
+    pub(crate) fn new(event_type: &str, reason: String) -> Self {
         RateLimitError { event_type: event_type.to_owned(), reason }
     }
 

@@ -266,20 +266,21 @@ pub(crate) fn delay_in_child(ctx: &EventContext) -> HandlerResult {
         bus.publish_at(std::time::Instant::now(), Event::new("record")).err(),
         bus.publish_attempt(Event::new("record"), 1).err(),
     ];
-    let refusals: Vec<Option<String>> =
+    let mut refusals: Vec<Option<String>> =
         refusals.iter().map(|error| error.as_ref().map(ToString::to_string)).collect();
+    refusals.push(bus.register_rate_limit("record", 1.0, 1).err().map(|error| error.to_string()));
     Ok(EventResult::success_with(json!(refusals)))
 }
 
-/// Delayed publishing and single attempts inside a corelet are refused with a message that
+/// Delayed publishing, single attempts and rate limits inside a corelet are refused with a message that
 /// says why and what to do, instead of running on the child's private bus (where the parent's
 /// `join` and shutdown would never see them, and a retired child would lose them).
 pub(crate) fn delayed_publish_in_child() {
     let bus = bus(config());
     let result = run(&bus, corelet("delay_in_child"));
     assert!(result.success, "{result:?}");
-    let refusals = result.data.as_array().expect("three answers");
-    assert_eq!(refusals.len(), 3);
+    let refusals = result.data.as_array().expect("four answers");
+    assert_eq!(refusals.len(), 4);
     for refusal in refusals {
         let message = refusal.as_str().unwrap_or_default();
         assert!(

@@ -333,7 +333,7 @@ fn open_output(cwd: Option<&Path>, field: &'static str, path: &Path) -> Result<F
         .map_err(|error| match error.raw_os_error() {
             Some(libc::ENXIO) => io::Error::new(
                 error.kind(),
-                format!("it is a FIFO that no process has open for reading ({error})"),
+                format!("nothing has it open for reading: a FIFO without a reader, or a socket ({error})"),
             ),
             _ => error,
         })

@@ -111,7 +111,10 @@ fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, mut event: Event)
     if event.mode() == ExecutionMode::Sync {
         event = event.with_mode(ExecutionMode::Thread);
     }
-    if let Err(error) = shared.publish(event, Admission::Block) {
+    // `Force`: waiting for room in the queue would stop this thread from guarding the child's
+    // deadline (a pool worker would force anyway); what a child publishes is bounded by what it
+    // can send.
+    if let Err(error) = shared.publish(event, Admission::Force) {
         tracing::warn!(%error, "busbar: an event published by a corelet handler was refused");
     }
 }
