@@ -40,9 +40,14 @@ if owner[1][2] ~= ARGV[2] then
 end
 if ARGV[4] ~= '' then
   -- pcall: a reply key of another type fails this reply alone, not the settlement (the
-  -- address came from whoever wrote the message).
+  -- address came from whoever wrote the message). Any other error (out of memory) stops the
+  -- script before anything is written: the message stays pending and is settled again.
   local sent = redis.pcall('XADD', KEYS[2], '*', 'ticket', ARGV[4], 'result', ARGV[5])
-  if type(sent) ~= 'table' or sent.err == nil then
+  if type(sent) == 'table' and sent.err ~= nil then
+    if string.find(sent.err, 'WRONGTYPE', 1, true) == nil then
+      return redis.error_reply(sent.err)
+    end
+  else
     redis.call('PEXPIRE', KEYS[2], ARGV[6])
   end
 end

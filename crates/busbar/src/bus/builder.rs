@@ -55,6 +55,12 @@ impl EventBusBuilder {
     }
 
     /// Sets how many events may wait in the queue (default [`DEFAULT_QUEUE_CAPACITY`]).
+    ///
+    /// Beyond it, `publish` waits for room and `try_publish` reports the queue full. A few
+    /// publishers cannot wait and are queued past it: timer ticks, events released from a
+    /// delay or a rate limit, follow-ups that corelet handlers publish (the thread receiving
+    /// them guards the child's deadline), and events a pool handler publishes (waiting there
+    /// could deadlock the pool).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = Some(capacity);
         self

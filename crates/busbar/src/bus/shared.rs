@@ -478,8 +478,10 @@ impl Shared {
     }
 
     pub(crate) fn shutdown_now(&self) {
-        self.killed.store(true, Ordering::SeqCst);
+        // Closed first: whoever sees a result cancelled by the kill also sees the bus shut
+        // down (`is_shut_down`), and can tell it from a handler's own `Cancelled`.
         self.close();
+        self.killed.store(true, Ordering::SeqCst);
         // Held events are cancelled below, so the queue need not stay open for them.
         self.pool.queue.close();
         self.rate_limits.wake_waiters();
