@@ -35,6 +35,12 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// How often exit is checked for where no pidfd is available to announce it.
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(2);
 
+/// How long output is still read after the program exited and its group was killed. Only a
+/// process that left the group (`setsid`) can keep the pipes open after that; its output is not
+/// the program's, and waiting for it would hold the result until the deadline and report an
+/// exit as a timeout.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// How commands are run: output bounds, stopping and the child's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RunOptions {
@@ -71,7 +77,9 @@ impl Default for RunOptions {
 /// When `deadline` passes, or `is_cancelled` returns `true` (it is asked at least every 20 ms),
 /// the whole group gets SIGTERM, then SIGKILL after the grace period. When the program exits,
 /// anything it left running in its group is killed, so an attempt leaves nothing behind; a
-/// program that must outlive its event has to leave the group (e.g. with `setsid`).
+/// program that must outlive its event has to leave the group (e.g. with `setsid`) before it
+/// exits, or it is killed too, and should not keep the program's stdout or stderr: output is
+/// read for at most 100 ms after the exit.
 ///
 /// Whatever happens, the child is reaped before this returns, also if `is_cancelled` panics.
 ///
@@ -165,6 +173,8 @@ fn supervise(
     let mut pipes = Pipes::new(child.stdin.take(), stdout, stderr, input, options.max_output_bytes)?;
     let mut stop = None;
     let mut exited = false;
+    // When the pipes stop being waited for, once the program has exited.
+    let mut linger_until: Option<Instant> = None;
     // When the group gets SIGKILL if the leader has not exited by then.
     let mut kill_at: Option<Instant> = None;
     loop {
@@ -176,11 +186,21 @@ fn supervise(
             kill_at = None;
             // Now the pipes may end.
             writers.clear();
+            linger_until = Some(Instant::now() + LINGER);
         }
         if exited && pipes.is_done() {
             break;
         }
         let now = Instant::now();
+        if linger_until.is_some_and(|until| now >= until) {
+            tracing::warn!(
+                program = spec.executable,
+                "busbar: a cmd event's program exited, but a process outside its group keeps its \
+                 output open; the result has the output read so far"
+            );
+            pipes.pump(None, Duration::ZERO)?;
+            break;
+        }
         if stop.is_none() {
             if is_cancelled() {
                 stop = Some(Stop::Cancelled);
@@ -211,6 +231,9 @@ fn supervise(
         }
         if let Some(at) = kill_at {
             wake = wake.min(at);
+        }
+        if let Some(until) = linger_until {
+            wake = wake.min(until);
         }
         // Once the leader has exited its pidfd stays readable; watching it would spin.
         let exit = exit_fd.as_ref().filter(|_| !exited).map(AsFd::as_fd);

@@ -298,6 +298,25 @@ fn leftovers_killed() {
     assert!(eventually(|| sleep_is_gone(grandchild)), "{grandchild} survived");
 }
 
+/// A process that left the group and keeps stdout open does not turn the program's exit into
+/// a timeout: the result is the exit, with the output read so far, long before the deadline.
+#[test]
+fn escaped_grandchild_holding_stdout_does_not_hold_the_result() {
+    // `setsid` (not a group leader) calls setsid() and execs `sleep`: `$!` is the sleep's pid.
+    let script = "setsid sleep 1000 & echo $! >&2; sleep 0.3; echo hi; exit 0";
+    let start = Instant::now();
+    let outcome =
+        run_with(json!({"executable": "sh", "args": ["-c", script]}), PATIENCE, &RunOptions::default());
+    let CommandOutcome::Exited { output } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((output.returncode(), output.stdout()), (Some(0), "hi\n"));
+    assert!(start.elapsed() < PATIENCE, "{:?}", start.elapsed());
+    // The escaped `sleep` is not busbar's to kill; end it here.
+    if let Ok(pid) = output.stderr().trim().parse::<libc::pid_t>() {
+        // SAFETY: kill takes plain integers; the pid is the sleep this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
 #[test]
 fn deadline_passed() {
     let data = json!({"executable": "sleep", "args": ["1000"]});
