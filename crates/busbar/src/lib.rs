@@ -296,8 +296,7 @@
 //! unknown field, a missing `executable`) and programs, directories or files that cannot be
 //! used are permanent [`InvalidInput`](ErrorKind::InvalidInput) failures. The program runs in
 //! a process group of its own, which is killed at the deadline and by
-//! [`shutdown_now`](EventBus::shutdown_now) (SIGTERM at once, SIGKILL after `kill_grace`; a
-//! host that exits right after `shutdown_now` should give that grace time). When the program
+//! [`shutdown_now`](EventBus::shutdown_now) (SIGKILL before it returns). When the program
 //! exits, what it left in its group is killed too: a process meant to outlive the event must
 //! have left the group (`setsid`) before the program exits, and should not keep its stdout or
 //! stderr, which are read for at most 100 ms after the exit.

@@ -430,6 +430,31 @@ fn shutdown_now_kills() {
     assert!(eventually(|| is_gone(grandchild, "sleep")), "sleep {grandchild} survived");
 }
 
+/// `shutdown_now` kills a running command's group before it returns, without the grace a
+/// stopping attempt gives: a host that exits right after must not leave it running. The
+/// command ignores SIGTERM and the grace is 10 s, so only that kill can end it within 5 s.
+#[test]
+fn shutdown_now_kills_before_returning() {
+    let dir = TempDir::new("kill-now");
+    let pid_file = dir.file("pid");
+    let mut config = CommandConfig::default();
+    config.kill_grace = Duration::from_secs(10);
+    let bus = EventBus::builder().threads(1).cmd(config).build().unwrap();
+    let data = json!({
+        "executable": "sh",
+        "args": ["-c", "trap '' TERM; echo $$ > \"$1\"; exec sleep 1000", "sh", pid_file],
+    });
+    let handle = bus.publish(cmd(data).with_timeout(Duration::from_secs(600))).unwrap();
+    let pid = read_pid(&pid_file);
+    bus.shutdown_now();
+    let bound = Instant::now() + Duration::from_secs(5);
+    while !is_gone(pid, "sleep") {
+        assert!(Instant::now() < bound, "sleep {pid} outlived shutdown_now by 5 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(finish(handle).is_cancelled());
+}
+
 #[test]
 fn limits() {
     let data = json!({"executable": "sh", "args": ["-c", "ulimit -n; ulimit -t; ulimit -v; nice"]});

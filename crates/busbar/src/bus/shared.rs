@@ -14,7 +14,8 @@ use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
 use crate::factory::{EventFactory, Registration};
 use crate::handle::EventHandle;
-use crate::mode::{self, cmd::RunOptions, ExecutionMode};
+use crate::mode::cmd::{RunOptions, RunningCommands};
+use crate::mode::{self, ExecutionMode};
 use crate::pool::{Admission, Job, Pool, PushError};
 use crate::rate_limit::RateLimits;
 use crate::result::{ErrorKind, EventResult};
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     counters: Counters,
     /// How cmd events run their programs.
     command_options: RunOptions,
+    /// The programs of cmd events running now, for `shutdown_now` to kill.
+    running_commands: RunningCommands,
     /// How corelet events' processes are started and limited.
     corelet_config: CoreletConfig,
     /// The corelet pool, created by the first corelet event (it starts a thread). A pool that
@@ -124,6 +127,7 @@ impl Shared {
             blocked_in_join: AtomicUsize::new(0),
             counters: Counters::default(),
             command_options,
+            running_commands: RunningCommands::default(),
             corelet_config,
             corelets: OnceLock::new(),
             forward: None,
@@ -147,6 +151,10 @@ impl Shared {
 
     pub(crate) fn command_options(&self) -> &RunOptions {
         &self.command_options
+    }
+
+    pub(crate) fn running_commands(&self) -> &RunningCommands {
+        &self.running_commands
     }
 
     /// Makes this the bus of a corelet child: publishing forwards to the parent.
@@ -496,6 +504,9 @@ impl Shared {
         if let Some(Ok(corelets)) = self.corelets.get() {
             corelets.kill_all();
         }
+        // Now, not when their attempts next look: a host that exits after this returns must
+        // not leave them running.
+        self.running_commands.kill_all();
         self.scheduler.stop_and_join();
     }
 

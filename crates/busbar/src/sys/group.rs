@@ -78,11 +78,17 @@ fn leader(pid: libc::id_t) -> io::Result<Leader> {
 /// reap the child themselves (with `Child::wait` or `try_wait`) before they are done signalling:
 /// watch it with [`has_exited`] and let [`terminate_group`] reap it.
 pub(crate) fn signal_group(child: &Child, signal: libc::c_int) -> io::Result<()> {
-    if leader(child.id())? == Leader::Reaped {
+    signal_group_of(child.id(), signal)
+}
+
+/// [`signal_group`] for our child `pid`, for a thread that holds its pid but not its `Child`.
+/// The same rule holds: whoever reaps the child must not do so while this may run.
+pub(crate) fn signal_group_of(child_pid: u32, signal: libc::c_int) -> io::Result<()> {
+    if leader(child_pid)? == Leader::Reaped {
         return Ok(());
     }
-    // Linux pids stay below 2^22, so this only fails on a corrupt `Child`.
-    let pid = libc::pid_t::try_from(child.id())
+    // Linux pids stay below 2^22, so this only fails on a corrupt pid.
+    let pid = libc::pid_t::try_from(child_pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "child pid out of range"))?;
     // SAFETY: killpg takes plain integers and touches no memory. The group id is the pid of a
     // child we have not reaped, so it cannot name anyone else's group.

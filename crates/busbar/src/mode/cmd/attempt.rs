@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{run, CommandOutcome, CommandSpec};
+use super::{run_listed, CommandOutcome, CommandSpec};
 use crate::attempt::Outcome;
 use crate::bus::Shared;
 use crate::event::Event;
@@ -26,7 +26,13 @@ pub(crate) fn run_attempt(shared: &Shared, event: &Event, deadline: Instant) -> 
         return Outcome::Cancelled;
     }
     let is_cancelled = || shared.is_killed();
-    match run(&spec, deadline, &is_cancelled, shared.command_options()) {
+    match run_listed(
+        &spec,
+        deadline,
+        &is_cancelled,
+        shared.command_options(),
+        Some(shared.running_commands()),
+    ) {
         Ok(CommandOutcome::Exited { output }) if output.is_success() => {
             Outcome::Returned(Ok(EventResult::success_with(output.to_json())))
         }

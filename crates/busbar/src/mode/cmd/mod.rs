@@ -6,6 +6,7 @@ mod error;
 mod output;
 mod pipes;
 mod run;
+mod running;
 mod spec;
 
 #[cfg(test)]
@@ -15,7 +16,10 @@ pub use config::CommandConfig;
 
 pub(crate) use attempt::run_attempt;
 pub(crate) use output::CommandOutcome;
-pub(crate) use run::{run, RunOptions};
+#[cfg(test)]
+pub(crate) use run::run;
+pub(crate) use run::{run_listed, RunOptions};
+pub(crate) use running::RunningCommands;
 pub(crate) use spec::CommandSpec;
 
 // What only the tests name.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::error::CommandRunError;
 use super::output::{Capture, CommandOutcome, CommandOutput, Text};
 use super::pipes::{self, Pipes};
+use super::running::RunningCommands;
 use super::spec::CommandSpec;
 use crate::sys::{self, ProcessLimits};
 
@@ -88,11 +89,24 @@ impl Default for RunOptions {
 /// Fails, naming the field and value, if the working directory cannot be entered, an output
 /// file cannot be opened or the program cannot be started; and, after stopping the command, if
 /// supervising it fails. [`CommandRunError::is_permanent`] tells whether retrying can help.
+#[cfg(test)]
 pub(crate) fn run(
     spec: &CommandSpec,
     deadline: Instant,
     is_cancelled: &dyn Fn() -> bool,
     options: &RunOptions,
+) -> Result<CommandOutcome, CommandRunError> {
+    run_listed(spec, deadline, is_cancelled, options, None)
+}
+
+/// [`run`], with the program on `listed` while it runs, for `shutdown_now` to kill at once
+/// (see [`RunningCommands`]).
+pub(crate) fn run_listed(
+    spec: &CommandSpec,
+    deadline: Instant,
+    is_cancelled: &dyn Fn() -> bool,
+    options: &RunOptions,
+    listed: Option<&RunningCommands>,
 ) -> Result<CommandOutcome, CommandRunError> {
     let (mut command, outputs) = prepare(spec, options)?;
     let spawned = command.spawn();
@@ -100,7 +114,10 @@ pub(crate) fn run(
     // given to the child; close them now.
     drop(command);
     let child = spawned.map_err(|error| CommandRunError::spawn(&spec.executable, error))?;
-    let mut running = Running { child, is_reaped: false, grace: options.kill_grace };
+    if let Some(listed) = listed {
+        listed.add(child.id());
+    }
+    let mut running = Running { child, is_reaped: false, grace: options.kill_grace, listed };
     supervise(&mut running, outputs, spec, deadline, is_cancelled, options)
         .map_err(|error| CommandRunError::supervise(&spec.executable, error))
 }
@@ -108,18 +125,24 @@ pub(crate) fn run(
 /// A spawned child that is stopped and reaped unless supervision finishes normally, so that an
 /// error or a panic in the cancel check leaves neither a running process nor a zombie.
 #[derive(Debug)]
-struct Running {
+struct Running<'a> {
     /// The child.
     child: Child,
     /// Whether the child has been reaped, which makes dropping this a no-op.
     is_reaped: bool,
     /// The grace period for an early stop.
     grace: Duration,
+    /// The bus's list of running commands, which the child is on until just before it is
+    /// reaped.
+    listed: Option<&'a RunningCommands>,
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         if !self.is_reaped {
+            if let Some(listed) = self.listed.take() {
+                listed.remove(self.child.id());
+            }
             // Nothing can report an error from here; terminate_group does what can be done.
             let _ = sys::terminate_group(&mut self.child, self.grace);
         }
@@ -150,7 +173,7 @@ struct Outputs {
 /// Feeds and drains the child's pipes until it has exited and its output ended, stopping it at
 /// the deadline or on cancellation; then reaps it.
 fn supervise(
-    running: &mut Running,
+    running: &mut Running<'_>,
     outputs: Outputs,
     spec: &CommandSpec,
     deadline: Instant,
@@ -241,6 +264,10 @@ fn supervise(
     }
 
     let (stdout, stderr) = pipes.finish();
+    // Off the list before it is reaped: its group id may name a stranger's group after.
+    if let Some(listed) = running.listed.take() {
+        listed.remove(child.id());
+    }
     let status = child.wait()?;
     running.is_reaped = true;
     let output = CommandOutput::new(
