@@ -1,7 +1,7 @@
 //! The state every handle of one bus shares, and the operations behind `EventBus`'s methods.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -168,7 +168,15 @@ impl Shared {
             CoreletPool::new(self.corelet_config.clone())
                 .map_err(|error| format!("cannot start corelets: {error}"))
         });
-        pool.as_ref().map_err(String::as_str)
+        let pool = pool.as_ref().map_err(String::as_str)?;
+        // `shutdown_now` kills the pool it finds; one created while it looked (or after) it
+        // cannot find. Both sides fence between their write (the pool, the kill flag) and their
+        // read of the other's, so at least one of them sees the other: this one kills it here.
+        fence(Ordering::SeqCst);
+        if self.is_killed() {
+            pool.kill_all();
+        }
+        Ok(pool)
     }
 
     /// How long a corelet gets between the graceful signal and SIGKILL.
@@ -501,6 +509,8 @@ impl Shared {
         for (job, started) in self.pool.cancel_all() {
             self.resolve(job, attempt::cancelled(), started);
         }
+        // Pairs with the fence in `corelets`: a pool created meanwhile kills itself there.
+        fence(Ordering::SeqCst);
         if let Some(Ok(corelets)) = self.corelets.get() {
             corelets.kill_all();
         }
