@@ -158,6 +158,12 @@ pub(crate) fn run_attempt(
     deadline: Instant,
 ) -> Outcome {
     let _entered = attempt_span(event, attempt).entered();
+    // The last moment to honour `shutdown_now` before a program or child starts: a worker (or
+    // waiter) may have taken the job just before the bus was killed. In-process attempts check
+    // again in `run_in_context`, which the sync path reaches without this seam.
+    if shared.is_killed() {
+        return Outcome::Cancelled;
+    }
     match event.mode() {
         ExecutionMode::Sync | ExecutionMode::Thread => {
             in_process::run(shared, handlers, registration, event, attempt, deadline)

@@ -20,11 +20,6 @@ pub(crate) fn run_attempt(shared: &Shared, event: &Event, deadline: Instant) -> 
         Ok(spec) => spec,
         Err(error) => return Outcome::refused(ErrorKind::InvalidInput, error.to_string()),
     };
-    // The last moment to honour `shutdown_now` without starting the program (a worker may
-    // have taken the job just before the bus was killed), as in-process attempts do.
-    if shared.is_killed() {
-        return Outcome::Cancelled;
-    }
     let is_cancelled = || shared.is_killed();
     match run_listed(
         &spec,

@@ -33,11 +33,6 @@ pub(crate) fn run_attempt(
     attempt: u32,
     deadline: Instant,
 ) -> Outcome {
-    // The last moment to honour `shutdown_now` without starting the exchange, as in-process
-    // and cmd attempts do.
-    if shared.is_killed() {
-        return Outcome::Cancelled;
-    }
     let pool = match shared.corelets() {
         Ok(pool) => pool,
         Err(message) => return Outcome::Crashed(message.to_owned()),
