@@ -327,6 +327,13 @@ mod tests {
     use crate::event::Event;
     use crate::handle::EventHandle;
 
+    /// Waits until `count` workers sleep in `pop`: a condition, not a delay.
+    fn wait_for_sleepers(queue: &JobQueue, count: usize) {
+        while queue.lock().idle_workers < count {
+            std::thread::yield_now();
+        }
+    }
+
     fn job(priority: i32) -> Job {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
@@ -364,9 +371,7 @@ mod tests {
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| queue.pop_after_work().map(|job| job.event().priority()));
             // Nothing came while it watched: it went to sleep, where a push must wake it.
-            while queue.lock().idle_workers < 1 {
-                std::thread::yield_now();
-            }
+            wait_for_sleepers(&queue, 1);
             queue.push(job(4), Admission::Block).expect("room");
             assert_eq!(worker.join().expect("the worker returns"), Some(4));
         });
@@ -383,9 +388,7 @@ mod tests {
         std::thread::scope(|scope| {
             // Closed and empty, but the lent job may come back for a retry: the worker waits.
             let worker = scope.spawn(|| queue.pop().map(|job| job.event().priority()));
-            while queue.lock().idle_workers < 1 {
-                std::thread::yield_now();
-            }
+            wait_for_sleepers(&queue, 1);
             queue.give_back(Some(lent));
             assert_eq!(worker.join().expect("the worker returns"), Some(5), "it runs the retry");
         });
@@ -394,9 +397,7 @@ mod tests {
         let lent = queue.take_if_next(|_| true).expect("the next job");
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| queue.pop().is_none());
-            while queue.lock().idle_workers < 1 {
-                std::thread::yield_now();
-            }
+            wait_for_sleepers(&queue, 1);
             drop(lent);
             queue.give_back(None);
             assert!(worker.join().expect("the worker returns"), "closed, empty, nothing out");
@@ -412,9 +413,7 @@ mod tests {
         std::thread::scope(|scope| {
             let workers: Vec<_> =
                 (0..2).map(|_| scope.spawn(|| std::iter::from_fn(|| queue.pop()).count())).collect();
-            while queue.lock().idle_workers < 2 {
-                std::thread::yield_now();
-            }
+            wait_for_sleepers(&queue, 2);
             // One worker is woken for the retry and runs it; the other must leave as well.
             queue.give_back(Some(lent));
             let ran: usize = workers.into_iter().map(|worker| worker.join().expect("a worker returns")).sum();
@@ -428,9 +427,7 @@ mod tests {
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..2).map(|_| scope.spawn(|| queue.pop().is_some())).collect();
             // Both asleep before anything is pushed: a condition, not a delay.
-            while queue.lock().idle_workers < 2 {
-                std::thread::yield_now();
-            }
+            wait_for_sleepers(&queue, 2);
             // The first push wakes one sleeper; the second must wake the other, not count
             // the first one's pending wake-up as covering it.
             queue.push(job(0), Admission::Block).expect("room");
