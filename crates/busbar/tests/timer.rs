@@ -395,3 +395,47 @@ fn sub_millisecond_interval_is_raised() {
     timer.stop();
     bus.shutdown();
 }
+
+/// A timer faster than its handler does not grow the queue past its capacity: the firings that
+/// find it full are dropped (and logged), and those queued still run.
+#[test]
+fn firings_that_find_the_queue_full_are_dropped() {
+    const CAPACITY: usize = 3;
+    let bus = EventBus::builder().threads(1).queue_capacity(CAPACITY).build().expect("valid settings");
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let (started, first_started) = mpsc::channel();
+    let started = Mutex::new(started);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&ran);
+    bus.subscribe(
+        "slow",
+        handler_fn(move |_| {
+            let _ = started.lock().expect("not poisoned").send(());
+            // Blocks until the test releases every handler by dropping the sender.
+            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(EventResult::success())
+        }),
+    );
+    let event = Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
+    let timer = TimerThread::new(&bus, Duration::from_millis(1), event, false);
+    timer.start();
+    first_started.recv_timeout(PATIENCE).expect("the first firing runs");
+    // The only worker is now blocked: every later firing can only queue.
+    let waited_since = Instant::now();
+    while timer.ticks() < 10 * CAPACITY as u64 {
+        assert!(waited_since.elapsed() < PATIENCE, "the timer fired {} times", timer.ticks());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stats = bus.stats();
+    assert!(stats.queued <= CAPACITY as u64, "queued past the capacity: {stats:?}");
+    timer.stop();
+    let fired = timer.ticks();
+    drop(release);
+    bus.join();
+    let stats = bus.stats();
+    assert!(stats.published <= 1 + CAPACITY as u64 + 1, "published: {stats:?}, fired {fired}");
+    assert_eq!(ran.load(Ordering::SeqCst) as u64, stats.published, "every accepted firing ran");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+}

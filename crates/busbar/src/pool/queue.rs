@@ -213,6 +213,18 @@ impl JobQueue {
             // Ours or spurious, this wake-up settles one pending: if it was another sleeper's,
             // that sleeper counts as not woken and the next push wakes it.
             state.wakeups_pending = state.wakeups_pending.saturating_sub(1);
+            if state.lanes.len == 0 && !state.closed {
+                // Woken for a job that is gone already: a waiter took its own corelet event
+                // (`take_if_next`), or another worker was quicker. Such a waiter publishes its
+                // next event within microseconds, so watch for it as after a job rather than
+                // sleep at once: asleep, this worker had to be woken again for every event,
+                // a system call on the publisher's side and a thread taking the vCPU the
+                // corelet child needs (`busbar bench --scenario corelet`: see the corelet
+                // README's "Costs").
+                drop(state);
+                watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
+                state = self.lock();
+            }
         }
     }
 

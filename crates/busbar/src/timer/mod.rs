@@ -49,8 +49,11 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 ///
 /// # Failures and shutdown
 ///
-/// - A firing whose publish fails (no handler registered yet, an invalid event) is logged with
-///   `tracing` (a warning for the first of a streak) and the timer keeps ticking.
+/// - A firing whose publish fails (no handler registered yet, an invalid event, the bus's
+///   queue full at its [capacity](crate::EventBusBuilder::queue_capacity)) is logged with
+///   `tracing` (a warning for the first of a streak) and the timer keeps ticking: a timer
+///   faster than its handlers drops the firings that find no room instead of queueing them
+///   without bound.
 /// - When the bus shuts down, its timers stop and say so in the log (`info`).
 ///   [`join`](EventBus::join) does not wait for future firings, only for published events.
 /// - The timer keeps a handle to its bus, so the bus stays open while a timer exists.

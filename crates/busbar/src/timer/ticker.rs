@@ -196,8 +196,10 @@ impl Ticker {
     /// shut down. Other failures (no handler, invalid event) are logged and the timer keeps
     /// ticking, since a handler may be registered later.
     fn publish(&self, shared: &Arc<Shared>, state: &mut TickerState) -> bool {
-        // The scheduler thread must never wait for room in the queue.
-        match shared.publish_at(self.event.fresh_copy(), Instant::now(), Admission::Force) {
+        // The scheduler thread must never wait for room in the queue, and a timer faster than
+        // its handlers must not grow the queue without bound: a tick that finds the queue full
+        // is refused like a `try_publish`, and logged below with the other failed firings.
+        match shared.publish_at(self.event.fresh_copy(), Instant::now(), Admission::Try) {
             Ok(_handle) => {
                 state.ticks += 1;
                 state.failing = false;
