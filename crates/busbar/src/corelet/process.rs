@@ -17,6 +17,11 @@ use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::spawn::Spawned;
 use crate::sys;
 
+/// How long a child whose channel broke gets to finish exiting before it is killed: time for
+/// a dying process to become a zombie (it closes its descriptors first), not for one that
+/// lives on.
+const CHANNEL_CLOSED_GRACE: Duration = Duration::from_millis(100);
+
 /// Largest send-buffer capacity kept for the next request; see [`Corelet::execute`].
 const KEPT_BUFFER: usize = 1 << 20;
 
@@ -309,7 +314,18 @@ impl Corelet {
 
     /// Reaps a child whose channel broke, naming how it ended.
     fn crashed(&mut self) -> CoreletError {
-        CoreletError::Crashed { description: self.reap_description() }
+        // The channel broke, so the child is dying or dead. Give it a moment to finish dying
+        // before the kill: a SIGTERM sent while it exits by itself would be reported as its
+        // cause ("killed by signal 15"), busbar's own signal named as the crash.
+        let exited =
+            self.status.is_some() || sys::wait_for_exit(&self.child, CHANNEL_CLOSED_GRACE).unwrap_or(false);
+        let description = self.reap_description();
+        if exited {
+            return CoreletError::Crashed { description };
+        }
+        let description =
+            format!("closed its channel but kept running, so busbar stopped it ({description})");
+        CoreletError::Crashed { description }
     }
 
     /// Kills a child that sent something it should not have.

@@ -143,8 +143,9 @@ pub(crate) fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<
     child.wait()
 }
 
-/// Waits until `child` has exited (without reaping it) or `grace` has passed.
-fn wait_for_exit(child: &Child, grace: Duration) -> io::Result<()> {
+/// Waits until `child` has exited (without reaping it) or `grace` has passed; returns whether
+/// it has exited.
+pub(crate) fn wait_for_exit(child: &Child, grace: Duration) -> io::Result<bool> {
     let start = Instant::now();
     // Short first naps catch the common, quick exit; longer ones later keep a slow shutdown
     // from costing much CPU.
@@ -157,7 +158,7 @@ fn wait_for_exit(child: &Child, grace: Duration) -> io::Result<()> {
         thread::sleep(nap.min(grace - elapsed));
         nap = (nap * 2).min(Duration::from_millis(20));
     }
-    Ok(())
+    has_exited(child)
 }
 
 /// Opens a pidfd for `child`: a descriptor that polls readable once the child has exited.

@@ -21,7 +21,9 @@ pub(crate) use child::{check_searchable, configure_child, cpu_time_limited, Proc
 pub(crate) use exit::{describe_exit, signal_name};
 #[cfg(test)]
 pub(crate) use group::pid_has_exited;
-pub(crate) use group::{has_exited, pidfd_open, signal_group, signal_group_of, terminate_group};
+pub(crate) use group::{
+    has_exited, pidfd_open, signal_group, signal_group_of, terminate_group, wait_for_exit,
+};
 pub(crate) use poll::{poll, set_blocking, set_nonblocking};
 
 /// Returns the number of open descriptors of this process, from `/proc/self/fd`.

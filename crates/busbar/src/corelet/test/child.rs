@@ -117,6 +117,15 @@ fn handle(request: Value, link: &ChildLink) -> Value {
             }
         }
         "spin" => spin(request["grandchild"].as_bool().unwrap_or(false), link),
+        "close_channel" => {
+            // Closes every descriptor above the standard streams, the channel among them, and
+            // lives on: the parent sees end-of-file from a child that did not die.
+            // SAFETY: nothing in this test child uses those descriptors again.
+            unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+            loop {
+                std::thread::park();
+            }
+        }
         "fds" => open_fds(),
         "burn" => burn(Duration::from_millis(request["ms"].as_u64().unwrap_or(0))),
         _ => json!({"error": format!("unknown op {op:?}")}),

@@ -156,6 +156,20 @@ fn crashes() {
     assert_eq!((stats.crashes, stats.spawns, stats.live), (3, 4, 1));
 }
 
+/// A child that closes its channel and lives on is stopped, and the message says so rather
+/// than naming busbar's own SIGTERM as the cause.
+#[test]
+fn closed_channel_while_running() {
+    let pool = pool(config("entry"));
+    let before = pid(&pool);
+    let error = run(&pool, json!({"op": "close_channel"})).expect_err("a broken channel");
+    let expected =
+        "closed its channel but kept running, so busbar stopped it (killed by signal 15 (SIGTERM))";
+    assert!(matches!(&error, CoreletError::Crashed { description } if description == expected), "{error:?}");
+    assert!(is_gone(before));
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("the next child answers"), json!(1));
+}
+
 /// A child killed from outside while idle is replaced, and the request it never received
 /// runs in the next one, whether `checkout` finds it dead (it checks children idle for a
 /// while) or sending the request does (it does not check children that just answered).
