@@ -9,23 +9,24 @@
 //! Nothing here spawns a process or runs a command. Not part of the API: hidden, behind a
 //! feature, and free to change.
 
+use std::fs::File;
 use std::io::Write;
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::attempt::{self, Verdict};
-use crate::corelet::{self, BareChildMessage, Channel, ChildMessage, CoreletError, FrameError, Payload};
+use crate::corelet::{
+    self, BareChildMessage, Channel, ChildMessage, CoreletError, Cut, Duplex, FrameError, Payload,
+};
 use crate::error::PublishError;
 use crate::event::{Event, ParentLink, MAX_TIMEOUT};
 use crate::mode::{self, cmd::CommandSpec, ChildAnswer};
 use crate::EventBus;
 
-/// The most input a function here writes into a socketpair before reading it back: well
-/// within the kernel's socket buffer, so that writing never waits for the reader.
+/// The most input a function here writes into a pipe before reading it back: what a pipe
+/// holds by default, so that writing never waits for the reader.
 pub const MAX_STREAM: usize = 64 << 10;
 
 /// Lays out `bodies` as frames: each gets the 4-byte big-endian length header it announces.
@@ -52,10 +53,13 @@ pub fn hello() -> Vec<u8> {
 /// types, as in the parent; one that does not decode is where the parent would kill the child,
 /// and so is every other protocol error: that is where this stops.
 pub fn corelet_parent(limit: u32, stream: &[u8]) {
-    let Some(mut channel) = socket_with(stream).and_then(|socket| Channel::parent(socket, limit).ok()) else {
+    let Some(mut channel) = parent_end_with(stream).and_then(|pipes| {
+        let cut = Arc::new(Cut::new().ok()?);
+        Channel::parent(pipes, limit, cut).ok()
+    }) else {
         return;
     };
-    // Every byte is already in the socket and its end is shut, so no read waits; the deadline
+    // Every byte is already in the pipe and its writer is gone, so no read waits; the deadline
     // only keeps a bug from hanging the fuzzer.
     let deadline = Some(Instant::now() + Duration::from_secs(10));
     let mut receive = || -> Option<ChildAnswer> {
@@ -119,8 +123,8 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
 /// the requests as the child does: a request whose payload does not decode is refused and the
 /// child serves on; it stops at `Shutdown` or at the first message the child would exit on.
 pub fn corelet_child(limit: u32, stream: &[u8]) {
-    let Some(socket) = socket_with(stream) else { return };
-    let mut channel = Channel::child(socket, limit);
+    let Some((pipes, _parent_reader)) = child_end_with(stream) else { return };
+    let Ok(mut channel) = Channel::child(pipes, limit) else { return };
     loop {
         let body = match channel.read_frame(None) {
             Ok(body) => body,
@@ -178,14 +182,23 @@ pub fn check_event(event: &Event) {
     let _ = serde_json::to_vec(event).map_err(|error| error.to_string());
 }
 
-/// Returns a socket from which `stream` (cut to [`MAX_STREAM`] bytes) can be read, followed
-/// by end-of-file.
-fn socket_with(stream: &[u8]) -> Option<UnixStream> {
-    let stream = &stream[..stream.len().min(MAX_STREAM)];
-    let (reader, mut writer) = UnixStream::pair().ok()?;
-    writer.write_all(stream).ok()?;
-    writer.shutdown(Shutdown::Write).ok()?;
-    Some(reader)
+/// Returns the parent's end of a channel from which `stream` (cut to [`MAX_STREAM`] bytes,
+/// what a pipe holds) can be read, followed by end-of-file.
+fn parent_end_with(stream: &[u8]) -> Option<Duplex> {
+    let (parent, child) = Duplex::pair().ok()?;
+    (&*child.write).write_all(&stream[..stream.len().min(MAX_STREAM)]).ok()?;
+    Some(parent)
+}
+
+/// Returns the child's end of a channel from which `stream` (cut to [`MAX_STREAM`] bytes) can
+/// be read, followed by end-of-file, and the read end of the pipe it answers on, which must
+/// live while it answers (a pipe without a reader raises `SIGPIPE`, which a fuzzer does not
+/// ignore).
+fn child_end_with(stream: &[u8]) -> Option<(Duplex, File)> {
+    let (parent, child) = Duplex::pair().ok()?;
+    (&*parent.write).write_all(&stream[..stream.len().min(MAX_STREAM)]).ok()?;
+    let (reader, _writer) = parent.into_parts().ok()?;
+    Some((child, reader))
 }
 
 /// Checks a frame error from a channel whose input simply ended.
@@ -196,8 +209,10 @@ fn check_frame_error(error: &FrameError, limit: u32) {
             assert_eq!(*reported, limit);
             assert!(*len > u64::from(limit), "{error}");
         }
-        // No deadline passes, nothing publishes and the socket stays open.
-        FrameError::Timeout | FrameError::NotServing | FrameError::Io(_) => panic!("unexpected {error}"),
+        // No deadline passes, nothing publishes or cuts, and the pipes stay open.
+        FrameError::Timeout | FrameError::NotServing | FrameError::Cut | FrameError::Io(_) => {
+            panic!("unexpected {error}")
+        }
     }
     let _ = error.to_string();
 }

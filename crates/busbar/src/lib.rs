@@ -254,7 +254,7 @@
 //! - **Limits** per child come from [`CoreletConfig`]: address space, CPU seconds, open files,
 //!   niceness; a child is retired after a number of events, above a resident size, or when idle.
 //!   Children die with the program (a parent-death signal and end-of-file on their channel).
-//! - **Data** travels as JSON on a socket of its own, so a handler may print freely. An event
+//! - **Data** travels as JSON on pipes of its own, so a handler may print freely. An event
 //!   larger than [`max_frame_size`](CoreletConfig::max_frame_size) fails with a clear
 //!   [`InvalidInput`](ErrorKind::InvalidInput) result instead of reaching a child.
 //! - **Follow-up events** a handler publishes through its context are sent to the parent and

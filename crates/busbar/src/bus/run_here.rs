@@ -2,7 +2,7 @@
 //!
 //! A corelet attempt is mostly waiting on a child process, so the thread that runs it matters
 //! only for latency. Handing the job to a pool worker and the result back costs two thread
-//! wake-ups, each of which lands on another CPU; the child's answer over its socket wakes the
+//! wake-ups, each of which lands on another CPU; the child's answer over its pipe wakes the
 //! waiting thread directly. So a thread about to block on the handle of a corelet event that
 //! no worker has started yet takes the job and runs the attempt itself.
 //!

@@ -1,19 +1,21 @@
-//! One end of the socketpair between parent and child: frames in and out, within deadlines.
+//! One end of the channel between parent and child (two pipes, see [`super::duplex`]): frames
+//! in and out, within deadlines.
 //!
 //! Round-trip latency is the point of a reused child, so the common case is kept to few
-//! system calls: the parent sends a frame with one `send` and usually receives the whole reply
-//! with one `recv` into a buffer kept across frames; the child, which never needs a deadline,
-//! answers with `send`. Either side, before it sleeps waiting for the other (in `poll` or a
-//! blocking `recv`), watches the socket for a moment (see [`crate::watch`]): on a virtual
-//! machine, a process asleep on an idle vCPU wakes tens of microseconds late.
+//! system calls: the parent sends a frame with one `write` and usually receives the whole
+//! reply with one `read` into a buffer kept across frames; the child, which never needs a
+//! deadline, answers with one `write`. Either side, before it sleeps waiting for the other (in
+//! `poll`), watches its pipe for a moment (see [`crate::watch`]): on a virtual machine, a
+//! process asleep on an idle vCPU wakes tens of microseconds late.
 
 use std::borrow::Cow;
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::duplex::{Cut, Duplex};
 use super::frame::{self, FrameError, Parsed, HEADER_LEN};
 use crate::sys;
 use crate::watch::{self, WatchHabit};
@@ -25,14 +27,17 @@ const BUFFER_LEN: usize = 64 << 10;
 /// the peer has not sent yet take no memory.
 const LARGE_READ: usize = 1 << 20;
 
-/// A framed, buffered end of the corelet socketpair.
+/// A framed, buffered end of the corelet channel.
+///
+/// Both read ends are non-blocking, so that either side can watch for bytes and then wait in
+/// `poll` (the parent until a deadline). The parent's write end is non-blocking too, so that a
+/// full pipe is waited on until the deadline; the child's blocks, as it never has a deadline.
 #[derive(Debug)]
 pub(crate) struct Channel {
-    /// The socket; shared with whoever may need to cut the channel from another thread.
-    stream: Arc<UnixStream>,
-    /// Whether the socket is non-blocking: the parent's is, so that it can wait with `poll`
-    /// until a deadline; the child's is not, and it never passes a deadline.
-    nonblocking: bool,
+    /// The pipes.
+    pipes: Duplex,
+    /// Ends the parent's waits from another thread (`kill_all`); `None` in a child.
+    cut: Option<Arc<Cut>>,
     /// Largest frame body accepted in either direction.
     limit: u32,
     /// Received bytes; `buf[start..end]` is not consumed yet. Always `BUFFER_LEN` long and
@@ -49,27 +54,30 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// Wraps the parent's end, making it non-blocking so that reads and writes obey deadlines.
-    pub(crate) fn parent(stream: UnixStream, limit: u32) -> io::Result<Self> {
-        stream.set_nonblocking(true)?;
-        Ok(Self::new(stream, true, limit))
+    /// Wraps the parent's end, making it non-blocking so that reads and writes obey deadlines;
+    /// `cut` ends its waits from another thread.
+    pub(crate) fn parent(pipes: Duplex, limit: u32, cut: Arc<Cut>) -> io::Result<Self> {
+        sys::set_nonblocking(pipes.read.as_fd())?;
+        sys::set_nonblocking(pipes.write.as_fd())?;
+        Ok(Self::new(pipes, Some(cut), limit))
     }
 
-    /// Wraps the child's end, which blocks and must not be given deadlines.
+    /// Wraps the child's end, which must not be given deadlines.
     ///
     /// A child under a CPU-time limit does not watch for requests: the time spent watching
     /// would count against `RLIMIT_CPU`, and the pool retires a child at half of its budget.
-    pub(crate) fn child(stream: UnixStream, limit: u32) -> Self {
-        let mut channel = Self::new(stream, false, limit);
+    pub(crate) fn child(pipes: Duplex, limit: u32) -> io::Result<Self> {
+        sys::set_nonblocking(pipes.read.as_fd())?;
+        let mut channel = Self::new(pipes, None, limit);
         channel.watches = !sys::cpu_time_limited();
-        channel
+        Ok(channel)
     }
 
     /// Builds a channel with an empty buffer.
-    fn new(stream: UnixStream, nonblocking: bool, limit: u32) -> Self {
+    fn new(pipes: Duplex, cut: Option<Arc<Cut>>, limit: u32) -> Self {
         Channel {
-            stream: Arc::new(stream),
-            nonblocking,
+            pipes,
+            cut,
             limit,
             buf: vec![0; BUFFER_LEN].into_boxed_slice(),
             start: 0,
@@ -84,10 +92,16 @@ impl Channel {
         self.limit
     }
 
-    /// Returns the socket, with which another thread can `shutdown` the channel: the peer
-    /// then sees end-of-file and a pending read here returns at once.
-    pub(crate) fn socket(&self) -> Arc<UnixStream> {
-        Arc::clone(&self.stream)
+    /// Returns the write end, with which other threads can send frames (a child's
+    /// publications; see [`send_blocking`]).
+    pub(crate) fn writer(&self) -> Arc<File> {
+        Arc::clone(&self.pipes.write)
+    }
+
+    /// Returns how many bytes this end wrote that the peer has not read, if it can tell (the
+    /// parent's end can): all of a request still unread means it never reached the child.
+    pub(crate) fn unread(&self) -> Option<usize> {
+        self.pipes.unread()
     }
 
     /// Reads the next frame's body, waiting until `deadline` at most.
@@ -126,12 +140,16 @@ impl Channel {
 
     /// Sends a frame sealed by [`frame::seal`], waiting until `deadline` at most.
     ///
-    /// Uses `MSG_NOSIGNAL`: a peer that died makes the send fail with `EPIPE` instead of
-    /// raising `SIGPIPE`, which would kill a host process that did not ignore it. A peer found
-    /// gone before the first byte of the frame left is [`FrameError::Closed`]: the frame was
-    /// not delivered at all.
+    /// A peer found gone before the first byte of the frame left is [`FrameError::Closed`]: the
+    /// frame was not delivered at all. (The parent's outgoing pipe always has a reader, its own
+    /// spare end, so a write never raises `SIGPIPE`; a dead child shows as a hang-up of the
+    /// incoming pipe, which a full outgoing pipe is waited on beside.)
     pub(crate) fn write_frame(&mut self, sealed: &[u8], deadline: Option<Instant>) -> Result<(), FrameError> {
-        send_all(&self.stream, sealed, |events| self.wait(events, deadline))
+        let Channel { pipes, cut, .. } = self;
+        send_all(&pipes.write, sealed, || {
+            let hang_up = pipes.read.as_raw_fd();
+            wait(pipes.write.as_raw_fd(), libc::POLLOUT, deadline, cut.as_deref(), Some(hang_up))
+        })
     }
 
     /// Reads a frame too large for the buffer into an allocation of its own.
@@ -156,8 +174,8 @@ impl Channel {
             let filled = body.len();
             body.resize((filled + LARGE_READ).min(body_len), 0);
             let received = read_some(
-                &self.stream,
-                self.nonblocking,
+                &self.pipes.read,
+                self.cut.as_deref(),
                 &mut body[filled..],
                 deadline,
                 self.watches.then_some(&mut self.habit),
@@ -176,8 +194,8 @@ impl Channel {
     /// Receives into the buffer from `at`; returns the number of bytes, 0 at end-of-file.
     fn receive(&mut self, at: usize, deadline: Option<Instant>) -> Result<usize, FrameError> {
         read_some(
-            &self.stream,
-            self.nonblocking,
+            &self.pipes.read,
+            self.cut.as_deref(),
             &mut self.buf[at..],
             deadline,
             self.watches.then_some(&mut self.habit),
@@ -202,46 +220,33 @@ impl Channel {
             FrameError::Truncated { expected: frame_len as u64, received: received as u64 }
         }
     }
-
-    /// Waits until the socket is ready for `events` or `deadline` passes.
-    fn wait(&self, events: libc::c_short, deadline: Option<Instant>) -> Result<(), FrameError> {
-        wait(&self.stream, events, deadline)
-    }
 }
 
 /// Reads at least one byte into `dst`, waiting until `deadline`; 0 means end-of-file.
 fn read_some(
-    stream: &UnixStream,
-    nonblocking: bool,
+    read: &File,
+    cut: Option<&Cut>,
     dst: &mut [u8],
     deadline: Option<Instant>,
     habit: Option<&mut WatchHabit>,
 ) -> Result<usize, FrameError> {
-    debug_assert!(nonblocking || deadline.is_none(), "a blocking channel cannot honour a deadline");
-    if let Some(watched) = habit.and_then(|habit| watch_for_bytes(stream, dst, deadline, habit)) {
+    if let Some(watched) = habit.and_then(|habit| watch_for_bytes(read, dst, deadline, habit)) {
         return watched;
     }
     loop {
-        if nonblocking {
-            // Waiting first saves a read that would fail with EAGAIN: when the parent reads,
-            // the child has usually not answered yet.
-            wait(stream, libc::POLLIN, deadline)?;
-        }
-        let mut reader = stream;
-        match reader.read(dst) {
-            Ok(n) => return Ok(n),
-            Err(error) => match error.kind() {
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => {}
-                _ => return Err(FrameError::Io(error)),
-            },
+        // Waiting first saves a read that would fail with EAGAIN: when the parent reads, the
+        // child has usually not answered yet.
+        wait(read.as_raw_fd(), libc::POLLIN, deadline, cut, None)?;
+        if let Some(n) = read_now(read, dst)? {
+            return Ok(n);
         }
     }
 }
 
-/// Watches `stream` for bytes about to arrive, for [`watch::WATCH_FOR`] at most and never
+/// Watches `read` for bytes about to arrive, for [`watch::WATCH_FOR`] at most and never
 /// past `deadline`; `None` if none came (the caller then sleeps until they do).
 fn watch_for_bytes(
-    stream: &UnixStream,
+    read: &File,
     dst: &mut [u8],
     deadline: Option<Instant>,
     habit: &mut WatchHabit,
@@ -252,35 +257,44 @@ fn watch_for_bytes(
     }
     let mut watched = None;
     habit.watch(|| {
-        watched = receive_now(stream, dst).transpose();
+        watched = read_now(read, dst).transpose();
         watched.is_some()
     });
     watched
 }
 
-/// Receives what is there without waiting: `None` if nothing is.
-///
-/// `MSG_DONTWAIT` makes this one call non-blocking, so the child's blocking socket can be
-/// watched too.
-fn receive_now(stream: &UnixStream, dst: &mut [u8]) -> Result<Option<usize>, FrameError> {
-    // SAFETY: the descriptor is open while `stream` is borrowed, and the pointer and length
-    // describe `dst`, which the kernel writes at most `dst.len()` bytes into.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
-    match usize::try_from(n) {
+/// Reads what is there without waiting (the read end is non-blocking): `None` if nothing is.
+fn read_now(mut read: &File, dst: &mut [u8]) -> Result<Option<usize>, FrameError> {
+    match read.read(dst) {
         Ok(n) => Ok(Some(n)),
-        Err(_) => {
-            let error = io::Error::last_os_error();
-            match error.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(FrameError::Io(error)),
-            }
-        }
+        Err(error) => match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(FrameError::Io(error)),
+        },
     }
 }
 
-/// Waits with `poll` until `stream` is ready for `events`, has hung up, or `deadline` passes.
-fn wait(stream: &UnixStream, events: libc::c_short, deadline: Option<Instant>) -> Result<(), FrameError> {
+/// Waits with `poll` until `fd` is ready for `events` or has hung up, `deadline` passes
+/// ([`FrameError::Timeout`]), `cut` is cut ([`FrameError::Cut`]) or `hang_up` reports that
+/// its peer has gone ([`FrameError::Closed`]).
+fn wait(
+    fd: libc::c_int,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+    cut: Option<&Cut>,
+    hang_up: Option<libc::c_int>,
+) -> Result<(), FrameError> {
+    // Unused entries have a negative descriptor, which poll skips.
+    let mut fds = [
+        libc::pollfd { fd, events, revents: 0 },
+        libc::pollfd { fd: cut.map_or(-1, |cut| cut.fd().as_raw_fd()), events: libc::POLLIN, revents: 0 },
+        // Asks for no event: poll reports a hang-up (or error) on any descriptor regardless.
+        libc::pollfd { fd: hang_up.unwrap_or(-1), events: 0, revents: 0 },
+    ];
     loop {
+        if cut.is_some_and(Cut::is_cut) {
+            return Err(FrameError::Cut);
+        }
         // Without a deadline, wait in the longest steps poll allows (about 24 days).
         let timeout = match deadline {
             None => Duration::MAX,
@@ -292,49 +306,58 @@ fn wait(stream: &UnixStream, events: libc::c_short, deadline: Option<Instant>) -
                 left
             }
         };
-        let mut fds = [libc::pollfd { fd: stream.as_raw_fd(), events, revents: 0 }];
-        // Ready, hung up or in error: the next read or write tells which. Nothing ready means
-        // the time ran out or a signal interrupted; the loop re-checks the deadline.
-        if sys::poll(&mut fds, timeout).map_err(FrameError::Io)? > 0 {
+        // Nothing ready means the time ran out or a signal interrupted; the loop re-checks.
+        if sys::poll(&mut fds, timeout).map_err(FrameError::Io)? == 0 {
+            continue;
+        }
+        if fds[1].revents != 0 {
+            return Err(FrameError::Cut);
+        }
+        // Ready, hung up or in error: the next read or write tells which.
+        if fds[0].revents != 0 {
             return Ok(());
+        }
+        if fds[2].revents != 0 {
+            return Err(FrameError::Closed);
         }
     }
 }
 
-/// Sends a sealed frame on the child's blocking socket (for publications from any thread).
-pub(crate) fn send_blocking(stream: &UnixStream, sealed: &[u8]) -> Result<(), FrameError> {
-    // A blocking socket never reports `WouldBlock`; if it somehow did, waiting for writability
-    // without a deadline is what blocking means.
-    send_all(stream, sealed, |_| Ok(()))
+/// Sends a sealed frame on the child's blocking write end (for publications from any thread).
+pub(crate) fn send_blocking(write: &File, sealed: &[u8]) -> Result<(), FrameError> {
+    // A blocking descriptor never reports `WouldBlock`; if it somehow did, trying again is
+    // what blocking means.
+    send_all(write, sealed, || Ok(()))
 }
 
-/// Sends all of `sealed` with `MSG_NOSIGNAL`, calling `wait_writable` when the socket is full.
+/// Writes all of `sealed`, calling `wait_writable` when the pipe is full.
+///
+/// A peer gone before the first byte left is [`FrameError::Closed`] (the frame was not
+/// delivered at all); gone later, an I/O error.
 fn send_all(
-    stream: &UnixStream,
+    mut write: &File,
     sealed: &[u8],
-    mut wait_writable: impl FnMut(libc::c_short) -> Result<(), FrameError>,
+    mut wait_writable: impl FnMut() -> Result<(), FrameError>,
 ) -> Result<(), FrameError> {
     let mut sent = 0;
     while sent < sealed.len() {
-        let rest = &sealed[sent..];
-        // SAFETY: the descriptor is open while `stream` is borrowed, and the pointer and length
-        // describe the initialised bytes of `rest`, which the kernel only reads.
-        let n =
-            unsafe { libc::send(stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
-        match usize::try_from(n) {
-            Ok(n) => sent += n,
-            Err(_) => {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock => wait_writable(libc::POLLOUT)?,
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset if sent == 0 => {
-                        return Err(FrameError::Closed)
-                    }
-                    _ => return Err(FrameError::Io(error)),
-                }
+        let gone = match write.write(&sealed[sent..]) {
+            Ok(n) => {
+                sent += n;
+                continue;
             }
-        }
+            Err(error) => match error.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => match wait_writable() {
+                    Ok(()) => continue,
+                    Err(FrameError::Closed) => io::Error::from(io::ErrorKind::BrokenPipe),
+                    Err(other) => return Err(other),
+                },
+                io::ErrorKind::BrokenPipe => error,
+                _ => return Err(FrameError::Io(error)),
+            },
+        };
+        return Err(if sent == 0 { FrameError::Closed } else { FrameError::Io(gone) });
     }
     Ok(())
 }

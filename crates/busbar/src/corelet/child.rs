@@ -1,8 +1,8 @@
 //! The child side: detecting corelet mode and serving requests until the parent goes away.
 
 use std::ffi::OsStr;
-use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::channel::{self, Channel};
 use super::confine;
+use super::duplex::Duplex;
 use super::frame::{FrameError, DEFAULT_MAX_FRAME};
 use super::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 use super::panic;
@@ -19,7 +20,9 @@ use super::panic;
 /// one huge reply does not pin its memory for the child's life.
 const KEPT_BUFFER: usize = 1 << 20;
 
-/// Environment variable that makes a process a corelet: the number of its channel descriptor.
+/// Environment variable that makes a process a corelet: the numbers of its channel's two
+/// descriptors, `<read>,<write>` (the read end of the pipe from the parent, the write end of
+/// the pipe to it).
 pub(crate) const FD_ENV: &str = "BUSBAR_CORELET_FD";
 
 /// Environment variable carrying the frame limit the parent enforces.
@@ -47,7 +50,7 @@ pub(crate) struct ChildLink {
 
 #[derive(Debug)]
 struct LinkInner {
-    socket: Arc<UnixStream>,
+    writer: Arc<File>,
     limit: u32,
     /// The running request's sequence number, `None` between requests. Held while a
     /// publication is written, so that frames never interleave and none follows the reply.
@@ -56,7 +59,7 @@ struct LinkInner {
 
 impl ChildLink {
     fn new(channel: &Channel) -> Self {
-        let inner = LinkInner { socket: channel.socket(), limit: channel.limit(), serving: Mutex::new(None) };
+        let inner = LinkInner { writer: channel.writer(), limit: channel.limit(), serving: Mutex::new(None) };
         ChildLink { inner: Arc::new(inner) }
     }
 
@@ -68,7 +71,7 @@ impl ChildLink {
         let serving = self.lock();
         let seq = serving.ok_or(FrameError::NotServing)?;
         let frame = message::encode(&ChildMessage::<(), &P>::Publish { seq, event }, self.inner.limit)?;
-        channel::send_blocking(&self.inner.socket, &frame)
+        channel::send_blocking(&self.inner.writer, &frame)
     }
 
     fn begin(&self, seq: u64) {
@@ -121,9 +124,15 @@ where
     let code = match claim_channel(&fd) {
         // Confined right after the claim and before greeting: no request is read unconfined,
         // and a child that cannot be confined as strictly as asked never greets.
-        Ok((stream, limit)) => match confine::apply_from_env() {
+        Ok((pipes, limit)) => match confine::apply_from_env() {
             Ok(()) => {
-                let mut channel = Channel::child(stream, limit);
+                let mut channel = match Channel::child(pipes, limit) {
+                    Ok(channel) => channel,
+                    Err(error) => {
+                        eprintln!("busbar corelet: cannot set up the channel: {error}");
+                        std::process::exit(EXIT_NO_CHANNEL)
+                    }
+                };
                 let code = serve(&mut channel, version, handle);
                 // Exits with the channel open, for the reason given above: the parent learns
                 // why from the exit code, not from an end-of-file that comes first.
@@ -131,7 +140,7 @@ where
             }
             Err(reason) => {
                 eprintln!("busbar corelet: {reason}");
-                // Exits while `stream` is still open: closing it first would let the parent see
+                // Exits while `pipes` are still open: closing them first would let the parent see
                 // end-of-file and kill this process before the exit code tells why.
                 std::process::exit(confine::EXIT_UNCONFINED)
             }
@@ -149,9 +158,14 @@ where
 /// Removes both variables, so that programs the handler starts do not mistake themselves for
 /// corelets, and makes the channel close-on-exec, so that they do not inherit it either: a
 /// grandchild holding the channel would hide this child's death from the parent.
-fn claim_channel(fd: &OsStr) -> Result<(UnixStream, u32), String> {
-    let fd: RawFd =
-        fd.to_str().and_then(|s| s.parse().ok()).filter(|fd| *fd >= 0).ok_or("not a descriptor number")?;
+fn claim_channel(fds: &OsStr) -> Result<(Duplex, u32), String> {
+    let number = |text: &str| text.parse::<RawFd>().ok().filter(|fd| *fd >= 0);
+    let (read, write) = fds
+        .to_str()
+        .and_then(|text| text.split_once(','))
+        .and_then(|(read, write)| Some((number(read)?, number(write)?)))
+        .filter(|(read, write)| read != write)
+        .ok_or("not two descriptor numbers, `<read>,<write>`")?;
     let limit = match std::env::var(MAX_FRAME_ENV) {
         Ok(text) => text.parse().map_err(|_| format!("{MAX_FRAME_ENV}={text:?} is not a frame size"))?,
         Err(_) => DEFAULT_MAX_FRAME,
@@ -160,31 +174,33 @@ fn claim_channel(fd: &OsStr) -> Result<(UnixStream, u32), String> {
     // point runs first thing in `main`, before the application starts threads.
     std::env::remove_var(FD_ENV);
     std::env::remove_var(MAX_FRAME_ENV);
-    if !is_socket(fd) {
-        return Err("descriptor is not an open socket".to_owned());
+    if !is_pipe(read) || !is_pipe(write) {
+        return Err("the descriptors are not open pipes".to_owned());
     }
     if CLAIMED.swap(true, Ordering::SeqCst) {
         return Err("the channel was already claimed".to_owned());
     }
-    // SAFETY: the parent opened `fd` for this process alone and nothing else in the process
-    // knows its number: the variable that named it is gone and `CLAIMED` lets only one caller
-    // through, so the stream becomes its sole owner. `is_socket` checked it is open.
-    let inherited = unsafe { UnixStream::from_raw_fd(fd) };
-    // `try_clone` duplicates with close-on-exec set; dropping the original closes the
-    // inheritable descriptor.
-    let channel = inherited.try_clone().map_err(|e| format!("cannot duplicate it: {e}"))?;
-    drop(inherited);
-    Ok((channel, limit))
+    let claim = |fd: RawFd| -> Result<File, String> {
+        // SAFETY: the parent opened `fd` for this process alone and nothing else in the process
+        // knows its number: the variable that named it is gone and `CLAIMED` lets only one
+        // caller through, so the descriptor gets its sole owner. `is_pipe` checked it is open.
+        let inherited = unsafe { OwnedFd::from_raw_fd(fd) };
+        // `try_clone` duplicates with close-on-exec set; dropping the original closes the
+        // inheritable descriptor.
+        let owned = inherited.try_clone().map_err(|e| format!("cannot duplicate it: {e}"))?;
+        Ok(File::from(owned))
+    };
+    Ok((Duplex::from_parts(claim(read)?, claim(write)?), limit))
 }
 
-/// Returns `true` if `fd` is an open socket.
-fn is_socket(fd: RawFd) -> bool {
+/// Returns `true` if `fd` is an open pipe.
+fn is_pipe(fd: RawFd) -> bool {
     // SAFETY: `stat` is plain old data, so all-zero bytes are a valid value.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fstat` only writes to the struct it is given and fails cleanly on a descriptor
     // that is not open.
     let status = unsafe { libc::fstat(fd, &mut stat) };
-    status == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    status == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFIFO
 }
 
 /// Greets the parent and answers requests; returns the exit code.

@@ -42,6 +42,9 @@ pub(crate) enum FrameError {
     /// The deadline passed before the frame was complete.
     #[error("timed out")]
     Timeout,
+    /// The wait was ended from another thread (the pool's `kill_all`).
+    #[error("the channel was cut: the corelet pool was killed")]
+    Cut,
     /// A corelet handler's thread published after its request ended, when nothing reads it.
     #[error("no corelet request is running: a corelet can publish only while a handler runs")]
     NotServing,

@@ -17,10 +17,12 @@ use super::panic::PanicInfo;
 /// Version of the message set below; a child must greet with exactly this number.
 ///
 /// Bump it whenever a message changes shape, payloads included (2: busbar's replies are
-/// externally tagged; 3: a handler's result is sent without the fields the parent fills in).
+/// externally tagged; 3: a handler's result is sent without the fields the parent fills in;
+/// 4: the channel is two pipes, whose descriptors [`FD_ENV`](super::child::FD_ENV) names, not
+/// a socket).
 /// `Hello` itself must never change, so that parents and children of different versions can
 /// always tell each other apart.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// Messages from the parent to a child, carrying requests of type `R`.
 #[derive(Debug, Serialize, Deserialize)]

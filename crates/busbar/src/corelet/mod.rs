@@ -1,7 +1,7 @@
 //! Corelet mode: handlers run in a pool of reusable, isolated child processes.
 //!
 //! The child is the application's own binary, re-executed with the environment variable
-//! [`FD_ENV`] naming its end of a socketpair; `main` calls [`serve_if_corelet`] first, which
+//! [`FD_ENV`] naming its ends of two pipes; `main` calls [`serve_if_corelet`] first, which
 //! in a child serves requests until the parent goes away and exits, and otherwise returns.
 //! The parent side is [`CoreletPool`]: `execute(request, deadline, on_publish)` lends a child,
 //! sends the request, forwards published events, and returns the reply, or a
@@ -15,7 +15,8 @@
 //! |---|---|
 //! | `frame.rs` | length-prefixed, bounded frames |
 //! | `message.rs` | the messages and the protocol version |
-//! | `channel.rs` | buffered frame I/O on the socketpair, within deadlines |
+//! | `duplex.rs` | the channel's two pipes, and the cut that ends the parent's waits |
+//! | `channel.rs` | buffered frame I/O on the pipes, within deadlines |
 //! | `panic.rs` | catching handler panics as data |
 //! | `child.rs` | the child's entry point and serve loop |
 //! | `spawn.rs` | the child's command line and inherited descriptors |
@@ -30,6 +31,7 @@ mod channel;
 mod child;
 mod config;
 mod confine;
+mod duplex;
 mod error;
 mod frame;
 mod keeper;
@@ -55,10 +57,11 @@ pub(crate) use {
     stats::CoreletStats,
 };
 
-// What crosses the socketpair, for the fuzz targets (`crate::__fuzz`).
+// What crosses the channel, for the fuzz targets (`crate::__fuzz`).
 #[cfg(feature = "fuzzing")]
 pub(crate) use {
     channel::Channel,
     child::decode_request,
+    duplex::{Cut, Duplex},
     message::{decode, BareChildMessage, ChildMessage, PROTOCOL_VERSION},
 };

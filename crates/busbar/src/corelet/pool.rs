@@ -1,8 +1,6 @@
 //! The pool: lends children to requests one at a time, replaces the dead, retires the old.
 
 use std::io;
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::config::{ConfigError, CoreletConfig};
+use super::duplex::Cut;
 use super::error::{CoreletError, StartError};
 use super::keeper::Keeper;
 use super::process::Corelet;
@@ -57,6 +56,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled whenever a slot frees up or the pool closes.
     changed: Condvar,
+    /// Ends the waits of every child's channel: `kill_all` cuts it.
+    cut: Arc<Cut>,
 }
 
 /// Everything behind the pool's lock.
@@ -70,8 +71,8 @@ struct State {
     idle: Vec<Corelet>,
     /// Slots taken by lent children and by starts in progress.
     busy: usize,
-    /// Lent children, by lease number, with their channel's socket to end their request.
-    lent: Vec<(u64, Arc<UnixStream>)>,
+    /// Lease numbers of the lent children.
+    lent: Vec<u64>,
     /// Threads waiting on `changed`; notifying nobody would still cost a system call.
     waiters: usize,
     /// Number of the next lease.
@@ -121,6 +122,7 @@ impl CoreletPool {
             launch: Arc::clone(&launch),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
+            cut: Arc::new(Cut::new()?),
             config,
         });
         // Sweeping every quarter of the idle timeout retires an idle child between 1 and 1.25
@@ -228,10 +230,9 @@ impl CoreletPool {
         let idle = {
             let mut state = self.shared.lock();
             state.phase = Phase::Killed;
-            for (_, socket) in &state.lent {
-                // The child sees end-of-file and exits; the lender's read returns at once.
-                let _ = socket.shutdown(Shutdown::Both);
-            }
+            // Every wait on a child's channel returns at once; the lender then kills and
+            // reaps its child.
+            self.shared.cut.cut();
             self.shared.changed.notify_all();
             let idle = std::mem::take(&mut state.idle);
             state.stats.kills += idle.len() as u64;
@@ -254,10 +255,10 @@ impl CoreletPool {
                 // A child that just answered is alive but for a rare race, which `execute`
                 // handles (a child found gone before its request arrived is replaced); one
                 // idle for longer is checked, at the cost of a system call, so that a dead
-                // child whose socket a grandchild keeps open is not sent a request.
+                // child whose pipe a grandchild keeps open is not sent a request.
                 if corelet.last_used().elapsed() < self.check_idle_after || corelet.is_reusable() {
                     state.busy += 1;
-                    let lease = state.lend(&corelet);
+                    let lease = state.lend();
                     return Ok((corelet, lease));
                 }
                 // It died while idle (the OOM killer, an outside `kill`); dropping reaps it.
@@ -301,6 +302,7 @@ impl CoreletPool {
                 greet_by,
                 config.max_frame_size,
                 config.kill_grace,
+                Arc::clone(&self.shared.cut),
             )
         });
         let mut state = self.shared.lock();
@@ -317,7 +319,7 @@ impl CoreletPool {
                     corelet.kill_now();
                     return Err(CoreletError::ShutDown);
                 }
-                let lease = state.lend(&corelet);
+                let lease = state.lend();
                 Ok((corelet, lease))
             }
             Err(error) if error.is_timeout() && deadline.is_some_and(|d| Instant::now() >= d) => {
@@ -349,7 +351,7 @@ impl CoreletPool {
         let reusable = !corelet.is_reaped();
         let worn_out = reusable && is_worn_out(config, &corelet);
         let mut state = self.shared.lock();
-        state.lent.retain(|(id, _)| *id != lease);
+        state.lent.retain(|id| *id != lease);
         state.release_slot(&self.shared.changed);
         let result = match result {
             // The child was not lost on its own: `kill_all` cut its channel.
@@ -450,10 +452,10 @@ impl Shared {
 impl State {
     /// Records `corelet` as lent (its slot is already counted in `busy`); returns the lease
     /// number.
-    fn lend(&mut self, corelet: &Corelet) -> u64 {
+    fn lend(&mut self) -> u64 {
         let lease = self.next_lease;
         self.next_lease += 1;
-        self.lent.push((lease, corelet.socket()));
+        self.lent.push(lease);
         lease
     }
 

@@ -1,7 +1,6 @@
 //! One child process: its handshake, its requests and its end.
 
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
 use super::channel::Channel;
+use super::duplex::Cut;
 use super::error::{CoreletError, Payload, StartError};
 use super::frame::FrameError;
 use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
@@ -70,9 +70,10 @@ impl Corelet {
         deadline: Option<Instant>,
         limit: u32,
         kill_grace: Duration,
+        cut: Arc<Cut>,
     ) -> Result<Self, StartError> {
         let started = Instant::now();
-        let channel = match Channel::parent(spawned.channel, limit) {
+        let channel = match Channel::parent(spawned.channel, limit, cut) {
             Ok(channel) => channel,
             Err(error) => {
                 let mut child = spawned.child;
@@ -108,6 +109,7 @@ impl Corelet {
             Err(ReceiveError::Frame(
                 FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_),
             )) => format!("it {} before greeting", corelet.reap_description()),
+            Err(ReceiveError::Frame(FrameError::Cut)) => "the pool was killed before it greeted".to_owned(),
             Err(ReceiveError::Frame(error)) => format!("its greeting was a {error}"),
             Err(ReceiveError::Decode(error)) => format!("its greeting was garbage: {error}"),
         };
@@ -150,6 +152,7 @@ impl Corelet {
             return Err(CoreletError::Timeout);
         }
         self.served = seq;
+        let request_len = self.send_buf.len();
         let sent = self.channel.write_frame(&self.send_buf, deadline);
         if self.send_buf.capacity() > KEPT_BUFFER {
             // One huge request should not pin its memory for the child's life.
@@ -162,7 +165,8 @@ impl Corelet {
                 self.died_idle = true;
                 return Err(self.crashed());
             }
-            // The child is gone (EPIPE, ECONNRESET) or going.
+            Err(FrameError::Cut) => return Err(self.cut()),
+            // The child is gone or going.
             Err(_) => return Err(self.crashed()),
         }
         let result = loop {
@@ -188,6 +192,15 @@ impl Corelet {
                 Err(ReceiveError::Frame(FrameError::Timeout)) => return Err(self.timed_out()),
                 Err(ReceiveError::Frame(error @ FrameError::TooLarge { .. })) => {
                     return Err(self.broke_protocol(format!("the child sent a {error}")));
+                }
+                Err(ReceiveError::Frame(FrameError::Cut)) => return Err(self.cut()),
+                Err(ReceiveError::Frame(FrameError::Closed))
+                    if self.channel.unread() == Some(request_len) =>
+                {
+                    // Not a byte of the request was read: the child died before it, while idle
+                    // (a child that just answered is sent its next request unchecked).
+                    self.died_idle = true;
+                    return Err(self.crashed());
                 }
                 Err(ReceiveError::Frame(_)) => return Err(self.crashed()),
                 Err(ReceiveError::Decode(error)) => {
@@ -264,14 +277,6 @@ impl Corelet {
         Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
     }
 
-    /// Returns the channel's socket, with which another thread can end a request.
-    ///
-    /// Shutting the socket down makes the child see end-of-file (it exits) and the parent's
-    /// pending read return at once; [`Corelet::execute`] then reaps the child.
-    pub(crate) fn socket(&self) -> Arc<UnixStream> {
-        self.channel.socket()
-    }
-
     /// Asks the child to exit, gives it `kill_grace` to do so, then kills what is left of its
     /// group and reaps it.
     pub(crate) fn retire(mut self) {
@@ -326,6 +331,12 @@ impl Corelet {
         let description =
             format!("closed its channel but kept running, so busbar stopped it ({description})");
         CoreletError::Crashed { description }
+    }
+
+    /// Kills the child of a request that `kill_all` ended (the pool reports it cancelled).
+    fn cut(&mut self) -> CoreletError {
+        self.kill();
+        CoreletError::Crashed { description: "was stopped: the corelet pool was killed".to_owned() }
     }
 
     /// Kills a child that sent something it should not have.

@@ -1,8 +1,8 @@
 //! Starting a child: its command line, its environment and the descriptors it inherits.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use super::child::{FD_ENV, MAX_FRAME_ENV};
 use super::config::{CoreletConfig, CoreletOutput};
 use super::confine::CONFINE_ENV;
+use super::duplex::Duplex;
 use super::error::StartError;
 use crate::sys::{self, ProcessLimits};
 
@@ -45,7 +46,7 @@ pub(crate) struct Spawned {
     /// The child process, leader of its own process group.
     pub(crate) child: Child,
     /// The parent's end of the channel.
-    pub(crate) channel: UnixStream,
+    pub(crate) channel: Duplex,
 }
 
 impl Launch {
@@ -92,7 +93,7 @@ impl Launch {
         &self.program
     }
 
-    /// Starts a child with one end of a fresh socketpair as its channel.
+    /// Starts a child with one end of a fresh channel (two pipes).
     ///
     /// Warning: the child gets a parent-death signal tied to the calling *thread*; call this
     /// only from a thread that lives as long as the child should (the pool's keeper).
@@ -102,12 +103,12 @@ impl Launch {
 
     /// [`Launch::spawn`] with a plain I/O error.
     fn try_spawn(&self) -> io::Result<Spawned> {
-        // Both ends are close-on-exec, so neither leaks into programs spawned elsewhere in
-        // this process; the child's end is made inheritable only inside the child.
-        let (parent_end, child_end) = UnixStream::pair()?;
-        let parent_end = above_stdio(parent_end)?;
-        let child_end = above_stdio(child_end)?;
-        let keep = child_end.as_raw_fd();
+        // Every descriptor is close-on-exec, so none leaks into programs spawned elsewhere in
+        // this process; the child's two are made inheritable only inside the child.
+        let (parent_end, child_end) = Duplex::pair()?;
+        let (child_read, child_write) = child_end.into_parts()?;
+        let (child_read, child_write) = (above_stdio(child_read)?, above_stdio(child_write)?);
+        let keep = [child_read.as_raw_fd(), child_write.as_raw_fd()];
         let max_fd = self.max_fd;
 
         let mut command = Command::new(&self.executable);
@@ -128,7 +129,7 @@ impl Launch {
         command
             .arg0(&self.program)
             .args(&self.args)
-            .env(FD_ENV, keep.to_string())
+            .env(FD_ENV, format!("{},{}", keep[0], keep[1]))
             .env(MAX_FRAME_ENV, self.max_frame.to_string())
             .stdin(Stdio::null());
         if self.output == CoreletOutput::Null {
@@ -142,23 +143,23 @@ impl Launch {
         }
         sys::configure_child(&mut command, &self.limits, true);
         let child = command.spawn()?;
-        // The child has its copy; ours must go, or the parent end would never see the
+        // The child has its copies; ours must go, or the parent end would never see the
         // end-of-file that tells of the child's death.
-        drop(child_end);
+        drop((child_read, child_write));
         Ok(Spawned { child, channel: parent_end })
     }
 }
 
 /// Moves a descriptor numbered 0, 1 or 2 above the standard streams.
 ///
-/// A process started with a standard stream closed hands out those numbers to new sockets;
-/// the child's `Stdio` setup would then overwrite (or inherit) the channel as a stream.
-fn above_stdio(stream: UnixStream) -> io::Result<UnixStream> {
-    if stream.as_raw_fd() > 2 {
-        return Ok(stream);
+/// A process started with a standard stream closed hands out those numbers to new pipes; the
+/// child's `Stdio` setup would then overwrite (or inherit) the channel as a stream.
+fn above_stdio(file: File) -> io::Result<File> {
+    if file.as_raw_fd() > 2 {
+        return Ok(file);
     }
     // `try_clone` duplicates to the lowest free number of at least 3.
-    stream.try_clone()
+    file.try_clone()
 }
 
 /// Returns the soft descriptor limit, capped, as the bound for the fallback scan.
@@ -172,26 +173,24 @@ fn descriptor_limit() -> libc::c_uint {
 }
 
 /// In the forked child: marks every descriptor above the standard streams close-on-exec,
-/// except `keep`, which is made inheritable.
+/// except those in `keep`, which are made inheritable.
 ///
 /// std opens its own descriptors close-on-exec, but other code in the application may not;
 /// without this a corelet would hold the parent's files, sockets and pipe ends open.
 ///
 /// Runs between fork and exec, so it must stay async-signal-safe: no allocation, no locks.
-fn inherit_only(keep: RawFd, max_fd: libc::c_uint) -> io::Result<()> {
-    // `keep` is at least 3 (see `above_stdio`), so both ranges are well formed.
-    let keep_u = keep as libc::c_uint;
-    if mark_range(3, keep_u - 1).is_err() || mark_range(keep_u + 1, libc::c_uint::MAX).is_err() {
+fn inherit_only(keep: [RawFd; 2], max_fd: libc::c_uint) -> io::Result<()> {
+    if mark_range(3, libc::c_uint::MAX).is_err() {
         // close_range came with Linux 5.11 (CLOSE_RANGE_CLOEXEC); older kernels get a scan.
         for fd in 3..max_fd as RawFd {
-            if fd != keep {
-                set_cloexec(fd);
-            }
+            set_cloexec(fd);
         }
     }
-    // SAFETY: fcntl with F_SETFD takes plain integers and touches no memory.
-    if unsafe { libc::fcntl(keep, libc::F_SETFD, 0) } != 0 {
-        return Err(io::Error::last_os_error());
+    for fd in keep {
+        // SAFETY: fcntl with F_SETFD takes plain integers and touches no memory.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

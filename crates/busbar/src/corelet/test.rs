@@ -9,13 +9,14 @@ mod isolated;
 mod pool;
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::channel::Channel;
 use super::config::{CoreletConfig, CoreletOutput};
+use super::duplex::{Cut, Duplex};
 use super::frame::{self, FrameError, Parsed};
 use super::message::{self, BareChildMessage, ChildMessage, ParentMessage};
 use super::panic;
@@ -30,10 +31,15 @@ fn framed(body: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Returns a parent channel with frame limit `limit`, and the raw socket of its peer.
-fn channel_pair(limit: u32) -> (Channel, UnixStream) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    (Channel::parent(ours, limit).unwrap(), theirs)
+/// Returns a parent channel with frame limit `limit`, and the raw pipes of its peer.
+fn channel_pair(limit: u32) -> (Channel, Duplex) {
+    channel_pair_with(limit, Arc::new(Cut::new().unwrap()))
+}
+
+/// [`channel_pair`] whose waits `cut` ends.
+fn channel_pair_with(limit: u32, cut: Arc<Cut>) -> (Channel, Duplex) {
+    let (ours, theirs) = Duplex::pair().unwrap();
+    (Channel::parent(ours, limit, cut).unwrap(), theirs)
 }
 
 /// A deadline far enough away for a loaded machine.
@@ -63,11 +69,11 @@ fn frame_parse() {
 
 #[test]
 fn frame_round_trip() {
-    let (mut channel, mut peer) = channel_pair(16);
+    let (mut channel, peer) = channel_pair(16);
     let mut bytes = framed(b"hello");
     bytes.extend(framed(b""));
     bytes.extend(framed(b"world"));
-    peer.write_all(&bytes).unwrap();
+    (&*peer.write).write_all(&bytes).unwrap();
     drop(peer);
     assert_eq!(&*channel.read_frame(soon()).unwrap(), b"hello");
     assert_eq!(&*channel.read_frame(soon()).unwrap(), b"");
@@ -82,8 +88,8 @@ fn frame_exact_limit() {
     frame::start(&mut buf);
     buf.extend_from_slice(&body);
     frame::seal(&mut buf, 100).expect("a body of exactly the limit is allowed");
-    let (mut channel, mut peer) = channel_pair(100);
-    peer.write_all(&buf).unwrap();
+    let (mut channel, peer) = channel_pair(100);
+    (&*peer.write).write_all(&buf).unwrap();
     assert_eq!(&*channel.read_frame(soon()).unwrap(), body);
 
     let mut over = vec![1, 2, 3];
@@ -94,7 +100,7 @@ fn frame_exact_limit() {
     assert!(matches!(error, FrameError::TooLarge { len: 101, limit: 100 }));
     assert_eq!(error.to_string(), "frame of 101 bytes exceeds the limit of 100 bytes");
     // Read side: the same frame against a limit one byte short.
-    peer.write_all(&framed(&[7u8; 101])).unwrap();
+    (&*peer.write).write_all(&framed(&[7u8; 101])).unwrap();
     let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(error, FrameError::TooLarge { len: 101, limit: 100 }));
 }
@@ -102,14 +108,14 @@ fn frame_exact_limit() {
 #[test]
 fn frame_larger_than_the_buffer() {
     let limit = 8 << 20;
-    let (mut channel, mut peer) = channel_pair(limit);
+    let (mut channel, peer) = channel_pair(limit);
     let body: Vec<u8> = (0..limit).map(|n| n as u8).collect();
     let sealed = framed(&body);
     std::thread::scope(|scope| {
-        // The socket buffer is far smaller than the frame: the writer needs a reader.
+        // The pipe holds far less than the frame: the writer needs a reader.
         scope.spawn(|| {
-            peer.write_all(&sealed).unwrap();
-            peer.write_all(&framed(b"next")).unwrap();
+            (&*peer.write).write_all(&sealed).unwrap();
+            (&*peer.write).write_all(&framed(b"next")).unwrap();
         });
         assert_eq!(&*channel.read_frame(soon()).unwrap(), body);
         assert_eq!(&*channel.read_frame(soon()).unwrap(), b"next");
@@ -118,22 +124,22 @@ fn frame_larger_than_the_buffer() {
 
 #[test]
 fn frame_truncated() {
-    let (mut channel, mut peer) = channel_pair(16);
-    peer.write_all(b"\x00\x00").unwrap();
+    let (mut channel, peer) = channel_pair(16);
+    (&*peer.write).write_all(b"\x00\x00").unwrap();
     drop(peer);
     let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(error, FrameError::Truncated { expected: 4, received: 2 }));
 
-    let (mut channel, mut peer) = channel_pair(16);
-    peer.write_all(b"\x00\x00\x00\x05abc").unwrap();
+    let (mut channel, peer) = channel_pair(16);
+    (&*peer.write).write_all(b"\x00\x00\x00\x05abc").unwrap();
     drop(peer);
     let error = channel.read_frame(soon()).unwrap_err();
     assert!(matches!(error, FrameError::Truncated { expected: 9, received: 7 }));
     assert_eq!(error.to_string(), "channel closed in the middle of a frame (7 of 9 bytes)");
 
     // Also when the frame is read past the buffer, into its own allocation.
-    let (mut channel, mut peer) = channel_pair(1 << 20);
-    peer.write_all(b"\x00\x10\x00\x00abc").unwrap();
+    let (mut channel, peer) = channel_pair(1 << 20);
+    (&*peer.write).write_all(b"\x00\x10\x00\x00abc").unwrap();
     drop(peer);
     assert!(matches!(
         channel.read_frame(soon()),
@@ -201,24 +207,35 @@ fn channel_reports_a_dead_peer() {
     let (mut channel, peer) = channel_pair(64);
     drop(peer);
     let frame = message::encode(&ParentMessage::<()>::Shutdown, 64).unwrap();
-    // EPIPE, not SIGPIPE: the test process survives to see the error, which says that the
-    // peer was gone before any of the frame was sent.
-    let error = channel.write_frame(&frame, None).unwrap_err();
+    // No SIGPIPE (the parent keeps a reader of its own pipe): the write lands in the pipe,
+    // which tells that none of it was read, and the read sees the peer gone.
+    channel.write_frame(&frame, None).expect("the pipe takes the frame");
+    assert_eq!(channel.unread(), Some(frame.len()), "nobody read the frame");
+    let error = channel.read_frame(None).unwrap_err();
     assert!(matches!(error, FrameError::Closed), "{error:?}");
+    // A frame larger than the pipe holds waits for room only until the peer is seen gone.
+    let huge = framed(&vec![0u8; 1 << 20]);
+    let (mut channel, peer) = channel_pair(2 << 20);
+    drop(peer);
+    let error = channel.write_frame(&huge, None).unwrap_err();
+    assert!(matches!(error, FrameError::Io(_)), "{error:?}");
 }
 
 #[test]
-fn channel_shutdown_from_another_thread() {
-    let (mut channel, _peer) = channel_pair(64);
-    let socket = channel.socket();
+fn channel_cut_from_another_thread() {
+    let cut = Arc::new(Cut::new().unwrap());
+    let (mut channel, _peer) = channel_pair_with(64, Arc::clone(&cut));
     std::thread::scope(|scope| {
-        scope.spawn(move || {
+        scope.spawn(|| {
             // Give the reader a moment to block; correctness does not depend on it.
             std::thread::sleep(Duration::from_millis(20));
-            socket.shutdown(std::net::Shutdown::Both).unwrap();
+            cut.cut();
         });
-        assert!(matches!(channel.read_frame(None), Err(FrameError::Closed)));
+        assert!(matches!(channel.read_frame(None), Err(FrameError::Cut)));
     });
+    // A wait that begins after the cut ends at once too.
+    let (mut late, _peer) = channel_pair_with(64, cut);
+    assert!(matches!(late.read_frame(None), Err(FrameError::Cut)));
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Floor of corelet mode: a child process (this binary, `busbar bench --child echo`) that
 //! echoes length-prefixed frames from its stdin to its stdout.
 //!
-//! Its stdin and stdout are pipes ([`Transport::Pipe`], the floor), or both one end of a
-//! socketpair ([`Transport::Socket`], the transport busbar's design prescribes), so that the
-//! report can tell what the transport costs apart from what busbar adds.
+//! Its stdin and stdout are pipes, busbar's corelet transport too.
 //!
 //! A frame is a u32 big-endian length and the body, as on busbar's corelet channel. Both sides
 //! keep one buffer and read what is there, so a small frame costs one `write` and one `read`
@@ -13,7 +11,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 
 use super::watch;
@@ -21,15 +18,6 @@ use crate::bench::Error;
 
 /// Bytes read per `read` call.
 const CHUNK: usize = 64 * 1024;
-
-/// What carries the frames between parent and echo child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::bench) enum Transport {
-    /// Two pipes: the floor.
-    Pipe,
-    /// One end of a socketpair as both stdin and stdout, like busbar's corelet channel.
-    Socket,
-}
 
 /// A running echo child and the parent's ends of its channel.
 pub(in crate::bench) struct EchoChild {
@@ -42,30 +30,15 @@ pub(in crate::bench) struct EchoChild {
 }
 
 impl EchoChild {
-    pub(in crate::bench) fn spawn(transport: Transport) -> Result<EchoChild, Error> {
+    pub(in crate::bench) fn spawn() -> Result<EchoChild, Error> {
         let mut command = crate::bench::child_command("echo", &[])?;
-        let (child, to_child, from_child) = match transport {
-            Transport::Pipe => {
-                let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-                let to_child = child.stdin.take().ok_or("the echo child has no stdin")?;
-                let from_child = child.stdout.take().ok_or("the echo child has no stdout")?;
-                (child, File::from(OwnedFd::from(to_child)), File::from(OwnedFd::from(from_child)))
-            }
-            Transport::Socket => {
-                let (ours, theirs) = UnixStream::pair()?;
-                let theirs_too = theirs.try_clone()?;
-                command
-                    .stdin(Stdio::from(OwnedFd::from(theirs)))
-                    .stdout(Stdio::from(OwnedFd::from(theirs_too)));
-                let child = command.spawn()?;
-                let ours_too = ours.try_clone()?;
-                (child, File::from(OwnedFd::from(ours)), File::from(OwnedFd::from(ours_too)))
-            }
-        };
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let to_child = child.stdin.take().ok_or("the echo child has no stdin")?;
+        let from_child = child.stdout.take().ok_or("the echo child has no stdout")?;
         Ok(EchoChild {
             child,
-            to_child: Some(to_child),
-            from_child: Some(from_child),
+            to_child: Some(File::from(OwnedFd::from(to_child))),
+            from_child: Some(File::from(OwnedFd::from(from_child))),
             reply: Vec::new(),
             chunk: vec![0; CHUNK],
         })
@@ -87,7 +60,7 @@ impl EchoChild {
 
 impl Drop for EchoChild {
     fn drop(&mut self) {
-        // End-of-file on its stdin ends the child (for a socket, once both our ends close).
+        // End-of-file on its stdin ends the child.
         drop(self.to_child.take());
         drop(self.from_child.take());
         let _ = self.child.wait();

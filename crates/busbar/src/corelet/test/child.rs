@@ -10,9 +10,9 @@
 //! parses its arguments, and an example or `harness = false` target would need a public entry
 //! point that this crate-private layer does not have yet.
 
+use std::fs::File;
 use std::io::Write;
-use std::os::fd::FromRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::{FromRawFd, RawFd};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::corelet::channel::Channel;
 use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, ChildLink, FD_ENV};
 use crate::corelet::config::{CoreletConfig, CoreletOutput};
+use crate::corelet::duplex::Duplex;
 use crate::corelet::frame::DEFAULT_MAX_FRAME;
 use crate::corelet::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
 
@@ -216,27 +217,35 @@ fn open_fds() -> Value {
 #[test]
 #[ignore = "entry point of corelet test children; does nothing when run directly"]
 fn entry_greet_then_leave() {
-    let Some(fd) = std::env::var(FD_ENV).ok().and_then(|fd| fd.parse().ok()) else {
+    let Some(pipes) = inherited_channel() else {
         return;
     };
-    // SAFETY: the pool passed this descriptor to this process for the channel and nothing
-    // else in the process uses it: this entry replaces the real one.
-    let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, DEFAULT_MAX_FRAME);
+    let mut channel = Channel::child(pipes, DEFAULT_MAX_FRAME).expect("a channel");
     let hello = BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() };
     let _ = channel.write_frame(&message::encode(&hello, DEFAULT_MAX_FRAME).unwrap_or_default(), None);
     drop(channel);
     std::process::exit(0);
 }
 
+/// Takes the channel the pool passed in [`FD_ENV`], for hand-made children that replace the
+/// real entry point.
+fn inherited_channel() -> Option<Duplex> {
+    let fds = std::env::var(FD_ENV).ok()?;
+    let (read, write) = fds.split_once(',')?;
+    let (read, write): (RawFd, RawFd) = (read.parse().ok()?, write.parse().ok()?);
+    // SAFETY: the pool passed these descriptors to this process for the channel and nothing
+    // else in the process uses them: this entry replaces the real one.
+    let (read, write) = unsafe { (File::from_raw_fd(read), File::from_raw_fd(write)) };
+    Some(Duplex::from_parts(read, write))
+}
+
 /// A hand-made child that greets properly, then misbehaves as each request asks.
 fn serve_raw() {
-    let Some(fd) = std::env::var(FD_ENV).ok().and_then(|fd| fd.parse().ok()) else {
+    let Some(pipes) = inherited_channel() else {
         return;
     };
     let limit = DEFAULT_MAX_FRAME;
-    // SAFETY: the pool passed this descriptor to this process for the channel and nothing
-    // else in the process uses it: this entry replaces the real one.
-    let mut channel = Channel::child(unsafe { UnixStream::from_raw_fd(fd) }, limit);
+    let mut channel = Channel::child(pipes, limit).expect("a channel");
     let hello = message::encode(
         &BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() },
         limit,

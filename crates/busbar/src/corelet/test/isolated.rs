@@ -122,8 +122,9 @@ fn inherited_descriptors_inner() {
     let targets: Vec<&str> = fds.as_array().expect("a list").iter().filter_map(|fd| fd[1].as_str()).collect();
     let marker = marker.display().to_string();
     assert!(!targets.iter().any(|t| t.starts_with(&marker)), "the child inherited {marker}: {targets:?}");
-    let sockets = targets.iter().filter(|t| t.starts_with("socket:")).count();
-    assert_eq!(sockets, 1, "the channel is the only socket: {targets:?}");
+    let pipes = targets.iter().filter(|t| t.starts_with("pipe:")).count();
+    assert_eq!(pipes, 2, "the channel's two pipe ends are the only pipes: {targets:?}");
+    assert!(!targets.iter().any(|t| t.starts_with("socket:")), "no socket inherited: {targets:?}");
 }
 
 #[test]

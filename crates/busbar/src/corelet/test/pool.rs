@@ -181,7 +181,7 @@ fn died_while_idle() {
         // SAFETY: kill takes plain integers; `dead` is our unreaped child, so its pid is ours.
         unsafe { libc::kill(dead as libc::pid_t, libc::SIGKILL) };
         // Not `is_gone`: a child's main thread shows as a zombie while its other threads are
-        // still exiting, and until they are, its socket is open and a request sent to it
+        // still exiting, and until they are, its pipe is open and a request sent to it
         // goes through (the child then dies mid-request, a plain crash).
         // `waitid` reports it once the whole child has exited; it stays unreaped for the pool.
         assert!(eventually(|| sys::pid_has_exited(dead).unwrap_or(false)), "the child died");
