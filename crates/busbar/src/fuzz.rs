@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,8 @@ use crate::mode::{self, cmd::CommandSpec, ChildAnswer};
 use crate::EventBus;
 
 /// The most input a function here writes into a pipe before reading it back: what a pipe
-/// holds by default, so that writing never waits for the reader.
+/// holds by default (a pipe that holds less gets only as much, see [`fill`]), so that writing
+/// never waits for the reader.
 pub const MAX_STREAM: usize = 64 << 10;
 
 /// Lays out `bodies` as frames: each gets the 4-byte big-endian length header it announces.
@@ -186,8 +188,25 @@ pub fn check_event(event: &Event) {
 /// what a pipe holds) can be read, followed by end-of-file.
 fn parent_end_with(stream: &[u8]) -> Option<Duplex> {
     let (parent, child) = Duplex::pair().ok()?;
-    (&*child.write).write_all(&stream[..stream.len().min(MAX_STREAM)]).ok()?;
+    fill(&child.write, stream)?;
     Some(parent)
+}
+
+/// Writes as much of `stream` into the empty pipe `write` as it holds without a reader, up to
+/// [`MAX_STREAM`] bytes. A pipe holds 64 KiB by default, but less for a user over the
+/// system's pipe-buffer quota; a write that waited for a reader would hang the fuzzer.
+fn fill(write: &File, stream: &[u8]) -> Option<()> {
+    let fd = write.as_raw_fd();
+    let wanted = libc::c_int::try_from(MAX_STREAM).ok()?;
+    // SAFETY: F_SETPIPE_SZ and F_GETPIPE_SZ take and return plain integers. A refusal to
+    // grow the pipe is fine: its size is read back below.
+    let holds = unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, wanted);
+        libc::fcntl(fd, libc::F_GETPIPE_SZ)
+    };
+    let holds = usize::try_from(holds).ok()?;
+    let mut write = write;
+    write.write_all(&stream[..stream.len().min(MAX_STREAM).min(holds)]).ok()
 }
 
 /// Returns the child's end of a channel from which `stream` (cut to [`MAX_STREAM`] bytes) can
@@ -196,7 +215,7 @@ fn parent_end_with(stream: &[u8]) -> Option<Duplex> {
 /// ignore).
 fn child_end_with(stream: &[u8]) -> Option<(Duplex, File)> {
     let (parent, child) = Duplex::pair().ok()?;
-    (&*parent.write).write_all(&stream[..stream.len().min(MAX_STREAM)]).ok()?;
+    fill(&parent.write, stream)?;
     let (reader, _writer) = parent.into_parts().ok()?;
     Some((child, reader))
 }

@@ -146,10 +146,14 @@ impl Channel {
     /// incoming pipe, which a full outgoing pipe is waited on beside.)
     pub(crate) fn write_frame(&mut self, sealed: &[u8], deadline: Option<Instant>) -> Result<(), FrameError> {
         let Channel { pipes, cut, .. } = self;
-        send_all(&pipes.write, sealed, || {
+        let wait_writable = || {
             let hang_up = pipes.read.as_raw_fd();
             wait(pipes.write.as_raw_fd(), libc::POLLOUT, deadline, cut.as_deref(), Some(hang_up))
-        })
+        };
+        // A frame larger than the pipe holds is written in parts: a child found gone after the
+        // first part but before reading any of it was not delivered anything either.
+        let nothing_read = |sent| pipes.unread() == Some(sent);
+        send_all(&pipes.write, sealed, wait_writable, nothing_read)
     }
 
     /// Reads a frame too large for the buffer into an allocation of its own.
@@ -327,17 +331,19 @@ fn wait(
 pub(crate) fn send_blocking(write: &File, sealed: &[u8]) -> Result<(), FrameError> {
     // A blocking descriptor never reports `WouldBlock`; if it somehow did, trying again is
     // what blocking means.
-    send_all(write, sealed, || Ok(()))
+    send_all(write, sealed, || Ok(()), |_| false)
 }
 
 /// Writes all of `sealed`, calling `wait_writable` when the pipe is full.
 ///
-/// A peer gone before the first byte left is [`FrameError::Closed`] (the frame was not
-/// delivered at all); gone later, an I/O error.
+/// A peer gone before the first byte left, or before it read any of the `n` bytes that did
+/// (`nothing_read(n)`), is [`FrameError::Closed`]: the frame was not delivered at all. Gone
+/// later, an I/O error.
 fn send_all(
     mut write: &File,
     sealed: &[u8],
     mut wait_writable: impl FnMut() -> Result<(), FrameError>,
+    nothing_read: impl Fn(usize) -> bool,
 ) -> Result<(), FrameError> {
     let mut sent = 0;
     while sent < sealed.len() {
@@ -357,7 +363,7 @@ fn send_all(
                 _ => return Err(FrameError::Io(error)),
             },
         };
-        return Err(if sent == 0 { FrameError::Closed } else { FrameError::Io(gone) });
+        return Err(if sent == 0 || nothing_read(sent) { FrameError::Closed } else { FrameError::Io(gone) });
     }
     Ok(())
 }

@@ -184,10 +184,13 @@ fn claim_channel(fds: &OsStr) -> Result<(Duplex, u32), String> {
         // SAFETY: the parent opened `fd` for this process alone and nothing else in the process
         // knows its number: the variable that named it is gone and `CLAIMED` lets only one
         // caller through, so the descriptor gets its sole owner. `is_pipe` checked it is open.
-        let inherited = unsafe { OwnedFd::from_raw_fd(fd) };
-        // `try_clone` duplicates with close-on-exec set; dropping the original closes the
-        // inheritable descriptor.
-        let owned = inherited.try_clone().map_err(|e| format!("cannot duplicate it: {e}"))?;
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Marked in place, not duplicated: a duplicate needs a free descriptor, which a child
+        // under a small `open_files` limit may not have.
+        // SAFETY: fcntl with F_SETFD changes only the flags of a descriptor `owned` owns.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(format!("cannot make it close-on-exec: {}", std::io::Error::last_os_error()));
+        }
         Ok(File::from(owned))
     };
     Ok((Duplex::from_parts(claim(read)?, claim(write)?), limit))

@@ -75,7 +75,7 @@ impl Duplex {
     }
 }
 
-/// Makes a pipe, both ends close-on-exec: `(read, write)`.
+/// Makes a pipe, both ends close-on-exec and above the standard streams: `(read, write)`.
 fn pipe() -> io::Result<(File, File)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array it is given, which has room for them.
@@ -84,7 +84,21 @@ fn pipe() -> io::Result<(File, File)> {
     }
     // SAFETY: pipe2 succeeded, so both are fresh descriptors that nothing else owns.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    Ok((File::from(read), File::from(write)))
+    Ok((File::from(above_stdio(read)?), File::from(above_stdio(write)?)))
+}
+
+/// Moves a descriptor numbered 0, 1 or 2 above the standard streams.
+///
+/// A process running with a standard stream closed (a daemon started with `>&-`) hands out
+/// those numbers to new descriptors: the application's prints would then go into a request,
+/// its reads of stdin would take a child's replies, and a child's `Stdio` setup would
+/// overwrite the channel.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // std duplicates with `F_DUPFD_CLOEXEC` to the lowest free number of at least 3.
+    fd.try_clone()
 }
 
 /// Ends every wait of the parent's channels that share it, from any thread, for good.
@@ -105,7 +119,7 @@ impl Cut {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })?;
         Ok(Cut { fd, cut: AtomicBool::new(false) })
     }
 

@@ -1,6 +1,5 @@
 //! Starting a child: its command line, its environment and the descriptors it inherits.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -106,8 +105,9 @@ impl Launch {
         // Every descriptor is close-on-exec, so none leaks into programs spawned elsewhere in
         // this process; the child's two are made inheritable only inside the child.
         let (parent_end, child_end) = Duplex::pair()?;
+        // `Duplex::pair` keeps every end above the standard streams, which the child's `Stdio`
+        // setup would otherwise overwrite.
         let (child_read, child_write) = child_end.into_parts()?;
-        let (child_read, child_write) = (above_stdio(child_read)?, above_stdio(child_write)?);
         let keep = [child_read.as_raw_fd(), child_write.as_raw_fd()];
         let max_fd = self.max_fd;
 
@@ -148,18 +148,6 @@ impl Launch {
         drop((child_read, child_write));
         Ok(Spawned { child, channel: parent_end })
     }
-}
-
-/// Moves a descriptor numbered 0, 1 or 2 above the standard streams.
-///
-/// A process started with a standard stream closed hands out those numbers to new pipes; the
-/// child's `Stdio` setup would then overwrite (or inherit) the channel as a stream.
-fn above_stdio(file: File) -> io::Result<File> {
-    if file.as_raw_fd() > 2 {
-        return Ok(file);
-    }
-    // `try_clone` duplicates to the lowest free number of at least 3.
-    file.try_clone()
 }
 
 /// Returns the soft descriptor limit, capped, as the bound for the fallback scan.

@@ -213,12 +213,13 @@ fn channel_reports_a_dead_peer() {
     assert_eq!(channel.unread(), Some(frame.len()), "nobody read the frame");
     let error = channel.read_frame(None).unwrap_err();
     assert!(matches!(error, FrameError::Closed), "{error:?}");
-    // A frame larger than the pipe holds waits for room only until the peer is seen gone.
+    // A frame larger than the pipe holds waits for room only until the peer is seen gone,
+    // and none of it was delivered: nobody read the part written.
     let huge = framed(&vec![0u8; 1 << 20]);
     let (mut channel, peer) = channel_pair(2 << 20);
     drop(peer);
     let error = channel.write_frame(&huge, None).unwrap_err();
-    assert!(matches!(error, FrameError::Io(_)), "{error:?}");
+    assert!(matches!(error, FrameError::Closed), "{error:?}");
 }
 
 #[test]

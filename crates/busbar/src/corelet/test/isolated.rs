@@ -127,6 +127,41 @@ fn inherited_descriptors_inner() {
     assert!(!targets.iter().any(|t| t.starts_with("socket:")), "no socket inherited: {targets:?}");
 }
 
+/// A host running with stdin and stdout closed (a daemon started with `<&- >&-`): the
+/// channel's descriptors and the pool's cut stay off 0, 1 and 2, so the host's prints do not
+/// go into a request and the pool works.
+#[test]
+fn closed_standard_streams() {
+    run_isolated("closed_standard_streams_inner");
+}
+
+#[test]
+#[ignore = "runs isolated, from `closed_standard_streams`"]
+fn closed_standard_streams_inner() {
+    if !is_isolated() {
+        return;
+    }
+    // SAFETY: this isolated process uses neither stream again but through `println!`, which
+    // then fails quietly (or, if the numbers were reused, writes wherever they point).
+    unsafe {
+        libc::close(0);
+        libc::close(1);
+    }
+    let pool = pool(config("entry"));
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("first"), json!(1));
+    // Only the two closed ones: stderr is whatever the test runner gave this process.
+    for fd in 0..=1 {
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|t| t.display().to_string());
+        let target = target.unwrap_or_default();
+        assert!(!target.starts_with("pipe:") && !target.contains("eventfd"), "fd {fd} is {target}");
+    }
+    println!("the host prints");
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 2})).expect("after a print"), json!(2));
+    // Long enough that the parent stops watching and waits in `poll`, cut included.
+    let burnt = run(&pool, json!({"op": "burn", "ms": 100})).expect("a wait in poll");
+    assert!(burnt.as_f64().is_some_and(|seconds| seconds >= 0.1), "{burnt}");
+}
+
 #[test]
 fn parent_death() {
     let mut parent = start_isolated("parent_death_inner", Stdio::piped());

@@ -170,6 +170,30 @@ fn closed_channel_while_running() {
     assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("the next child answers"), json!(1));
 }
 
+/// A request larger than a pipe holds, sent to a child that died idle, goes to another child
+/// as a small one does: the child read none of the part that was written before its death
+/// was seen.
+#[test]
+fn large_request_to_a_child_that_died_idle() {
+    let pool = pool(config("entry")).check_idle_after(Duration::MAX);
+    let dead = pid(&pool);
+    // SAFETY: kill takes plain integers; `dead` is our own child, not reaped yet.
+    unsafe { libc::kill(dead as libc::pid_t, libc::SIGKILL) };
+    assert!(eventually(|| sys::pid_has_exited(dead).unwrap_or(false)), "the child died");
+    let large = "x".repeat(200 << 10);
+    let reply = run(&pool, json!({"op": "echo", "value": large})).expect("another child answers");
+    assert_eq!(reply.as_str().map(str::len), Some(200 << 10));
+    assert_eq!(pool.stats().spawns, 2, "the request went to a second child");
+}
+
+/// A child whose open-files limit leaves no descriptor spare still claims its channel: the
+/// two it inherits are kept as they are, not duplicated (which a limit of 4 refused).
+#[test]
+fn tiny_open_files_limit() {
+    let pool = pool(CoreletConfig { open_files: Some(4), ..config("entry") });
+    assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("it serves"), json!(1));
+}
+
 /// A child killed from outside while idle is replaced, and the request it never received
 /// runs in the next one, whether `checkout` finds it dead (it checks children idle for a
 /// while) or sending the request does (it does not check children that just answered).
