@@ -19,7 +19,7 @@ use super::panic::PanicInfo;
 /// Bump it whenever a message changes shape, payloads included (2: busbar's replies are
 /// externally tagged; 3: a handler's result is sent without the fields the parent fills in;
 /// 4: the channel is two pipes, whose descriptors [`FD_ENV`](super::child::FD_ENV) names, not
-/// a socket).
+/// a socket, and a request's event travels in its compact form, `event::compact`).
 /// `Hello` itself must never change, so that parents and children of different versions can
 /// always tell each other apart.
 pub(crate) const PROTOCOL_VERSION: u32 = 4;

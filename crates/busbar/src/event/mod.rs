@@ -1,5 +1,6 @@
 //! The event: a typed message with data and execution settings.
 
+pub(crate) mod compact;
 mod wire;
 
 use std::collections::BTreeMap;
