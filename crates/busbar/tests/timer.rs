@@ -439,3 +439,80 @@ fn firings_that_find_the_queue_full_are_dropped() {
     assert_eq!(ran.load(Ordering::SeqCst) as u64, stats.published, "every accepted firing ran");
     assert_eq!(stats.failed, 0, "{stats:?}");
 }
+
+/// A run-once timer's only firing is queued even when the queue is full: dropping it would
+/// lose the only run.
+#[test]
+fn run_once_firing_is_queued_past_a_full_queue() {
+    let bus = EventBus::builder().threads(1).queue_capacity(1).build().expect("valid settings");
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let (started, first_started) = mpsc::channel();
+    let started = Mutex::new(started);
+    bus.subscribe(
+        "slow",
+        handler_fn(move |_| {
+            let _ = started.lock().expect("not poisoned").send(());
+            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
+            Ok(EventResult::success())
+        }),
+    );
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&ran);
+    bus.subscribe(
+        "once",
+        handler_fn(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(EventResult::success())
+        }),
+    );
+    let slow = || Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
+    bus.publish(slow()).expect("accepted");
+    first_started.recv_timeout(PATIENCE).expect("the first runs");
+    bus.publish(slow()).expect("accepted"); // fills the queue (capacity 1)
+    let once = Event::new("once").with_mode(ExecutionMode::Thread);
+    let timer = TimerThread::new(&bus, Duration::from_millis(1), once, true);
+    timer.start();
+    let waited_since = Instant::now();
+    while timer.ticks() < 1 {
+        assert!(waited_since.elapsed() < PATIENCE, "the timer never fired");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(release);
+    bus.join();
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "the only firing ran");
+}
+
+/// A periodic timer of a rate-limited type does not grow the queue and the rate limiter's
+/// waiting list past the queue's capacity either.
+#[test]
+fn rate_limited_firings_stay_within_the_capacity() {
+    const CAPACITY: usize = 3;
+    let bus = EventBus::builder().threads(1).queue_capacity(CAPACITY).build().expect("valid settings");
+    bus.register_rate_limit("slow", 500.0, 1).expect("a valid limit");
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    bus.subscribe(
+        "slow",
+        handler_fn(move |_| {
+            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
+            Ok(EventResult::success())
+        }),
+    );
+    let event = Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
+    let timer = TimerThread::new(&bus, Duration::from_millis(1), event, false);
+    timer.start();
+    let waited_since = Instant::now();
+    while timer.ticks() < 20 * CAPACITY as u64 {
+        assert!(waited_since.elapsed() < PATIENCE, "the timer fired {} times", timer.ticks());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    timer.stop();
+    let stats = bus.stats();
+    let waiting = bus.rate_limit("slow").expect("registered").waiting;
+    drop(release);
+    bus.shutdown_now();
+    // One may have started, and one more be released between the check and the publish.
+    let bound = CAPACITY as u64 + 2;
+    assert!(stats.in_flight <= bound, "in flight {}, waiting {waiting}: {stats:?}", stats.in_flight);
+}

@@ -56,13 +56,13 @@ impl EventBusBuilder {
 
     /// Sets how many events may wait in the queue (default [`DEFAULT_QUEUE_CAPACITY`]).
     ///
-    /// Beyond it, `publish` waits for room and `try_publish` reports the queue full. A timer
-    /// tick that finds the queue full is not published (the timer logs it and keeps ticking),
-    /// so a timer faster than its handlers cannot grow the queue. A few publishers cannot wait
-    /// and are queued past it: events released from a delay or a rate limit (already
-    /// accepted), follow-ups that corelet handlers publish (the thread receiving them guards
-    /// the child's deadline), and events a pool handler publishes (waiting there could
-    /// deadlock the pool).
+    /// Beyond it, `publish` waits for room and `try_publish` reports the queue full. A
+    /// periodic timer's tick that finds the queue full is not published (the timer logs it
+    /// and keeps ticking), so a timer faster than its handlers cannot grow the queue. A few
+    /// publishers cannot wait and are queued past it: run-once and cron timer firings, events
+    /// released from a delay or a rate limit (already accepted), follow-ups that corelet
+    /// handlers publish (the thread receiving them guards the child's deadline), and events a
+    /// pool handler publishes (waiting there could deadlock the pool).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = Some(capacity);
         self

@@ -548,6 +548,16 @@ impl Shared {
         &self.scheduler
     }
 
+    /// Whether `event_type` has a rate limit and its events waiting for a slot (held outside
+    /// the queue), with the events queued, are as many as the queue holds: a periodic timer
+    /// then skips its tick (released events enter the queue past its capacity).
+    pub(crate) fn rate_limit_backlog_full(&self, event_type: &str) -> bool {
+        self.rate_limits.info(event_type).is_some_and(|info| {
+            let queued = self.pool.queue.len() as u64;
+            info.waiting.saturating_add(queued) >= self.pool.queue.capacity() as u64
+        })
+    }
+
     pub(crate) fn rate_limits(&self) -> &RateLimits {
         &self.rate_limits
     }

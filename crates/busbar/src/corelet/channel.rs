@@ -98,6 +98,11 @@ impl Channel {
         Arc::clone(&self.pipes.write)
     }
 
+    /// Returns `true` once the parent's waits have been cut (`kill_all`).
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.as_deref().is_some_and(Cut::is_cut)
+    }
+
     /// Returns how many bytes this end wrote that the peer has not read, if it can tell (the
     /// parent's end can): all of a request still unread means it never reached the child.
     pub(crate) fn unread(&self) -> Option<usize> {

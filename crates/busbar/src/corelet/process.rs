@@ -163,11 +163,11 @@ impl Corelet {
             Err(FrameError::Timeout) => return Err(self.timed_out()),
             Err(FrameError::Closed) => {
                 self.died_idle = true;
-                return Err(self.crashed());
+                return Err(self.crashed(deadline));
             }
             Err(FrameError::Cut) => return Err(self.cut()),
             // The child is gone or going.
-            Err(_) => return Err(self.crashed()),
+            Err(_) => return Err(self.crashed(deadline)),
         }
         let result = loop {
             match self.receive::<Rep, Pub>(deadline) {
@@ -200,9 +200,9 @@ impl Corelet {
                     // Not a byte of the request was read: the child died before it, while idle
                     // (a child that just answered is sent its next request unchecked).
                     self.died_idle = true;
-                    return Err(self.crashed());
+                    return Err(self.crashed(deadline));
                 }
-                Err(ReceiveError::Frame(_)) => return Err(self.crashed()),
+                Err(ReceiveError::Frame(_)) => return Err(self.crashed(deadline)),
                 Err(ReceiveError::Decode(error)) => {
                     let reason = format!("the child sent an undecodable message: {error}");
                     return Err(self.broke_protocol(reason));
@@ -318,12 +318,19 @@ impl Corelet {
     }
 
     /// Reaps a child whose channel broke, naming how it ended.
-    fn crashed(&mut self) -> CoreletError {
+    ///
+    /// The moment a dying child gets to finish never runs past the request's `deadline` (the
+    /// kill and its grace then start no later than a timeout's would), nor past `kill_all`.
+    fn crashed(&mut self, deadline: Option<Instant>) -> CoreletError {
         // The channel broke, so the child is dying or dead. Give it a moment to finish dying
         // before the kill: a SIGTERM sent while it exits by itself would be reported as its
         // cause ("killed by signal 15"), busbar's own signal named as the crash.
-        let exited =
-            self.status.is_some() || sys::wait_for_exit(&self.child, CHANNEL_CLOSED_GRACE).unwrap_or(false);
+        let moment = match deadline {
+            _ if self.channel.is_cut() => Duration::ZERO,
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(CHANNEL_CLOSED_GRACE),
+            None => CHANNEL_CLOSED_GRACE,
+        };
+        let exited = self.status.is_some() || sys::wait_for_exit(&self.child, moment).unwrap_or(false);
         let description = self.reap_description();
         if exited {
             return CoreletError::Crashed { description };

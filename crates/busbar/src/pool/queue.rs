@@ -154,6 +154,11 @@ impl JobQueue {
         }
     }
 
+    /// How many jobs the queue holds before `Block` waits and `Try` is refused.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     // A refused job comes back whole, event inline (see `Job`); boxing it for this rare path
     // would cost an allocation, not save one.
     #[allow(clippy::result_large_err)]

@@ -49,11 +49,13 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 ///
 /// # Failures and shutdown
 ///
-/// - A firing whose publish fails (no handler registered yet, an invalid event, the bus's
-///   queue full at its [capacity](crate::EventBusBuilder::queue_capacity)) is logged with
-///   `tracing` (a warning for the first of a streak) and the timer keeps ticking: a timer
-///   faster than its handlers drops the firings that find no room instead of queueing them
-///   without bound.
+/// - A firing whose publish fails (no handler registered yet, an invalid event) is logged with
+///   `tracing` (a warning for the first of a streak) and the timer keeps ticking.
+/// - A periodic timer faster than its handlers drops the ticks that find the bus's queue full
+///   at its [capacity](crate::EventBusBuilder::queue_capacity), counting the events of its
+///   type that wait for a [rate-limit](EventBus::register_rate_limit) slot, instead of queueing
+///   them without bound (logged like failed firings). A run-once or cron firing is queued
+///   even past the capacity: dropping it would lose its only run.
 /// - When the bus shuts down, its timers stop and say so in the log (`info`).
 ///   [`join`](EventBus::join) does not wait for future firings, only for published events.
 /// - The timer keeps a handle to its bus, so the bus stays open while a timer exists.

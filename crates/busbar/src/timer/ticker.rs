@@ -196,10 +196,25 @@ impl Ticker {
     /// shut down. Other failures (no handler, invalid event) are logged and the timer keeps
     /// ticking, since a handler may be registered later.
     fn publish(&self, shared: &Arc<Shared>, state: &mut TickerState) -> bool {
-        // The scheduler thread must never wait for room in the queue, and a timer faster than
-        // its handlers must not grow the queue without bound: a tick that finds the queue full
-        // is refused like a `try_publish`, and logged below with the other failed firings.
-        match shared.publish_at(self.event.fresh_copy(), Instant::now(), Admission::Try) {
+        // The scheduler thread must never wait for room in the queue. A periodic timer faster
+        // than its handlers must not grow the queue without bound: its tick is refused like a
+        // `try_publish` when the queue is full, or when the events of its type waiting for a
+        // rate-limit slot (held outside the queue) and the queued ones fill it, and logged
+        // below with the other failed firings. A run-once or cron firing is queued past the
+        // capacity instead: it is one of few, and dropping it would lose the only run.
+        let periodic = matches!(self.schedule, Schedule::Every { run_once: false, .. });
+        if periodic && shared.rate_limit_backlog_full(self.event.event_type()) {
+            state.ticks += 1;
+            if !std::mem::replace(&mut state.failing, true) {
+                tracing::warn!(
+                    r#type = self.event.event_type(),
+                    "busbar: a timer's tick was skipped: its events wait for rate-limit slots as many as the queue holds; the timer keeps ticking"
+                );
+            }
+            return true;
+        }
+        let admission = if periodic { Admission::Try } else { Admission::Force };
+        match shared.publish_at(self.event.fresh_copy(), Instant::now(), admission) {
             Ok(_handle) => {
                 state.ticks += 1;
                 state.failing = false;
