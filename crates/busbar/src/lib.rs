@@ -246,6 +246,10 @@
 //! - **Reuse.** Children start on first use and serve one event at a time, up to
 //!   `pool_size` in [`CoreletConfig`] (default: the bus's thread count). In a child a
 //!   handler type is constructed once per process.
+//! - **Who runs the exchange.** A thread that waits on a corelet event no worker has started
+//!   runs the exchange with the child itself, so publishing one wakes no pool worker. An event
+//!   nobody waits for starts on a worker that is watching the queue, or, when the pool sleeps,
+//!   within about two milliseconds (the watchdog's sweep).
 //! - **Crashes** (a signal, `abort`, `exit`) give a [`Crashed`](ErrorKind::Crashed) result
 //!   naming the signal or exit code; the next attempt gets another process. A handler *panic*
 //!   is a [`Panic`](ErrorKind::Panic) result with its message, and the child survives.

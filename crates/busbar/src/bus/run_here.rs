@@ -8,7 +8,8 @@
 //!
 //! Only the job a worker would take next is taken, so priority order holds; the job is the
 //! same `Job` a worker would run, resolved through the same `Shared::resolve`, so "exactly one
-//! result" holds; a retry goes back to the pool.
+//! result" holds; a retry goes back to the pool. Publishing such an event wakes no worker
+//! (`JobQueue::push_deferred`): one that nobody waits for is started by the watchdog's sweep.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};

@@ -330,12 +330,20 @@ impl Shared {
         admission: Admission,
     ) -> Result<EventHandle, PublishError> {
         let (mut handle, reply) = EventHandle::pending(event.id());
-        match event.mode() {
-            ExecutionMode::Corelet => handle.allow_run_here(RunHere::new(self)),
-            ExecutionMode::Thread => handle.watch_for_result(),
-            ExecutionMode::Sync | ExecutionMode::Cmd => {}
-        }
-        self.enqueue_job(handle, Job::new(event, registration, reply), admission)
+        // A corelet event's waiter usually runs it itself (`RunHere`): no worker is woken for
+        // it, and one that nobody takes starts at the watchdog's next sweep.
+        let wake = match event.mode() {
+            ExecutionMode::Corelet => {
+                handle.allow_run_here(RunHere::new(self));
+                Wake::Deferred
+            }
+            ExecutionMode::Thread => {
+                handle.watch_for_result();
+                Wake::Now
+            }
+            ExecutionMode::Sync | ExecutionMode::Cmd => Wake::Now,
+        };
+        self.enqueue_job(handle, Job::new(event, registration, reply), admission, wake)
     }
 
     /// Queues the job of an accepted event; `handle` is the caller's side of its result.
@@ -344,6 +352,7 @@ impl Shared {
         handle: EventHandle,
         job: Job,
         mut admission: Admission,
+        wake: Wake,
     ) -> Result<EventHandle, PublishError> {
         // A worker waiting for room that only workers can make would deadlock the pool.
         if self.is_own_worker() {
@@ -356,7 +365,13 @@ impl Shared {
             self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
             return Ok(handle);
         }
-        match self.pool.queue.push(job, admission) {
+        let pushed = match wake {
+            Wake::Now => self.pool.queue.push(job, admission),
+            Wake::Deferred => self.pool.queue.push_deferred(job, admission).inspect(|()| {
+                self.pool.watchdog().expect_deferred();
+            }),
+        };
+        match pushed {
             Ok(()) => {
                 self.counters.record_published();
                 Ok(handle)
@@ -611,7 +626,7 @@ impl Shared {
         let job = Job::single_attempt(event, registration, reply, attempt);
         match slot {
             Some(slot) => self.hold_job(handle, job, slot, true),
-            None => self.enqueue_job(handle, job, Admission::Block),
+            None => self.enqueue_job(handle, job, Admission::Block, Wake::Now),
         }
     }
 
@@ -682,4 +697,14 @@ impl Shared {
             self.resolve(job, attempt::cancelled(), None);
         }
     }
+}
+
+/// Whether queueing a job wakes a sleeping worker for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// At once.
+    Now,
+    /// Not now: its waiter will most likely run it (a corelet event); if nobody does, the
+    /// watchdog's next sweep wakes a worker (`JobQueue::push_deferred`).
+    Deferred,
 }

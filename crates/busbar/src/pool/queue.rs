@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::job::Job;
+use crate::event::EventId;
 use crate::watch;
 
 /// How a push treats a full queue.
@@ -115,6 +116,12 @@ struct State {
     wakeups_pending: usize,
     /// Publishers blocked in `push`: only then does a pop need to wake one.
     waiting_publishers: usize,
+    /// A job was pushed without waking a worker ([`push_deferred`](JobQueue::push_deferred))
+    /// since the watchdog's last [`sweep_deferred`](JobQueue::sweep_deferred).
+    deferred: bool,
+    /// The event at the head of the queue at the last sweep: still there at the next one, it
+    /// has waited a whole sweep period and nobody is taking it.
+    swept_head: Option<EventId>,
     /// Jobs that a waiter took to run itself ([`take_if_next`](JobQueue::take_if_next)) and
     /// has not given back yet. Each may come back for a retry, so a closed queue keeps its
     /// workers until none is out: otherwise a retry given back after they left would wait
@@ -145,6 +152,8 @@ impl JobQueue {
                 idle_workers: 0,
                 wakeups_pending: 0,
                 waiting_publishers: 0,
+                deferred: false,
+                swept_head: None,
                 lent_out: 0,
             }),
             queued: AtomicUsize::new(0),
@@ -163,6 +172,22 @@ impl JobQueue {
     // would cost an allocation, not save one.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job, admission: Admission) -> Result<(), PushError> {
+        self.push_waking(job, admission, true)
+    }
+
+    /// [`push`](Self::push) without waking a sleeping worker: for a job that the thread about to
+    /// wait for it will most likely take and run itself (a corelet event, see `bus::RunHere`).
+    /// Waking a worker for it cost a futex wake-up per event, and the woken thread competed
+    /// with the corelet child for a vCPU. A job nobody takes is started by the watchdog's next
+    /// [`sweep_deferred`](Self::sweep_deferred), which the caller must arrange (see
+    /// `Watchdog::expect_deferred`).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push_deferred(&self, job: Job, admission: Admission) -> Result<(), PushError> {
+        self.push_waking(job, admission, false)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn push_waking(&self, job: Job, admission: Admission, may_wake: bool) -> Result<(), PushError> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -180,7 +205,8 @@ impl JobQueue {
         }
         state.lanes.push(job);
         self.count(&state);
-        let wake = state.idle_workers > state.wakeups_pending;
+        state.deferred |= !may_wake;
+        let wake = may_wake && state.idle_workers > state.wakeups_pending;
         if wake {
             state.wakeups_pending += 1;
         }
@@ -246,6 +272,32 @@ impl JobQueue {
     pub(crate) fn pop_after_work(&self) -> Option<Job> {
         watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
         self.pop()
+    }
+
+    /// Wakes a sleeping worker if the job at the head of the queue was there at the last sweep
+    /// too while workers sleep, as a job pushed with [`push_deferred`](Self::push_deferred)
+    /// and not taken by its waiter is; returns whether such a push happened since the last
+    /// sweep (the watchdog then sweeps again soon).
+    ///
+    /// Not any queued job: while a waiter runs its events one after another, a sweep often
+    /// finds one between its push and the waiter taking it, and waking a worker for it would
+    /// put back the competition for the CPU that deferring avoids. So an event nobody waits
+    /// for starts within two sweep periods.
+    pub(crate) fn sweep_deferred(&self) -> bool {
+        let mut state = self.lock();
+        let deferred = std::mem::take(&mut state.deferred);
+        let head = state.lanes.peek().map(|job| job.event().id());
+        let stale = head.is_some() && head == state.swept_head;
+        state.swept_head = head;
+        let wake = stale && state.idle_workers > state.wakeups_pending;
+        if wake {
+            state.wakeups_pending += 1;
+        }
+        drop(state);
+        if wake {
+            self.not_empty.notify_one();
+        }
+        deferred
     }
 
     /// Takes the next job, the one a worker would take now, if `is_wanted` says it is the
@@ -355,6 +407,25 @@ mod tests {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
         Job::new(event, None, reply)
+    }
+
+    #[test]
+    fn a_deferred_job_wakes_no_worker_until_it_outlasts_a_sweep() {
+        let queue = JobQueue::new(10);
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| queue.pop().map(|job| job.event().id()));
+            wait_for_sleepers(&queue, 1);
+            let deferred = job(5);
+            let id = deferred.event().id();
+            queue.push_deferred(deferred, Admission::Block).expect("room");
+            assert_eq!(queue.lock().wakeups_pending, 0, "the push woke nobody");
+            // The first sweep sees the job for the first time: its waiter may be about to
+            // take it. The second finds it still at the head.
+            assert!(queue.sweep_deferred(), "a deferred push since the last sweep");
+            assert_eq!(queue.lock().wakeups_pending, 0);
+            assert!(!queue.sweep_deferred(), "no deferred push since");
+            assert_eq!(worker.join().expect("no panic"), Some(id), "the second sweep woke the worker");
+        });
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::bus::Shared;
 /// How often the watchdog looks while a closed bus drains, to notice it can exit.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
+/// How soon after a deferred push (`JobQueue::push_deferred`) the watchdog sweeps the queue;
+/// a corelet event that nobody waits for starts within two of these while workers sleep.
+pub(crate) const DEFERRED_START: Duration = Duration::from_millis(1);
+
 /// A `planned` value meaning "no wake-up planned".
 const NOT_PLANNED: u64 = u64::MAX;
 
@@ -56,6 +60,13 @@ impl Watchdog {
         }
     }
 
+    /// Tells the watchdog that a job was pushed without waking a worker: it sweeps the queue
+    /// within [`DEFERRED_START`]. While such pushes keep coming it sweeps at that period
+    /// anyway, so this costs a wake-up only for the first of a series.
+    pub(crate) fn expect_deferred(&self) {
+        self.watch(Instant::now() + DEFERRED_START);
+    }
+
     /// Stops the watchdog thread.
     pub(crate) fn stop(&self) {
         self.lock().stopped = true;
@@ -88,6 +99,10 @@ pub(crate) fn run(shared: &Arc<Shared>) {
         let now = Instant::now();
         pool.expire_stuck(shared, now);
         let mut next = pool.earliest_watch();
+        if pool.queue.sweep_deferred() {
+            let sweep = now + DEFERRED_START;
+            next = Some(next.map_or(sweep, |next| next.min(sweep)));
+        }
         if pool.is_closed() {
             if shared.in_flight() == 0 {
                 return;

@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Check { name: "confinement", run: confine::confinement },
         Check { name: "waiter_runs_its_event", run: run_here::waiter_runs_its_event },
         Check { name: "waiters_retry_outlives_shutdown", run: run_here::waiters_retry_outlives_shutdown },
+        Check { name: "unwaited_events_start", run: run_here::unwaited_events_start },
     ])
 }
 

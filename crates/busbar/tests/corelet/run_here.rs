@@ -193,3 +193,24 @@ fn single_worker_bus() -> EventBus {
     config.pool_size = Some(1);
     EventBus::builder().threads(1).factory(handlers()).corelet(config).build().expect("valid settings")
 }
+
+/// A corelet event wakes no worker when published (its waiter usually runs it), so one that
+/// nobody waits for must still start: the watchdog's sweep wakes a worker for it. Checked with
+/// a dropped handle and with handles kept but not waited on while the pool sleeps.
+pub(crate) fn unwaited_events_start() {
+    let bus = single_worker_bus();
+    // Let the worker go to sleep: its watch after a job lasts 50 µs.
+    assert!(bus.publish(corelet("echo")).expect("accepted").wait().success);
+    thread::sleep(Duration::from_millis(20));
+    drop(bus.publish(corelet("echo")).expect("accepted"));
+    let kept: Vec<_> = (0..3).map(|_| bus.publish(corelet("echo")).expect("accepted")).collect();
+    let since = Instant::now();
+    while bus.stats().succeeded < 5 {
+        assert!(since.elapsed() < Duration::from_secs(60), "unwaited events never ran: {:?}", bus.stats());
+        thread::sleep(Duration::from_millis(1));
+    }
+    for mut handle in kept {
+        assert!(handle.try_result().is_some_and(|result| result.success), "finished without a wait");
+    }
+    bus.shutdown();
+}
