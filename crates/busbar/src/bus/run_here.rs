@@ -60,7 +60,13 @@ impl RunHere {
                 pool::run_first_attempt_here(&shared, job);
                 true
             }
-            None => false,
+            None => {
+                // Its job is behind others, or running. Queued corelet jobs wake no worker
+                // (see `JobQueue::push_deferred`): make sure one is on them rather than wait
+                // for the watchdog's sweep.
+                shared.pool().queue.wake_for_waiter();
+                false
+            }
         }
     }
 }

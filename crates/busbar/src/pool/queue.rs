@@ -4,9 +4,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::job::Job;
-use crate::event::EventId;
 use crate::watch;
 
 /// How a push treats a full queue.
@@ -45,6 +45,9 @@ const CHUNK: usize = 256;
 struct Lanes {
     lanes: BTreeMap<Reverse<i32>, Lane>,
     len: usize,
+    /// Jobs ever pushed (wrapping): with the count at the last sweep, how many of the queued
+    /// jobs may be newer than that sweep (see `JobQueue::sweep_deferred`).
+    pushes: usize,
     /// The last lane that emptied and the last chunk that emptied, kept for reuse.
     ///
     /// When workers keep up, the queue empties after nearly every push: without these, every
@@ -75,6 +78,7 @@ impl Lanes {
             }
         }
         self.len += 1;
+        self.pushes = self.pushes.wrapping_add(1);
     }
 
     fn pop(&mut self) -> Option<Job> {
@@ -119,9 +123,8 @@ struct State {
     /// A job was pushed without waking a worker ([`push_deferred`](JobQueue::push_deferred))
     /// since the watchdog's last [`sweep_deferred`](JobQueue::sweep_deferred).
     deferred: bool,
-    /// The event at the head of the queue at the last sweep: still there at the next one, it
-    /// has waited a whole sweep period and nobody is taking it.
-    swept_head: Option<EventId>,
+    /// When the last sweep counted, and `lanes.pushes` then.
+    last_sweep: Option<(Instant, usize)>,
     /// Jobs that a waiter took to run itself ([`take_if_next`](JobQueue::take_if_next)) and
     /// has not given back yet. Each may come back for a retry, so a closed queue keeps its
     /// workers until none is out: otherwise a retry given back after they left would wait
@@ -153,7 +156,7 @@ impl JobQueue {
                 wakeups_pending: 0,
                 waiting_publishers: 0,
                 deferred: false,
-                swept_head: None,
+                last_sweep: None,
                 lent_out: 0,
             }),
             queued: AtomicUsize::new(0),
@@ -274,22 +277,47 @@ impl JobQueue {
         self.pop()
     }
 
-    /// Wakes a sleeping worker if the job at the head of the queue was there at the last sweep
-    /// too while workers sleep, as a job pushed with [`push_deferred`](Self::push_deferred)
-    /// and not taken by its waiter is; returns whether such a push happened since the last
-    /// sweep (the watchdog then sweeps again soon).
+    /// Wakes sleeping workers for jobs that were queued at the last sweep already and still
+    /// are, as jobs pushed with [`push_deferred`](Self::push_deferred) and not taken by their
+    /// waiters are: one worker per such job, as many as sleep. Returns whether to sweep again
+    /// soon: a deferred push came since the last sweep, or jobs wait while workers sleep.
     ///
     /// Not any queued job: while a waiter runs its events one after another, a sweep often
     /// finds one between its push and the waiter taking it, and waking a worker for it would
     /// put back the competition for the CPU that deferring avoids. So an event nobody waits
-    /// for starts within two sweep periods.
-    pub(crate) fn sweep_deferred(&self) -> bool {
+    /// for starts within two sweep periods. A sweep sooner than half a period after the last
+    /// (the watchdog rescans when told of a new deadline) counts nothing: a job seen by both
+    /// would not have waited a period.
+    pub(crate) fn sweep_deferred(&self, now: Instant, period: Duration) -> bool {
         let mut state = self.lock();
+        let sleeping = state.idle_workers.saturating_sub(state.wakeups_pending);
+        let too_soon = state.last_sweep.is_some_and(|(at, _)| now < at + period / 2);
+        if too_soon {
+            return state.deferred || (state.lanes.len > 0 && sleeping > 0);
+        }
         let deferred = std::mem::take(&mut state.deferred);
-        let head = state.lanes.peek().map(|job| job.event().id());
-        let stale = head.is_some() && head == state.swept_head;
-        state.swept_head = head;
-        let wake = stale && state.idle_workers > state.wakeups_pending;
+        // Of the jobs queued now, at most those pushed since the last sweep are newer than it;
+        // the rest were queued then already. (Nothing is stale at the first sweep.)
+        let stale = match state.last_sweep {
+            Some((_, pushes)) => state.lanes.len.saturating_sub(state.lanes.pushes.wrapping_sub(pushes)),
+            None => 0,
+        };
+        state.last_sweep = Some((now, state.lanes.pushes));
+        let wake = stale.min(sleeping);
+        state.wakeups_pending += wake;
+        let again = deferred || (state.lanes.len > 0 && sleeping > wake);
+        drop(state);
+        for _ in 0..wake {
+            self.not_empty.notify_one();
+        }
+        again
+    }
+
+    /// Wakes a sleeping worker if jobs are queued: for a waiter that could not take its own
+    /// job (another is ahead of it), so that it does not wait for the watchdog's sweep.
+    pub(crate) fn wake_for_waiter(&self) {
+        let mut state = self.lock();
+        let wake = state.lanes.len > 0 && state.idle_workers > state.wakeups_pending;
         if wake {
             state.wakeups_pending += 1;
         }
@@ -297,7 +325,6 @@ impl JobQueue {
         if wake {
             self.not_empty.notify_one();
         }
-        deferred
     }
 
     /// Takes the next job, the one a worker would take now, if `is_wanted` says it is the
@@ -409,9 +436,32 @@ mod tests {
         Job::new(event, None, reply)
     }
 
+    /// The watchdog's sweep period in these tests; sweeps are given their times explicitly.
+    const PERIOD: std::time::Duration = std::time::Duration::from_millis(1);
+
+    /// Whether workers emptied the queue within a generous bound; if not, closes it, so that
+    /// sleeping workers leave and the test fails instead of hanging.
+    fn drained(queue: &JobQueue) -> bool {
+        let since = std::time::Instant::now();
+        while queue.len() > 0 {
+            if since.elapsed() > std::time::Duration::from_secs(20) {
+                queue.close();
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    /// `sweep_deferred` at `n` periods after `start`.
+    fn sweep_at(queue: &JobQueue, start: std::time::Instant, n: u32) -> bool {
+        queue.sweep_deferred(start + PERIOD * n, PERIOD)
+    }
+
     #[test]
     fn a_deferred_job_wakes_no_worker_until_it_outlasts_a_sweep() {
         let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| queue.pop().map(|job| job.event().id()));
             wait_for_sleepers(&queue, 1);
@@ -419,12 +469,58 @@ mod tests {
             let id = deferred.event().id();
             queue.push_deferred(deferred, Admission::Block).expect("room");
             assert_eq!(queue.lock().wakeups_pending, 0, "the push woke nobody");
-            // The first sweep sees the job for the first time: its waiter may be about to
-            // take it. The second finds it still at the head.
-            assert!(queue.sweep_deferred(), "a deferred push since the last sweep");
+            // The first sweep may find the job just before its waiter takes it: no wake.
+            assert!(sweep_at(&queue, start, 0), "a deferred push since the last sweep");
             assert_eq!(queue.lock().wakeups_pending, 0);
-            assert!(!queue.sweep_deferred(), "no deferred push since");
-            assert_eq!(worker.join().expect("no panic"), Some(id), "the second sweep woke the worker");
+            // A rescan right after (the watchdog told of a deadline) counts nothing either.
+            sweep_at(&queue, start, 0);
+            assert_eq!(queue.lock().wakeups_pending, 0, "too soon to call it stale");
+            // A period later it is still there: a worker gets it.
+            assert!(!sweep_at(&queue, start, 1), "nothing left to sweep for");
+            assert_eq!(worker.join().expect("no panic"), Some(id), "the sweep woke the worker");
+        });
+    }
+
+    /// A waiter takes the head between two sweeps: the job behind it, which nobody waits for,
+    /// is not stranded (the second sweep sees it older than the first, or sweeps again).
+    #[test]
+    fn a_job_behind_a_taken_head_still_gets_a_worker() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| queue.pop().map(|job| job.event().id()));
+            wait_for_sleepers(&queue, 1);
+            let (x, y) = (job(0), job(0));
+            let (x_id, y_id) = (x.event().id(), y.event().id());
+            queue.push_deferred(x, Admission::Block).expect("room");
+            queue.push_deferred(y, Admission::Block).expect("room");
+            sweep_at(&queue, start, 0);
+            let taken = queue.take_if_next(|job: &Job| job.event().id() == x_id).expect("X is next");
+            drop(taken);
+            queue.give_back(None);
+            sweep_at(&queue, start, 1);
+            assert!(drained(&queue), "Y was stranded");
+            assert_eq!(worker.join().expect("no panic"), Some(y_id), "Y got the sleeping worker");
+        });
+    }
+
+    /// Two jobs nobody takes and two sleeping workers: both workers are woken, not one after
+    /// the other's job.
+    #[test]
+    fn stale_jobs_wake_as_many_sleepers() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| queue.pop().is_some());
+            let second = scope.spawn(|| queue.pop().is_some());
+            wait_for_sleepers(&queue, 2);
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            sweep_at(&queue, start, 0);
+            sweep_at(&queue, start, 1);
+            // Each worker takes one job and leaves: one woken worker would leave a job behind.
+            assert!(drained(&queue), "a job waited for the other's worker");
+            assert!(first.join().expect("no panic") && second.join().expect("no panic"));
         });
     }
 

@@ -99,7 +99,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
         let now = Instant::now();
         pool.expire_stuck(shared, now);
         let mut next = pool.earliest_watch();
-        if pool.queue.sweep_deferred() {
+        if pool.queue.sweep_deferred(now, DEFERRED_START) {
             let sweep = now + DEFERRED_START;
             next = Some(next.map_or(sweep, |next| next.min(sweep)));
         }
