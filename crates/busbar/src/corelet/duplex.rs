@@ -1,9 +1,10 @@
 //! The descriptors under a corelet channel: two pipes, one each way, and the cut that ends a
 //! parent's waits from another thread.
 //!
-//! Pipes rather than a socketpair, for latency: in `busbar bench` the same request-sized echo
-//! takes about 1.5× as long over a Unix socketpair (stream, seqpacket or datagram) as over two
-//! pipes, and a corelet round trip is mostly that echo. What the socket gave for free is
+//! Pipes rather than a socketpair, for latency: the same request-sized echo took about 1.5× as
+//! long over a Unix socketpair as over two pipes (`busbar bench` measured both until this
+//! change; `cargo bench -p busbar --bench corelet` still does), and a corelet round trip is
+//! mostly that echo. What the socket gave for free is
 //! rebuilt here:
 //!
 //! - *No `SIGPIPE`.* A write to a pipe whose reader is gone raises `SIGPIPE`, which a library

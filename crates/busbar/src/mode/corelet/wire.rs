@@ -12,8 +12,8 @@ use crate::result::{ErrorKind, EventResult};
 
 /// A request: run one attempt of this event.
 ///
-/// The event travels in its compact form (`event::compact`), which the child decodes in about
-/// 60 % of the time the public JSON object takes.
+/// The event travels in its compact form (`event::compact`), cheaper to encode and decode
+/// than the public JSON object.
 #[derive(Serialize)]
 pub(super) struct Request<'a> {
     #[serde(serialize_with = "crate::event::compact::serialize")]
