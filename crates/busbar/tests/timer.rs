@@ -396,32 +396,51 @@ fn sub_millisecond_interval_is_raised() {
     bus.shutdown();
 }
 
+/// A gate for `slow` handlers: each reports that it started, then blocks until the gate's
+/// sender is dropped (or [`PATIENCE`] passes). Counts the handlers that ran.
+struct SlowHandlers {
+    release: mpsc::Sender<()>,
+    started: Receiver<()>,
+    ran: Arc<AtomicUsize>,
+}
+
+impl SlowHandlers {
+    /// Subscribes the `slow` type on `bus`.
+    fn subscribe(bus: &EventBus) -> Self {
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let (started_tx, started) = mpsc::channel();
+        let started_tx = Mutex::new(started_tx);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&ran);
+        bus.subscribe(
+            "slow",
+            handler_fn(move |_| {
+                let _ = started_tx.lock().expect("not poisoned").send(());
+                let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(EventResult::success())
+            }),
+        );
+        SlowHandlers { release, started, ran }
+    }
+
+    /// A thread-mode `slow` event whose timeout outlasts the test.
+    fn event() -> Event {
+        Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120))
+    }
+}
+
 /// A timer faster than its handler does not grow the queue past its capacity: the firings that
 /// find it full are dropped (and logged), and those queued still run.
 #[test]
 fn firings_that_find_the_queue_full_are_dropped() {
     const CAPACITY: usize = 3;
     let bus = EventBus::builder().threads(1).queue_capacity(CAPACITY).build().expect("valid settings");
-    let (release, released) = mpsc::channel::<()>();
-    let released = Mutex::new(released);
-    let (started, first_started) = mpsc::channel();
-    let started = Mutex::new(started);
-    let ran = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&ran);
-    bus.subscribe(
-        "slow",
-        handler_fn(move |_| {
-            let _ = started.lock().expect("not poisoned").send(());
-            // Blocks until the test releases every handler by dropping the sender.
-            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
-            counted.fetch_add(1, Ordering::SeqCst);
-            Ok(EventResult::success())
-        }),
-    );
-    let event = Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
-    let timer = TimerThread::new(&bus, Duration::from_millis(1), event, false);
+    let slow = SlowHandlers::subscribe(&bus);
+    let timer = TimerThread::new(&bus, Duration::from_millis(1), SlowHandlers::event(), false);
     timer.start();
-    first_started.recv_timeout(PATIENCE).expect("the first firing runs");
+    slow.started.recv_timeout(PATIENCE).expect("the first firing runs");
     // The only worker is now blocked: every later firing can only queue.
     let waited_since = Instant::now();
     while timer.ticks() < 10 * CAPACITY as u64 {
@@ -432,11 +451,11 @@ fn firings_that_find_the_queue_full_are_dropped() {
     assert!(stats.queued <= CAPACITY as u64, "queued past the capacity: {stats:?}");
     timer.stop();
     let fired = timer.ticks();
-    drop(release);
+    drop(slow.release);
     bus.join();
     let stats = bus.stats();
     assert!(stats.published <= 1 + CAPACITY as u64 + 1, "published: {stats:?}, fired {fired}");
-    assert_eq!(ran.load(Ordering::SeqCst) as u64, stats.published, "every accepted firing ran");
+    assert_eq!(slow.ran.load(Ordering::SeqCst) as u64, stats.published, "every accepted firing ran");
     assert_eq!(stats.failed, 0, "{stats:?}");
 }
 
@@ -445,18 +464,7 @@ fn firings_that_find_the_queue_full_are_dropped() {
 #[test]
 fn run_once_firing_is_queued_past_a_full_queue() {
     let bus = EventBus::builder().threads(1).queue_capacity(1).build().expect("valid settings");
-    let (release, released) = mpsc::channel::<()>();
-    let released = Mutex::new(released);
-    let (started, first_started) = mpsc::channel();
-    let started = Mutex::new(started);
-    bus.subscribe(
-        "slow",
-        handler_fn(move |_| {
-            let _ = started.lock().expect("not poisoned").send(());
-            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
-            Ok(EventResult::success())
-        }),
-    );
+    let slow = SlowHandlers::subscribe(&bus);
     let ran = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&ran);
     bus.subscribe(
@@ -466,10 +474,9 @@ fn run_once_firing_is_queued_past_a_full_queue() {
             Ok(EventResult::success())
         }),
     );
-    let slow = || Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
-    bus.publish(slow()).expect("accepted");
-    first_started.recv_timeout(PATIENCE).expect("the first runs");
-    bus.publish(slow()).expect("accepted"); // fills the queue (capacity 1)
+    bus.publish(SlowHandlers::event()).expect("accepted");
+    slow.started.recv_timeout(PATIENCE).expect("the first runs");
+    bus.publish(SlowHandlers::event()).expect("accepted"); // fills the queue (capacity 1)
     let once = Event::new("once").with_mode(ExecutionMode::Thread);
     let timer = TimerThread::new(&bus, Duration::from_millis(1), once, true);
     timer.start();
@@ -478,7 +485,7 @@ fn run_once_firing_is_queued_past_a_full_queue() {
         assert!(waited_since.elapsed() < PATIENCE, "the timer never fired");
         std::thread::sleep(Duration::from_millis(1));
     }
-    drop(release);
+    drop(slow.release);
     bus.join();
     assert_eq!(ran.load(Ordering::SeqCst), 1, "the only firing ran");
 }
@@ -490,17 +497,8 @@ fn rate_limited_firings_stay_within_the_capacity() {
     const CAPACITY: usize = 3;
     let bus = EventBus::builder().threads(1).queue_capacity(CAPACITY).build().expect("valid settings");
     bus.register_rate_limit("slow", 500.0, 1).expect("a valid limit");
-    let (release, released) = mpsc::channel::<()>();
-    let released = Mutex::new(released);
-    bus.subscribe(
-        "slow",
-        handler_fn(move |_| {
-            let _ = released.lock().expect("not poisoned").recv_timeout(PATIENCE);
-            Ok(EventResult::success())
-        }),
-    );
-    let event = Event::new("slow").with_mode(ExecutionMode::Thread).with_timeout(Duration::from_secs(120));
-    let timer = TimerThread::new(&bus, Duration::from_millis(1), event, false);
+    let slow = SlowHandlers::subscribe(&bus);
+    let timer = TimerThread::new(&bus, Duration::from_millis(1), SlowHandlers::event(), false);
     timer.start();
     let waited_since = Instant::now();
     while timer.ticks() < 20 * CAPACITY as u64 {
@@ -510,7 +508,7 @@ fn rate_limited_firings_stay_within_the_capacity() {
     timer.stop();
     let stats = bus.stats();
     let waiting = bus.rate_limit("slow").expect("registered").waiting;
-    drop(release);
+    drop(slow.release);
     bus.shutdown_now();
     // One may have started, and one more be released between the check and the publish.
     let bound = CAPACITY as u64 + 2;
