@@ -45,9 +45,6 @@ const CHUNK: usize = 256;
 struct Lanes {
     lanes: BTreeMap<Reverse<i32>, Lane>,
     len: usize,
-    /// Jobs ever pushed (wrapping): with the count at the last sweep, how many of the queued
-    /// jobs may be newer than that sweep (see `JobQueue::sweep_deferred`).
-    pushes: usize,
     /// The last lane that emptied and the last chunk that emptied, kept for reuse.
     ///
     /// When workers keep up, the queue empties after nearly every push: without these, every
@@ -62,6 +59,11 @@ struct Lanes {
 #[derive(Default)]
 struct Lane {
     chunks: VecDeque<VecDeque<Job>>,
+    /// Jobs in the lane.
+    queued: usize,
+    /// Of those, the ones queued at the last counted sweep already: a prefix, as the lane is
+    /// FIFO (see `JobQueue::sweep_deferred`).
+    old: usize,
 }
 
 impl Lanes {
@@ -77,18 +79,23 @@ impl Lanes {
                 lane.chunks.push_back(chunk);
             }
         }
+        lane.queued += 1;
         self.len += 1;
-        self.pushes = self.pushes.wrapping_add(1);
     }
 
     fn pop(&mut self) -> Option<Job> {
         let mut lane = self.lanes.first_entry()?;
-        let chunks = &mut lane.get_mut().chunks;
-        let chunk = chunks.front_mut()?;
+        let state = lane.get_mut();
+        let chunk = state.chunks.front_mut()?;
         let job = chunk.pop_front();
+        let emptied = chunk.is_empty();
+        state.queued -= 1;
+        // The old jobs are the lane's first ones.
+        state.old = state.old.saturating_sub(1);
+        let chunks = &mut state.chunks;
         // Emptied chunks and lanes go, so that the first lane's first chunk always holds the
         // next job; one of each is kept.
-        if chunk.is_empty() {
+        if emptied {
             self.spare_chunk = chunks.pop_front();
             if chunks.is_empty() {
                 self.spare_lane = lane.remove();
@@ -101,6 +108,19 @@ impl Lanes {
     /// The job `pop` would return next.
     fn peek(&self) -> Option<&Job> {
         self.lanes.first_key_value().and_then(|(_, lane)| lane.chunks.front()).and_then(VecDeque::front)
+    }
+
+    /// Jobs still queued that were queued at the last call already; all queued jobs count as
+    /// such at the next.
+    fn age(&mut self) -> usize {
+        self.lanes
+            .values_mut()
+            .map(|lane| {
+                let old = lane.old;
+                lane.old = lane.queued;
+                old
+            })
+            .sum()
     }
 
     fn drain(&mut self) -> Vec<Job> {
@@ -123,8 +143,8 @@ struct State {
     /// A job was pushed without waking a worker ([`push_deferred`](JobQueue::push_deferred))
     /// since the watchdog's last [`sweep_deferred`](JobQueue::sweep_deferred).
     deferred: bool,
-    /// When the last sweep counted, and `lanes.pushes` then.
-    last_sweep: Option<(Instant, usize)>,
+    /// When the last sweep counted.
+    last_sweep: Option<Instant>,
     /// Jobs that a waiter took to run itself ([`take_if_next`](JobQueue::take_if_next)) and
     /// has not given back yet. Each may come back for a retry, so a closed queue keeps its
     /// workers until none is out: otherwise a retry given back after they left would wait
@@ -291,18 +311,16 @@ impl JobQueue {
     pub(crate) fn sweep_deferred(&self, now: Instant, period: Duration) -> bool {
         let mut state = self.lock();
         let sleeping = state.idle_workers.saturating_sub(state.wakeups_pending);
-        let too_soon = state.last_sweep.is_some_and(|(at, _)| now < at + period / 2);
+        let too_soon = state.last_sweep.is_some_and(|at| now < at + period / 2);
         if too_soon {
             return state.deferred || (state.lanes.len > 0 && sleeping > 0);
         }
         let deferred = std::mem::take(&mut state.deferred);
-        // Of the jobs queued now, at most those pushed since the last sweep are newer than it;
-        // the rest were queued then already. (Nothing is stale at the first sweep.)
-        let stale = match state.last_sweep {
-            Some((_, pushes)) => state.lanes.len.saturating_sub(state.lanes.pushes.wrapping_sub(pushes)),
-            None => 0,
-        };
-        state.last_sweep = Some((now, state.lanes.pushes));
+        // The jobs queued at the last sweep already and still queued, counted per lane: not
+        // `len` less the pushes since, which a waiter's steady round trips (pushes taken back at
+        // once) kept at zero while an older job waited behind them with workers asleep.
+        let stale = state.lanes.age();
+        state.last_sweep = Some(now);
         let wake = stale.min(sleeping);
         state.wakeups_pending += wake;
         let again = deferred || (state.lanes.len > 0 && sleeping > wake);
@@ -522,6 +540,137 @@ mod tests {
             assert!(drained(&queue), "a job waited for the other's worker");
             assert!(first.join().expect("no panic") && second.join().expect("no panic"));
         });
+    }
+
+    /// Whether the one worker sleeping in `pop` has been woken (or has left `pop`).
+    fn woken(queue: &JobQueue) -> bool {
+        let state = queue.lock();
+        state.wakeups_pending > 0 || state.idle_workers == 0
+    }
+
+    /// A job nobody waits for, behind a waiter's steady round trips of more urgent corelet
+    /// events, gets the sleeping worker. (Counting `len` less the pushes since the last sweep
+    /// called nothing stale here: each sweep saw a push since the last one. Found by review.)
+    #[test]
+    fn a_job_below_a_waiters_urgent_round_trips_still_gets_a_worker() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| queue.pop().map(|job| job.event().id()));
+            wait_for_sleepers(&queue, 1);
+            let low = job(0);
+            let low_id = low.event().id();
+            queue.push_deferred(low, Admission::Block).expect("room");
+            let mut woke = false;
+            for n in 0..20 {
+                // One round trip per period: publish, take it back, resolve it.
+                let urgent = job(5);
+                let id = urgent.event().id();
+                queue.push_deferred(urgent, Admission::Block).expect("room");
+                let taken = queue.take_if_next(|job: &Job| job.event().id() == id).expect("urgent is next");
+                drop(taken);
+                queue.give_back(None);
+                assert!(sweep_at(&queue, start, n), "the watchdog keeps sweeping");
+                // Once woken, the worker may take any job: stop here, the low job alone queued.
+                if woken(&queue) {
+                    woke = true;
+                    break;
+                }
+            }
+            // Release the worker either way, so that the test fails rather than hangs.
+            queue.close();
+            assert_eq!(worker.join().expect("no panic"), Some(low_id));
+            assert!(woke, "20 periods with a job queued and a worker asleep, and no wake-up");
+        });
+    }
+
+    /// The same with the urgent events published by nobody who waits, run by a busy
+    /// worker that takes them as they come (here: popped by the test thread).
+    #[test]
+    fn a_job_below_a_stream_a_busy_worker_takes_still_gets_a_sleeper() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let sleeper = scope.spawn(|| queue.pop().map(|job| job.event().priority()));
+            wait_for_sleepers(&queue, 1);
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            let mut woke = false;
+            for n in 0..20 {
+                queue.push_deferred(job(5), Admission::Block).expect("room");
+                assert_eq!(queue.pop().map(|job| job.event().priority()), Some(5), "the busy worker");
+                sweep_at(&queue, start, n);
+                // Once woken, the worker may take any job: stop here, the low job alone queued.
+                if woken(&queue) {
+                    woke = true;
+                    break;
+                }
+            }
+            queue.close();
+            assert_eq!(sleeper.join().expect("no panic"), Some(0));
+            assert!(woke, "the low job waited 20 periods beside a sleeping worker");
+        });
+    }
+
+    /// Steady round trips at the same priority, sweeps falling before and after the take:
+    /// no wake-up at all.
+    #[test]
+    fn steady_round_trips_wake_nobody() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..2).map(|_| scope.spawn(|| queue.pop().is_none())).collect();
+            wait_for_sleepers(&queue, 2);
+            for n in 0..40 {
+                let mine = job(0);
+                let id = mine.event().id();
+                queue.push_deferred(mine, Admission::Block).expect("room");
+                // Every other round trip, a sweep finds the job before its waiter takes it.
+                if n % 2 == 0 {
+                    sweep_at(&queue, start, n);
+                }
+                let taken = queue.take_if_next(|job: &Job| job.event().id() == id).expect("mine is next");
+                drop(taken);
+                queue.give_back(None);
+                if n % 2 == 1 {
+                    sweep_at(&queue, start, n);
+                }
+                // Rescans in between count nothing.
+                queue.sweep_deferred(start + PERIOD * n + PERIOD / 4, PERIOD);
+                assert_eq!(queue.lock().wakeups_pending, 0, "round trip {n} woke a worker");
+            }
+            assert!(!sweep_at(&queue, start, 40) && !sweep_at(&queue, start, 41), "sweeping stops");
+            assert_eq!(queue.lock().wakeups_pending, 0);
+            queue.close();
+            assert!(workers.into_iter().all(|worker| worker.join().expect("no panic")));
+        });
+    }
+
+    /// Counting across a drain: drained jobs are not counted stale, the fresh one is not either
+    /// until it outlasts a sweep, then it wakes exactly one worker.
+    #[test]
+    fn sweep_counts_across_a_drain() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> =
+                (0..3).map(|_| scope.spawn(|| std::iter::from_fn(|| queue.pop()).count())).collect();
+            wait_for_sleepers(&queue, 3);
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            sweep_at(&queue, start, 0);
+            assert_eq!(queue.drain().len(), 2);
+            queue.push_deferred(job(0), Admission::Block).expect("room");
+            // Fresh since the last sweep: not stale.
+            assert!(sweep_at(&queue, start, 1));
+            assert_eq!(queue.lock().wakeups_pending, 0, "a job drained is not counted, nor a fresh one");
+            sweep_at(&queue, start, 2);
+            // Now stale: one worker woken, exactly one.
+            assert!(drained(&queue), "the stale job got a worker");
+            queue.close();
+            assert_eq!(workers.into_iter().map(|w| w.join().expect("no panic")).sum::<usize>(), 1);
+        });
+        let state = queue.lock();
+        assert_eq!((state.idle_workers, state.wakeups_pending), (0, 0));
     }
 
     #[test]
