@@ -108,7 +108,7 @@ impl Corelet {
             }
             Err(ReceiveError::Frame(
                 FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_),
-            )) => format!("it {} before greeting", corelet.reap_description()),
+            )) => format!("it {} before greeting", corelet.describe_broken_channel(deadline)),
             Err(ReceiveError::Frame(FrameError::Cut)) => "the pool was killed before it greeted".to_owned(),
             Err(ReceiveError::Frame(error)) => format!("its greeting was a {error}"),
             Err(ReceiveError::Decode(error)) => format!("its greeting was garbage: {error}"),
@@ -318,13 +318,18 @@ impl Corelet {
     }
 
     /// Reaps a child whose channel broke, naming how it ended.
-    ///
-    /// The moment a dying child gets to finish never runs past the request's `deadline` (the
-    /// kill and its grace then start no later than a timeout's would), nor past `kill_all`.
     fn crashed(&mut self, deadline: Option<Instant>) -> CoreletError {
-        // The channel broke, so the child is dying or dead. Give it a moment to finish dying
-        // before the kill: a SIGTERM sent while it exits by itself would be reported as its
-        // cause ("killed by signal 15"), busbar's own signal named as the crash.
+        CoreletError::Crashed { description: self.describe_broken_channel(deadline) }
+    }
+
+    /// Kills and reaps a child whose channel broke, and says how it ended.
+    ///
+    /// The child is dying or dead. It gets a moment to finish dying before the kill: a
+    /// SIGTERM sent while it exits by itself would be reported as its cause ("killed by
+    /// signal 15"), busbar's own signal named as the crash. The moment never runs past
+    /// `deadline` (the kill and its grace then start no later than a timeout's would), nor
+    /// past `kill_all`.
+    fn describe_broken_channel(&mut self, deadline: Option<Instant>) -> String {
         let moment = match deadline {
             _ if self.channel.is_cut() => Duration::ZERO,
             Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(CHANNEL_CLOSED_GRACE),
@@ -333,11 +338,9 @@ impl Corelet {
         let exited = self.status.is_some() || sys::wait_for_exit(&self.child, moment).unwrap_or(false);
         let description = self.reap_description();
         if exited {
-            return CoreletError::Crashed { description };
+            return description;
         }
-        let description =
-            format!("closed its channel but kept running, so busbar stopped it ({description})");
-        CoreletError::Crashed { description }
+        format!("closed its channel but kept running, so busbar stopped it ({description})")
     }
 
     /// Kills the child of a request that `kill_all` ended (the pool reports it cancelled).

@@ -375,8 +375,18 @@ impl JobQueue {
             }
             return;
         };
+        self.push_waking_one(state, job);
+    }
+
+    /// Pushes a job that must not wait for room (a retry) and wakes a sleeping worker,
+    /// counting the wake-up as pending like `push` does, so that a sweep does not take that
+    /// worker for one still asleep.
+    fn push_waking_one(&self, mut state: MutexGuard<'_, State>, job: Job) {
         state.lanes.push(job);
         self.count(&state);
+        if state.idle_workers > state.wakeups_pending {
+            state.wakeups_pending += 1;
+        }
         drop(state);
         self.not_empty.notify_one();
     }
@@ -393,11 +403,8 @@ impl JobQueue {
     /// Requeues a retry even if the queue is closed: it was accepted before the close, and a
     /// graceful shutdown promises to finish it.
     pub(crate) fn requeue(&self, job: Job) {
-        let mut state = self.lock();
-        state.lanes.push(job);
-        self.count(&state);
-        drop(state);
-        self.not_empty.notify_one();
+        let state = self.lock();
+        self.push_waking_one(state, job);
     }
 
     /// Removes and returns every queued job (for `shutdown_now`).

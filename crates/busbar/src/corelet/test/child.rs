@@ -227,6 +227,20 @@ fn entry_greet_then_leave() {
     std::process::exit(0);
 }
 
+/// A child that closes its channel before greeting and lives on (until killed).
+#[test]
+#[ignore = "entry point of corelet test children; does nothing when run directly"]
+fn entry_close_then_live() {
+    if std::env::var_os(FD_ENV).is_none() {
+        return;
+    }
+    // SAFETY: this entry replaces the real one; nothing in it uses these descriptors again.
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Takes the channel the pool passed in [`FD_ENV`], for hand-made children that replace the
 /// real entry point.
 fn inherited_channel() -> Option<Duplex> {

@@ -170,6 +170,17 @@ fn closed_channel_while_running() {
     assert_eq!(run(&pool, json!({"op": "echo", "value": 1})).expect("the next child answers"), json!(1));
 }
 
+/// A child that closes its channel before greeting and lives on is reported as such, not by
+/// busbar's own SIGTERM.
+#[test]
+fn closed_channel_before_greeting() {
+    let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry_close_then_live") });
+    let error = run(&pool, json!({"op": "echo", "value": 1})).expect_err("no greeting");
+    let message = error.to_string();
+    assert!(message.contains("closed its channel but kept running, so busbar stopped it"), "{message}");
+    assert!(message.contains("before greeting"), "{message}");
+}
+
 /// A request larger than a pipe holds, sent to a child that died idle, goes to another child
 /// as a small one does: the child read none of the part that was written before its death
 /// was seen.
