@@ -229,17 +229,19 @@ impl JobQueue {
         state.lanes.push(job);
         self.count(&state);
         state.deferred |= !may_wake;
-        let wake = may_wake && state.idle_workers > state.wakeups_pending;
-        if wake {
-            state.wakeups_pending += 1;
-        }
+        let wake = claim_sleepers(&mut state, usize::from(may_wake));
         // Notified after unlocking, so that the woken worker does not block at once on the
         // lock we still hold (a second futex wait and wake per event).
         drop(state);
-        if wake {
+        self.wake(wake);
+        Ok(())
+    }
+
+    /// Wakes `count` workers claimed with [`claim_sleepers`], after the lock is released.
+    fn wake(&self, count: usize) {
+        for _ in 0..count {
             self.not_empty.notify_one();
         }
-        Ok(())
     }
 
     /// Takes the most urgent job, waiting for one; `None` once the queue is closed, empty,
@@ -321,13 +323,10 @@ impl JobQueue {
         // once) kept at zero while an older job waited behind them with workers asleep.
         let stale = state.lanes.age();
         state.last_sweep = Some(now);
-        let wake = stale.min(sleeping);
-        state.wakeups_pending += wake;
+        let wake = claim_sleepers(&mut state, stale);
         let again = deferred || (state.lanes.len > 0 && sleeping > wake);
         drop(state);
-        for _ in 0..wake {
-            self.not_empty.notify_one();
-        }
+        self.wake(wake);
         again
     }
 
@@ -335,14 +334,10 @@ impl JobQueue {
     /// job (another is ahead of it), so that it does not wait for the watchdog's sweep.
     pub(crate) fn wake_for_waiter(&self) {
         let mut state = self.lock();
-        let wake = state.lanes.len > 0 && state.idle_workers > state.wakeups_pending;
-        if wake {
-            state.wakeups_pending += 1;
-        }
+        let queued = state.lanes.len;
+        let wake = claim_sleepers(&mut state, queued.min(1));
         drop(state);
-        if wake {
-            self.not_empty.notify_one();
-        }
+        self.wake(wake);
     }
 
     /// Takes the next job, the one a worker would take now, if `is_wanted` says it is the
@@ -384,10 +379,9 @@ impl JobQueue {
     fn push_waking_one(&self, mut state: MutexGuard<'_, State>, job: Job) {
         state.lanes.push(job);
         self.count(&state);
-        if state.idle_workers > state.wakeups_pending {
-            state.wakeups_pending += 1;
-        }
+        claim_sleepers(&mut state, 1);
         drop(state);
+        // Notified even if every sleeper has a wake-up pending, as before the count.
         self.not_empty.notify_one();
     }
 
@@ -438,6 +432,14 @@ impl JobQueue {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Counts up to `wanted` sleeping workers (idle in `pop`, with no wake-up pending) as woken,
+/// and returns how many: the caller wakes that many once it has released the lock.
+fn claim_sleepers(state: &mut State, wanted: usize) -> usize {
+    let claimed = wanted.min(state.idle_workers.saturating_sub(state.wakeups_pending));
+    state.wakeups_pending += claimed;
+    claimed
 }
 
 #[cfg(test)]
