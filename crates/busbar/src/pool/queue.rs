@@ -59,10 +59,8 @@ struct Lanes {
 #[derive(Default)]
 struct Lane {
     chunks: VecDeque<VecDeque<Job>>,
-    /// Jobs in the lane.
-    queued: usize,
-    /// Of those, the ones queued at the last counted sweep already: a prefix, as the lane is
-    /// FIFO (see `JobQueue::sweep_deferred`).
+    /// Of its jobs, the ones queued at the last counted sweep already: a prefix, as the lane
+    /// is FIFO (see `JobQueue::sweep_deferred`).
     old: usize,
 }
 
@@ -79,7 +77,6 @@ impl Lanes {
                 lane.chunks.push_back(chunk);
             }
         }
-        lane.queued += 1;
         self.len += 1;
     }
 
@@ -89,7 +86,6 @@ impl Lanes {
         let chunk = state.chunks.front_mut()?;
         let job = chunk.pop_front();
         let emptied = chunk.is_empty();
-        state.queued -= 1;
         // The old jobs are the lane's first ones.
         state.old = state.old.saturating_sub(1);
         let chunks = &mut state.chunks;
@@ -117,7 +113,8 @@ impl Lanes {
             .values_mut()
             .map(|lane| {
                 let old = lane.old;
-                lane.old = lane.queued;
+                // Counted here, once a sweep period, rather than kept on every push and pop.
+                lane.old = lane.chunks.iter().map(VecDeque::len).sum();
                 old
             })
             .sum()
