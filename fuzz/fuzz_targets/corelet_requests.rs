@@ -1,5 +1,6 @@
-//! A corelet child's reading of its parent's messages: the input is split at NUL bytes into
-//! frame bodies, framed correctly, and decoded as requests, events and timeouts.
+//! A corelet child's reading of its parent's messages: the input is split into frame bodies
+//! (each announced by a 2-byte length, see `busbar::__fuzz::bodies`), framed correctly, and
+//! decoded as requests, events and timeouts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,6 @@ use libfuzzer_sys::fuzz_target;
 const LIMIT: u32 = 64 << 20;
 
 fuzz_target!(|input: &[u8]| {
-    let stream = busbar::__fuzz::frames(input.split(|&b| b == 0));
+    let stream = busbar::__fuzz::frames(busbar::__fuzz::bodies(input));
     busbar::__fuzz::corelet_child(LIMIT, &stream);
 });

@@ -18,11 +18,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::attempt::{self, Verdict};
-use crate::corelet::{
-    self, BareChildMessage, Channel, ChildMessage, CoreletError, Cut, Duplex, FrameError, Payload,
-};
+use crate::corelet::{self, Channel, ChildMessage, CoreletError, Cut, Duplex, FrameError, Greeting, Payload};
 use crate::error::PublishError;
-use crate::event::{Event, ParentLink, MAX_TIMEOUT};
+use crate::event::{CompactEvent, Event, ParentLink, MAX_TIMEOUT};
 use crate::mode::{self, cmd::CommandSpec, ChildAnswer};
 use crate::EventBus;
 
@@ -42,9 +40,34 @@ pub fn frames<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     stream
 }
 
+/// Splits fuzz input into frame bodies: each is announced by a 2-byte big-endian length, and
+/// the last is cut short where the input ends. (The protocol is binary, so no byte value is
+/// free to separate bodies.)
+pub fn bodies(mut input: &[u8]) -> Vec<&[u8]> {
+    let mut bodies = Vec::new();
+    while let Some((len, rest)) = input.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+        let (body, rest) = rest.split_at(len);
+        bodies.push(body);
+        input = rest;
+    }
+    bodies
+}
+
+/// Lays out `bodies` as [`bodies`] reads them, for writing seeds.
+pub fn seed(bodies: &[Vec<u8>]) -> Vec<u8> {
+    let mut seed = Vec::new();
+    for body in bodies {
+        let len = u16::try_from(body.len()).unwrap_or(u16::MAX);
+        seed.extend_from_slice(&len.to_be_bytes());
+        seed.extend_from_slice(&body[..usize::from(len)]);
+    }
+    seed
+}
+
 /// Returns a child's greeting, as a frame body, for targets that start past the handshake.
 pub fn hello() -> Vec<u8> {
-    let hello = BareChildMessage::Hello { protocol_version: corelet::PROTOCOL_VERSION, pid: 1 };
+    let hello = Greeting::Hello { protocol_version: corelet::PROTOCOL_VERSION, pid: 1 };
     serde_json::to_vec(&hello).unwrap_or_default()
 }
 
@@ -64,7 +87,7 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
     // Every byte is already in the pipe and its writer is gone, so no read waits; the deadline
     // only keeps a bug from hanging the fuzzer.
     let deadline = Some(Instant::now() + Duration::from_secs(10));
-    let mut receive = || -> Option<ChildAnswer> {
+    let mut next_body = || -> Option<Vec<u8>> {
         let body = match channel.read_frame(deadline) {
             Ok(body) => body,
             Err(error) => {
@@ -77,24 +100,30 @@ pub fn corelet_parent(limit: u32, stream: &[u8]) {
             "a frame body of {} bytes passed a limit of {limit}",
             body.len()
         );
-        corelet::decode::<ChildAnswer>(&body).map_err(|error| error.to_string()).ok()
+        Some(body.to_vec())
     };
-    match receive() {
-        Some(ChildMessage::Hello { protocol_version, .. })
+    match next_body().map(|body| corelet::decode_greeting(&body)) {
+        Some(Ok(Greeting::Hello { protocol_version, .. }))
             if protocol_version == corelet::PROTOCOL_VERSION => {}
+        Some(Err(error)) => {
+            let _ = error.to_string();
+            return;
+        }
         _ => return,
     }
+    let mut receive = || -> Option<ChildAnswer> {
+        corelet::decode::<ChildAnswer>(&next_body()?).map_err(|error| error.to_string()).ok()
+    };
     let bus = refusing_bus();
     let event = Arc::new(Event::new("fuzz").with_retry_count(2));
     let (mut seq, mut attempt, started) = (1_u64, 1_u32, Instant::now());
     while let Some(message) = receive() {
         // The parent's protocol checks name the message and its number.
         let (_name, number) = (message.name(), message.seq());
-        if number != Some(seq) {
+        if number != seq {
             return;
         }
         let answer = match message {
-            ChildMessage::Hello { .. } => return,
             ChildMessage::Publish { event: published, .. } => {
                 publish_for_child(bus, &event, published);
                 continue;
@@ -248,7 +277,14 @@ fn refusing_bus() -> &'static EventBus {
 }
 
 /// Does what the parent does with an event a handler published in the child.
-fn publish_for_child(bus: &EventBus, parent: &Event, mut event: Event) {
+fn publish_for_child(bus: &EventBus, parent: &Event, published: CompactEvent) {
+    let mut event = match published.into_event() {
+        Ok(event) => event,
+        Err(reason) => {
+            let _ = reason;
+            return;
+        }
+    };
     check_event(&event);
     event.inherit_from(ParentLink::of(parent));
     match bus.publish(event) {
@@ -283,26 +319,56 @@ mod tests {
     #[test]
     fn message_seeds_decode_as_the_parent_decodes() {
         for (name, seed) in seeds("corelet_messages") {
-            for body in seed.split(|&b| b == 0) {
+            let bodies = bodies(&seed);
+            assert!(!bodies.is_empty(), "seed {name} is empty");
+            for body in &bodies {
                 if let Err(error) = corelet::decode::<ChildAnswer>(body) {
-                    panic!("seed {name}: {error}: {}", String::from_utf8_lossy(body));
+                    panic!("seed {name}: {error}");
                 }
             }
-            corelet_parent(64 << 20, &frames(std::iter::once(&hello()[..]).chain(seed.split(|&b| b == 0))));
+            corelet_parent(64 << 20, &frames(std::iter::once(&hello()[..]).chain(bodies)));
         }
     }
 
     #[test]
     fn request_seeds_decode_as_the_child_decodes() {
         for (name, seed) in seeds("corelet_requests") {
-            for body in seed.split(|&b| b == 0) {
+            let bodies = bodies(&seed);
+            assert!(!bodies.is_empty(), "seed {name} is empty");
+            for body in &bodies {
                 match mode::decode_request(body) {
                     Ok(Some((_, Ok((event, _, _))))) => check_event(&event),
                     Ok(None) => {}
-                    Ok(Some((_, Err(error)))) | Err(error) => panic!("seed {name}: {error}"),
+                    Ok(Some((_, Err(error)))) => panic!("seed {name}: {error}"),
+                    Err(error) => panic!("seed {name}: {error}"),
                 }
             }
-            corelet_child(64 << 20, &frames(seed.split(|&b| b == 0)));
+            corelet_child(64 << 20, &frames(bodies));
         }
+    }
+
+    /// The frame seeds start past a greeting of the current protocol.
+    #[test]
+    fn frame_seeds_greet_in_the_current_protocol() {
+        for (name, seed) in seeds("corelet_frames") {
+            let greeting = seed.get(6..).and_then(|stream| {
+                let len = u32::from_be_bytes(seed.get(2..6)?.try_into().ok()?) as usize;
+                stream.get(..len)
+            });
+            let greeting = corelet::decode_greeting(greeting.unwrap_or_default());
+            assert!(
+                matches!(greeting, Ok(Greeting::Hello { protocol_version, .. }) if protocol_version == corelet::PROTOCOL_VERSION),
+                "seed {name}: {greeting:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_read_what_seed_writes() {
+        let written = [b"abc".to_vec(), Vec::new(), vec![0; 300]];
+        assert_eq!(bodies(&seed(&written)), written.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // A length past the end takes what is left.
+        assert_eq!(bodies(&[0, 9, 1, 2]), [&[1, 2][..]]);
+        assert!(bodies(&[7]).is_empty());
     }
 }

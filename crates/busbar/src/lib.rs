@@ -445,8 +445,9 @@ mod unwind;
 mod watch;
 
 // The fuzz targets in `fuzz/` need the crate-private parsers of outside input; only they
-// enable this feature. Hidden, like crossbeam's macro support, and no part of the API.
-#[cfg(feature = "fuzzing")]
+// enable this feature. Hidden, like crossbeam's macro support, and no part of the API. Built
+// for the unit tests too, which check the fuzz seeds with it.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 #[path = "fuzz.rs"]
 pub mod __fuzz;

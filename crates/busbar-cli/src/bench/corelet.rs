@@ -6,15 +6,15 @@
 //! floor's. The throughput row has no target: it shows what two corelets sustain beside two
 //! echo children driven by two threads.
 //!
-//! The round-trip row's note gives what encoding and decoding the event and a result as JSON
-//! cost alone, which busbar must do and the echo does not.
+//! The round-trip row's note gives what encoding and decoding a request and its reply cost
+//! alone, which busbar must do and the echo does not.
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use busbar::{CoreletConfig, Event, EventBus, EventResult, ExecutionMode};
+use busbar::{CoreletConfig, Event, EventBus, ExecutionMode};
 use serde_json::json;
 
+use super::corelet_wire;
 use super::floor::echo::{self, EchoChild};
 use super::handlers::{self, expect_no_failures, expect_success, TRIVIAL};
 use super::report::{grouped, Figure, Row, Target, Unit};
@@ -43,14 +43,16 @@ fn round_trip(run: &Run<'_>) -> Result<Row, Error> {
         || floor_latency(&mut pipe, &frame, round_trips),
     )?;
     bus.shutdown();
-    let codec = median(&(0..reps).map(|_| codec_micros(round_trips)).collect::<Result<Vec<_>, _>>()?);
+    let event = corelet_event();
+    let codec = median(
+        &(0..reps).map(|_| corelet_wire::codec_micros(&event, round_trips)).collect::<Result<Vec<_>, _>>()?,
+    );
     let ours = Latency::median_of(&ours);
     let pipe = Latency::median_of(&floors);
     let rest = ours.p50 - pipe.p50 - codec;
     let note = format!(
-        "encoding and decoding the event and a result in their public JSON form: {codec:.2} µs \
-         ({:.2}× the pipe echo's p50), more than a round trip's JSON work (the protocol sends \
-         the event as a compact array and, of the result, only what the handler decided). What \
+        "encoding and decoding the request and its reply as the protocol does (postcard, the \
+         event's data as JSON text), alone: {codec:.2} µs ({:.2}× the pipe echo's p50). What \
          busbar adds beyond the echo and that: {rest:.2} µs (taking the job, the attempt, \
          resolving the result)",
         codec / pipe.p50.max(f64::MIN_POSITIVE),
@@ -103,46 +105,9 @@ fn corelet_event() -> Event {
     Event::new(TRIVIAL).with_mode(ExecutionMode::Corelet).with_data(json!({"n": 12345}))
 }
 
-/// A frame as large as the one busbar's parent sends to run one attempt of `event`: the
-/// `execute` message of `corelet/message.rs` around the request of `mode/corelet/wire.rs`,
-/// whose event is in the compact form of `event/compact.rs` (an array of its fields; a fresh
-/// event has no correlation or causation id and no headers).
+/// A frame as large as the one busbar's parent sends to run one attempt of `event`.
 fn request_frame(event: &Event) -> Result<Vec<u8>, Error> {
-    let created = event.created_at().duration_since(std::time::UNIX_EPOCH)?;
-    let compact = json!([
-        event.id(),
-        event.event_type(),
-        event.data(),
-        event.mode(),
-        event.priority(),
-        u64::try_from(event.timeout().as_nanos())?,
-        event.retry_count(),
-        created.as_secs(),
-        created.subsec_nanos(),
-        null,
-        null,
-        {}
-    ]);
-    let message =
-        json!({"execute": {"seq": 1, "request": {"event": compact, "attempt": 1, "timeout_ms": 29_999}}});
-    echo::frame(&serde_json::to_vec(&message)?)
-}
-
-/// The JSON work of one round trip, in one thread and without I/O: the event encoded and
-/// decoded, then a result encoded and decoded (µs, the mean over `round_trips`).
-fn codec_micros(round_trips: usize) -> Result<f64, Error> {
-    let (event, result) = (corelet_event(), EventResult::success());
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    for _ in 0..round_trips {
-        buf.clear();
-        serde_json::to_writer(&mut buf, black_box(&event))?;
-        black_box(serde_json::from_slice::<Event>(&buf)?);
-        buf.clear();
-        serde_json::to_writer(&mut buf, black_box(&result))?;
-        black_box(serde_json::from_slice::<EventResult>(&buf)?);
-    }
-    Ok(micros(start.elapsed()) / round_trips as f64)
+    echo::frame(&corelet_wire::request_body(event)?)
 }
 
 fn busbar_latency(bus: &EventBus, round_trips: usize) -> Result<Latency, Error> {

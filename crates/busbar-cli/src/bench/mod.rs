@@ -29,6 +29,7 @@
 
 mod cmd;
 mod corelet;
+mod corelet_wire;
 mod costs;
 mod floor;
 mod gate;

@@ -6,14 +6,16 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::channel::{self, Channel};
 use super::confine;
 use super::duplex::Duplex;
 use super::frame::{FrameError, DEFAULT_MAX_FRAME};
-use super::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use super::message::{
+    self, BareChildMessage, ChildMessage, DecodeError, Greeting, ParentHead, PROTOCOL_VERSION,
+};
 use super::panic;
 
 /// Largest buffer capacity kept for the next reply; a larger one is freed after use, so that
@@ -96,9 +98,8 @@ impl ChildLink {
 /// parent sends `Shutdown` or its end of the channel closes, and exits the process. A panic in
 /// `handle` is caught and sent back as such; the child keeps serving.
 ///
-/// A request whose payload does not decode as a `Req` (nested beyond serde_json's recursion
-/// limit, say) still reaches `handle`, as the decoding error, so that it can be answered
-/// rather than end the child.
+/// A request whose payload does not decode as a `Req` still reaches `handle`, as the
+/// decoding error, so that it can be answered rather than end the child.
 ///
 /// In any other process it returns at once.
 pub(crate) fn serve_if_corelet<Req, Rep, H>(handle: H)
@@ -217,8 +218,8 @@ where
     let link = ChildLink::new(channel);
     // One buffer for every answer: a small reply then costs no allocation.
     let mut answer = Vec::new();
-    let hello = BareChildMessage::Hello { protocol_version: version, pid: std::process::id() };
-    let greeted = message::encode_into(&mut answer, &hello, channel.limit())
+    let hello = Greeting::Hello { protocol_version: version, pid: std::process::id() };
+    let greeted = message::encode_greeting_into(&mut answer, &hello, channel.limit())
         .and_then(|()| channel.write_frame(&answer, None));
     if greeted.is_err() {
         // The parent is gone or gave up on us already; nobody is left to tell.
@@ -253,23 +254,21 @@ where
 }
 
 /// A request's payload as the handler gets it: decoded, or why it could not be.
-pub(crate) type Decoded<Req> = Result<Req, serde_json::Error>;
+pub(crate) type Decoded<Req> = Result<Req, DecodeError>;
 
 /// Decodes a parent message: the request's number and payload, or `None` for `Shutdown`.
 ///
 /// A message that is not a parent message at all is an error; one whose payload is not a
-/// `Req` is a request whose payload is the decoding error.
+/// `Req` is a request whose payload is the decoding error. The head (which message, which
+/// request) is decoded first and the request from the bytes after it, so that the request's
+/// number is known either way.
 pub(crate) fn decode_request<Req: DeserializeOwned>(
     body: &[u8],
-) -> Result<Option<(u64, Decoded<Req>)>, serde_json::Error> {
-    match message::decode::<ParentMessage<Req>>(body) {
-        Ok(ParentMessage::Execute { seq, request }) => Ok(Some((seq, Ok(request)))),
-        Ok(ParentMessage::Shutdown) => Ok(None),
-        // Only the payload can be at fault if the message decodes with any payload at all.
-        Err(error) => match message::decode::<ParentMessage<IgnoredAny>>(body)? {
-            ParentMessage::Execute { seq, .. } => Ok(Some((seq, Err(error)))),
-            ParentMessage::Shutdown => Ok(None),
-        },
+) -> Result<Option<(u64, Decoded<Req>)>, DecodeError> {
+    match message::decode_head::<ParentHead>(body)? {
+        (ParentHead::Execute { seq }, request) => Ok(Some((seq, message::decode::<Req>(request)))),
+        (ParentHead::Shutdown, []) => Ok(None),
+        (ParentHead::Shutdown, rest) => Err(DecodeError::Trailing { extra: rest.len() }),
     }
 }
 

@@ -7,14 +7,16 @@
 //! sends the request, forwards published events, and returns the reply, or a
 //! [`CoreletError`] saying how the child timed out, crashed or misbehaved.
 //!
-//! This layer moves any serde types as JSON and knows nothing of events or handlers; the mode
+//! This layer moves any serde types (as postcard, see `message.rs`) and knows nothing of events
+//! or handlers; the mode
 //! on top of it chooses the request, reply and publication types. How the pieces fit, and why,
 //! is in `README.md` next to this file.
 //!
 //! | file | responsibility |
 //! |---|---|
 //! | `frame.rs` | length-prefixed, bounded frames |
-//! | `message.rs` | the messages and the protocol version |
+//! | `message.rs` | the messages, their encoding and the protocol version |
+//! | `json.rs` | JSON text inside messages, for values without a fixed shape |
 //! | `duplex.rs` | the channel's two pipes, and the cut that ends the parent's waits |
 //! | `channel.rs` | buffered frame I/O on the pipes, within deadlines |
 //! | `panic.rs` | catching handler panics as data |
@@ -34,6 +36,7 @@ mod confine;
 mod duplex;
 mod error;
 mod frame;
+pub(crate) mod json;
 mod keeper;
 mod message;
 mod panic;
@@ -53,15 +56,23 @@ pub(crate) use {
     child::{serve_if_corelet, ChildLink},
     error::{CoreletError, Payload},
     frame::FrameError,
+    message::DecodeError,
     pool::CoreletPool,
     stats::CoreletStats,
 };
 
 // What crosses the channel, for the fuzz targets (`crate::__fuzz`).
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use {
     channel::Channel,
     child::decode_request,
     duplex::{Cut, Duplex},
-    message::{decode, BareChildMessage, ChildMessage, PROTOCOL_VERSION},
+    message::{decode, decode_greeting, ChildMessage, Greeting, PROTOCOL_VERSION},
+};
+
+// For writing the fuzz seeds from busbar's own messages (`mode::corelet::seeds`).
+#[cfg(test)]
+pub(crate) use {
+    message::{encode, ParentMessage},
+    panic::PanicInfo,
 };

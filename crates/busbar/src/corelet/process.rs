@@ -6,14 +6,14 @@ use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::channel::Channel;
 use super::duplex::Cut;
 use super::error::{CoreletError, Payload, StartError};
 use super::frame::FrameError;
-use super::message::{self, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use super::message::{self, ChildMessage, DecodeError, Greeting, ParentMessage, PROTOCOL_VERSION};
 use super::spawn::Spawned;
 use crate::sys;
 
@@ -57,7 +57,7 @@ enum ReceiveError {
     /// No complete frame arrived.
     Frame(FrameError),
     /// A frame arrived but is not a message.
-    Decode(serde_json::Error),
+    Decode(DecodeError),
 }
 
 impl Corelet {
@@ -91,17 +91,20 @@ impl Corelet {
             status: None,
             died_idle: false,
         };
-        // Only `hello` is expected: the payloads of other messages are not even looked at.
-        let reason = match corelet.receive::<IgnoredAny, IgnoredAny>(deadline) {
-            Ok(ChildMessage::Hello { protocol_version, .. }) if protocol_version == PROTOCOL_VERSION => {
+        let greeting = corelet
+            .channel
+            .read_frame(deadline)
+            .map_err(ReceiveError::Frame)
+            .and_then(|body| message::decode_greeting(&body).map_err(ReceiveError::Decode));
+        let reason = match greeting {
+            Ok(Greeting::Hello { protocol_version, .. }) if protocol_version == PROTOCOL_VERSION => {
                 corelet.last_used = Instant::now();
                 return Ok(corelet);
             }
-            Ok(ChildMessage::Hello { protocol_version, .. }) => {
+            Ok(Greeting::Hello { protocol_version, .. }) => {
                 corelet.kill();
                 return Err(StartError::version(program.to_owned(), protocol_version, PROTOCOL_VERSION));
             }
-            Ok(other) => format!("it sent `{}` instead of `hello`", other.name()),
             Err(ReceiveError::Frame(FrameError::Timeout)) => {
                 corelet.kill();
                 return Err(StartError::silent(program.to_owned(), started.elapsed()));
@@ -171,15 +174,11 @@ impl Corelet {
         }
         let result = loop {
             match self.receive::<Rep, Pub>(deadline) {
-                Ok(ChildMessage::Hello { .. }) => {
-                    let reason = "the child sent `hello` during a request".to_owned();
-                    return Err(self.broke_protocol(reason));
-                }
-                Ok(message) if message.seq() != Some(seq) => {
+                Ok(message) if message.seq() != seq => {
                     let reason = format!(
                         "the child sent `{}` for request {} during request {seq}",
                         message.name(),
-                        message.seq().unwrap_or_default()
+                        message.seq()
                     );
                     return Err(self.broke_protocol(reason));
                 }

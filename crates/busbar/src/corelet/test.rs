@@ -18,7 +18,8 @@ use super::channel::Channel;
 use super::config::{CoreletConfig, CoreletOutput};
 use super::duplex::{Cut, Duplex};
 use super::frame::{self, FrameError, Parsed};
-use super::message::{self, BareChildMessage, ChildMessage, ParentMessage};
+use super::json::Json;
+use super::message::{self, ChildMessage, Greeting, ParentHead, ParentMessage};
 use super::panic;
 use crate::unit::{parse_bytes, parse_duration};
 
@@ -149,37 +150,65 @@ fn frame_truncated() {
 
 #[test]
 fn frame_garbage_bodies_are_decode_errors() {
-    for body in [&b""[..], b"not json", b"\xff\xfe", b"{\"reply\":", b"{\"launch\":{}}"] {
-        assert!(message::decode::<ChildMessage<Value, Value>>(body).is_err(), "{body:?} decoded");
+    // Empty, an unknown message, a message cut short, JSON where postcard belongs.
+    for body in [&b""[..], b"\x09", b"\x01\x05", b"{\"reply\":{\"seq\":1}}"] {
+        let error = message::decode::<ChildMessage<Json<Value>, Json<Value>>>(body).unwrap_err();
+        assert!(error.to_string().starts_with("malformed message ("), "{body:?}: {error}");
     }
-    // Parent messages reject unknown fields: a child never guesses.
-    assert!(message::decode::<ParentMessage<Value>>(br#"{"execute":{"request":1,"x":2}}"#).is_err());
+    // Bytes after a whole message are an error, not ignored.
+    let mut reply = message::encode(&ChildMessage::<_, ()>::Reply { seq: 1, reply: 7u32 }, 64).unwrap();
+    reply.push(0);
+    let error = message::decode::<ChildMessage<u32, ()>>(&reply[4..]).unwrap_err();
+    assert_eq!(error.to_string(), "1 bytes follow the message");
     // A payload of the wrong type is an error too, not a default.
-    let reply = br#"{"reply":{"seq":1,"reply":"text"}}"#;
-    assert!(message::decode::<ChildMessage<Value, Value>>(reply).is_ok());
-    assert!(message::decode::<ChildMessage<u32, Value>>(reply).is_err());
+    let reply = message::encode(&ChildMessage::<_, ()>::Reply { seq: 1, reply: Json("text") }, 64).unwrap();
+    assert!(message::decode::<ChildMessage<Json<Value>, ()>>(&reply[4..]).is_ok());
+    assert!(message::decode::<ChildMessage<Json<u32>, ()>>(&reply[4..]).is_err());
 }
 
 #[test]
 fn message_encoding() {
     let request = json!({"a": [1, "two", null], "ü": "ß"});
-    let owned = message::encode(&ParentMessage::Execute { seq: 7, request: request.clone() }, 1024).unwrap();
+    let owned =
+        message::encode(&ParentMessage::Execute { seq: 7, request: Json(request.clone()) }, 1024).unwrap();
     let mut reused = vec![9; 3];
-    message::encode_into(&mut reused, &ParentMessage::Execute { seq: 7, request: &request }, 1024).unwrap();
+    message::encode_into(&mut reused, &ParentMessage::Execute { seq: 7, request: Json(&request) }, 1024)
+        .unwrap();
     assert_eq!(reused, owned, "borrowed and owned payloads encode alike, into any buffer");
-    let decoded: ParentMessage<Value> = message::decode(&owned[4..]).unwrap();
-    assert!(matches!(decoded, ParentMessage::Execute { seq: 7, request: r } if r == request));
+    let decoded: ParentMessage<Json<Value>> = message::decode(&owned[4..]).unwrap();
+    assert!(matches!(decoded, ParentMessage::Execute { seq: 7, request: Json(r) } if r == request));
 
-    let hello = message::encode(&BareChildMessage::Hello { protocol_version: 1, pid: 42 }, 1024).unwrap();
+    let mut hello = Vec::new();
+    message::encode_greeting_into(&mut hello, &Greeting::Hello { protocol_version: 1, pid: 42 }, 1024)
+        .unwrap();
     assert_eq!(
         &hello[4..],
         br#"{"hello":{"protocol_version":1,"pid":42}}"#,
         "the handshake's shape is frozen across protocol versions"
     );
     assert!(matches!(
+        message::decode_greeting(&hello[4..]),
+        Ok(Greeting::Hello { protocol_version: 1, pid: 42 })
+    ));
+    assert!(matches!(
         message::encode(&ParentMessage::Execute { seq: 1, request: "x".repeat(100) }, 64),
         Err(FrameError::TooLarge { limit: 64, .. })
     ));
+}
+
+/// The child decodes a request's head (which message, which request) apart from the request
+/// after it: the two must encode alike up to the request.
+#[test]
+fn a_parent_message_starts_with_its_head() {
+    let execute = message::encode(&ParentMessage::Execute { seq: 300, request: Json("x") }, 64).unwrap();
+    let (head, rest) = message::decode_head::<ParentHead>(&execute[4..]).unwrap();
+    assert!(matches!(head, ParentHead::Execute { seq: 300 }), "{head:?}");
+    assert_eq!(message::decode::<Json<String>>(rest).unwrap(), Json("x".to_owned()));
+    let shutdown = message::encode(&ParentMessage::<()>::Shutdown, 64).unwrap();
+    assert!(matches!(message::decode::<ParentHead>(&shutdown[4..]), Ok(ParentHead::Shutdown)));
+    // A request that is not what the child expects is its error, with the request's number.
+    let decoded = super::child::decode_request::<Json<u32>>(&execute[4..]).unwrap();
+    assert!(matches!(decoded, Some((300, Err(_)))), "{decoded:?}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The event: a typed message with data and execution settings.
 
-pub(crate) mod compact;
+mod compact;
 mod wire;
+
+pub(crate) use compact::{CompactEvent, CompactRef};
 
 use std::collections::BTreeMap;
 use std::fmt;

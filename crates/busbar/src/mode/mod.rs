@@ -25,7 +25,7 @@ use crate::factory::Registration;
 
 pub use corelet::corelet_main;
 pub(crate) use corelet::forward_from_child;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use corelet::{decode_request, outcome_of_answer, ChildAnswer};
 pub(crate) use in_process::{run as run_in_process, HandlerSource};
 

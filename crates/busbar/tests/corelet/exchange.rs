@@ -106,12 +106,44 @@ pub(crate) fn too_deep() {
     config.pool_size = Some(1);
     let bus = bus(config);
     let pid = echo_pid(&bus);
-    let deep = (0..200).fold(json!("bottom"), |inner, _| json!([inner]));
-    let result = run(&bus, corelet("echo").with_data(deep).with_retry_count(2));
+    let result = run(&bus, corelet("echo").with_data(too_deep_data()).with_retry_count(2));
     assert_eq!(result.error_kind, Some(ErrorKind::InvalidInput), "{:?}", result.error_message);
     let message = result.error_message.as_deref().unwrap_or_default();
-    assert!(message.contains("could not decode its request: recursion limit exceeded"), "{message}");
+    assert!(
+        message.contains("refused its request: the event's data is not valid JSON: recursion limit exceeded"),
+        "{message}"
+    );
     assert_eq!(result.attempts, 1, "an event that cannot be decoded is not retried");
+    assert_eq!(echo_pid(&bus), pid, "the same child serves on");
+    bus.shutdown();
+}
+
+/// Data nested beyond serde_json's recursion limit (128).
+fn too_deep_data() -> Value {
+    (0..200).fold(json!("bottom"), |inner, _| json!([inner]))
+}
+
+/// Returns data the parent cannot parse: nested beyond serde_json's recursion limit.
+pub(crate) fn deep_result(_ctx: &EventContext) -> HandlerResult {
+    Ok(EventResult::success_with(too_deep_data()))
+}
+
+/// A result nested beyond serde_json's recursion limit is a permanent failure of the handler,
+/// with a clear error, and the child serves on.
+pub(crate) fn too_deep_result() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = bus(config);
+    let pid = echo_pid(&bus);
+    let result = run(&bus, corelet("deep_result").with_retry_count(2));
+    assert_eq!(result.error_kind, Some(ErrorKind::HandlerError), "{:?}", result.error_message);
+    assert!(result.is_permanent(), "{result:?}");
+    let message = result.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("the handler's result data is not valid JSON: recursion limit exceeded"),
+        "{message}"
+    );
+    assert_eq!(result.attempts, 1, "a result that cannot be delivered is not retried");
     assert_eq!(echo_pid(&bus), pid, "the same child serves on");
     bus.shutdown();
 }

@@ -23,7 +23,8 @@ use crate::corelet::child::{serve_if_corelet, serve_if_corelet_as, ChildLink, FD
 use crate::corelet::config::{CoreletConfig, CoreletOutput};
 use crate::corelet::duplex::Duplex;
 use crate::corelet::frame::DEFAULT_MAX_FRAME;
-use crate::corelet::message::{self, BareChildMessage, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+use crate::corelet::json::Json;
+use crate::corelet::message::{self, ChildMessage, DecodeError, Greeting, ParentMessage, PROTOCOL_VERSION};
 
 /// Module path of this file as libtest names tests.
 const HERE: &str = "corelet::test::child::";
@@ -61,11 +62,11 @@ fn entry_version_zero() {
 }
 
 /// Answers a request that did not decode with its error, any other with [`handle`].
-fn decoded(request: Result<Value, serde_json::Error>, link: &ChildLink) -> Value {
-    match request {
-        Ok(request) => handle(request, link),
+fn decoded(request: Result<Json<Value>, DecodeError>, link: &ChildLink) -> Json<Value> {
+    Json(match request {
+        Ok(Json(request)) => handle(request, link),
         Err(error) => json!({"undecodable": error.to_string()}),
-    }
+    })
 }
 
 #[test]
@@ -93,7 +94,7 @@ fn handle(request: Value, link: &ChildLink) -> Value {
         "publish" => {
             let count = request["count"].as_u64().unwrap_or(0);
             for n in 0..count {
-                if let Err(error) = link.publish(&json!({"n": n})) {
+                if let Err(error) = link.publish(&Json(json!({"n": n}))) {
                     return json!({"error": error.to_string()});
                 }
             }
@@ -112,7 +113,7 @@ fn handle(request: Value, link: &ChildLink) -> Value {
         "segfault" => segfault(),
         "hog" => hog(),
         "sleep" => {
-            let _ = link.publish(&json!({"sleeping": std::process::id()}));
+            let _ = link.publish(&Json(json!({"sleeping": std::process::id()})));
             loop {
                 std::thread::park();
             }
@@ -178,7 +179,7 @@ fn spin(grandchild: bool, link: &ChildLink) -> Value {
             Err(error) => announced = json!({"error": error.to_string()}),
         }
     }
-    let _ = link.publish(&announced);
+    let _ = link.publish(&Json(announced));
     let mut n: u64 = 0;
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
@@ -221,8 +222,7 @@ fn entry_greet_then_leave() {
         return;
     };
     let mut channel = Channel::child(pipes, DEFAULT_MAX_FRAME).expect("a channel");
-    let hello = BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() };
-    let _ = channel.write_frame(&message::encode(&hello, DEFAULT_MAX_FRAME).unwrap_or_default(), None);
+    let _ = channel.write_frame(&greeting(DEFAULT_MAX_FRAME), None);
     drop(channel);
     std::process::exit(0);
 }
@@ -239,6 +239,13 @@ fn entry_close_then_live() {
     loop {
         std::thread::park();
     }
+}
+
+/// This process's greeting, as one frame.
+fn greeting(limit: u32) -> Vec<u8> {
+    let hello = Greeting::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() };
+    let mut frame = Vec::new();
+    message::encode_greeting_into(&mut frame, &hello, limit).map(|()| frame).unwrap_or_default()
 }
 
 /// Takes the channel the pool passed in [`FD_ENV`], for hand-made children that replace the
@@ -260,24 +267,20 @@ fn serve_raw() {
     };
     let limit = DEFAULT_MAX_FRAME;
     let mut channel = Channel::child(pipes, limit).expect("a channel");
-    let hello = message::encode(
-        &BareChildMessage::Hello { protocol_version: PROTOCOL_VERSION, pid: std::process::id() },
-        limit,
-    )
-    .unwrap_or_default();
+    let hello = greeting(limit);
     let _ = channel.write_frame(&hello, None);
     loop {
         let Ok(body) = channel.read_frame(None) else {
             std::process::exit(0);
         };
-        let (seq, request) = match message::decode::<ParentMessage<Value>>(&body) {
-            Ok(ParentMessage::Execute { seq, request }) => (seq, request),
+        let (seq, request) = match message::decode::<ParentMessage<Json<Value>>>(&body) {
+            Ok(ParentMessage::Execute { seq, request: Json(request) }) => (seq, request),
             _ => std::process::exit(0),
         };
         drop(body);
         let answer = match request["op"].as_str().unwrap_or_default() {
             "echo" => {
-                let reply = ChildMessage::<_, ()>::Reply { seq, reply: &request["value"] };
+                let reply = ChildMessage::<_, ()>::Reply { seq, reply: Json(&request["value"]) };
                 message::encode(&reply, limit).unwrap_or_default()
             }
             "garbage" => b"\x00\x00\x00\x0bnot json!!!".to_vec(),
@@ -285,7 +288,7 @@ fn serve_raw() {
             "hello" => hello.clone(),
             "stale" => {
                 // Answer twice: the second reply would answer the next request.
-                let reply = ChildMessage::<_, ()>::Reply { seq, reply: "stale" };
+                let reply = ChildMessage::<_, ()>::Reply { seq, reply: Json("stale") };
                 let reply = message::encode(&reply, limit).unwrap_or_default();
                 let _ = channel.write_frame(&reply, None);
                 reply

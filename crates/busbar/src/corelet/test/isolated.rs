@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::child::{config, test_args};
 use super::pool::{eventually, is_gone, pid, pool, run, PATIENCE};
@@ -186,14 +186,11 @@ fn parent_death_inner() {
     let pool = pool(config("entry"));
     // Warm up, so the child that hangs is not the first one ever started.
     let _ = pid(&pool);
-    let _ = pool.execute::<_, Value, Value>(
-        &json!({"op": "sleep"}),
-        Some(Instant::now() + PATIENCE),
-        &mut |event: Value| {
+    let _ =
+        super::pool::execute(&pool, json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |event| {
             // The child is busy and will not read its channel: only the parent-death signal
             // can end it once we are killed.
             println!("corelet {}", event["sleeping"]);
-        },
-    );
+        });
     panic!("the parent should have been killed while its corelet slept");
 }

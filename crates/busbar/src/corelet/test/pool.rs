@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::child::config;
 use crate::corelet::config::CoreletConfig;
 use crate::corelet::error::{CoreletError, Payload};
+use crate::corelet::json::Json;
 use crate::corelet::message::{self, ParentMessage, PROTOCOL_VERSION};
 use crate::corelet::pool::CoreletPool;
 use crate::sys;
@@ -21,7 +22,21 @@ pub(super) fn pool(config: CoreletConfig) -> CoreletPool {
 
 /// Runs `request` with a generous deadline, ignoring published events.
 pub(super) fn run(pool: &CoreletPool, request: Value) -> Result<Value, CoreletError> {
-    pool.execute(&request, Some(Instant::now() + PATIENCE), &mut |_: Value| {})
+    execute(pool, request, Some(Instant::now() + PATIENCE), &mut |_| {})
+}
+
+/// Runs `request` until `deadline`, passing published events to `on_publish`. The test
+/// children's requests, replies and events are free-form JSON: they cross as JSON text.
+pub(super) fn execute(
+    pool: &CoreletPool,
+    request: Value,
+    deadline: Option<Instant>,
+    on_publish: &mut dyn FnMut(Value),
+) -> Result<Value, CoreletError> {
+    pool.execute::<_, Json<Value>, Json<Value>>(&Json(request), deadline, &mut |Json(event)| {
+        on_publish(event)
+    })
+    .map(|Json(reply)| reply)
 }
 
 /// Returns the pid of the child that serves the next request.
@@ -67,8 +82,10 @@ fn frame_limit() {
     let limit: u32 = 4 << 20;
     let pool = pool(CoreletConfig { max_frame_size: limit, ..config("entry") });
     let request = |len: usize| json!({"op": "echo", "value": "x".repeat(len)});
-    let execute = |request| ParentMessage::Execute { seq: 1, request };
-    let overhead = message::encode(&execute(request(0)), limit).expect("small").len() - 4;
+    let execute = |request| ParentMessage::Execute { seq: 1, request: Json(request) };
+    // The text's length is a varint, as long for this probe as for a request near the limit.
+    let probe = limit as usize * 3 / 4;
+    let overhead = message::encode(&execute(request(probe)), limit).expect("fits").len() - 4 - probe;
     let fits = limit as usize - overhead;
 
     let exact = request(fits);
@@ -107,12 +124,10 @@ fn output() {
 fn publish() {
     let pool = pool(config("entry"));
     let mut events = Vec::new();
-    let reply: Value = pool
-        .execute(
-            &json!({"op": "publish", "count": 3}),
-            Some(Instant::now() + PATIENCE),
-            &mut |event: Value| events.push(event),
-        )
+    let reply =
+        execute(&pool, json!({"op": "publish", "count": 3}), Some(Instant::now() + PATIENCE), &mut |event| {
+            events.push(event)
+        })
         .expect("publish");
     assert_eq!(reply, json!({"published": 3}));
     assert_eq!(events, [json!({"n": 0}), json!({"n": 1}), json!({"n": 2})]);
@@ -272,13 +287,13 @@ fn timeout() {
     let pool = pool(config("entry"));
     let mut grandchild = None;
     let start = Instant::now();
-    let error = pool
-        .execute::<_, Value, Value>(
-            &json!({"op": "spin", "grandchild": true}),
-            Some(start + Duration::from_secs(1)),
-            &mut |event: Value| grandchild = event["grandchild"].as_u64(),
-        )
-        .expect_err("a timeout");
+    let error = execute(
+        &pool,
+        json!({"op": "spin", "grandchild": true}),
+        Some(start + Duration::from_secs(1)),
+        &mut |event| grandchild = event["grandchild"].as_u64(),
+    )
+    .expect_err("a timeout");
     let elapsed = start.elapsed();
     assert!(matches!(error, CoreletError::Timeout), "{error:?}");
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
@@ -295,9 +310,8 @@ fn timeout() {
 fn deadline_passed_before_sending() {
     let pool = pool(config("entry"));
     let before = pid(&pool);
-    let error = pool
-        .execute::<_, Value, Value>(&json!({"op": "pid"}), Some(Instant::now()), &mut |_| {})
-        .expect_err("no time left");
+    let error =
+        execute(&pool, json!({"op": "pid"}), Some(Instant::now()), &mut |_| {}).expect_err("no time left");
     assert!(matches!(error, CoreletError::Timeout), "{error:?}");
     assert_eq!(pid(&pool), before, "an unsent request harms no child");
     assert_eq!(pool.stats().kills, 0);
@@ -309,7 +323,8 @@ fn protocol_errors() {
     let cases = [
         ("garbage", "undecodable message"),
         ("oversize", "exceeds the limit"),
-        ("hello", "sent `hello` during a request"),
+        // A greeting (JSON) during a request is not a message of the protocol.
+        ("hello", "undecodable message: malformed message"),
     ];
     for (op, reason) in cases {
         let error = run(&pool, json!({"op": op})).expect_err("a protocol error");
@@ -457,25 +472,17 @@ fn kill_all_cancels_running_requests() {
     let (started, running) = mpsc::channel();
     thread::scope(|scope| {
         let sleeper = scope.spawn(|| {
-            pool.execute::<_, Value, Value>(
-                &json!({"op": "sleep"}),
-                Some(Instant::now() + PATIENCE),
-                &mut |e| {
-                    let _ = started.send(e["sleeping"].as_u64());
-                },
-            )
+            execute(&pool, json!({"op": "sleep"}), Some(Instant::now() + PATIENCE), &mut |e| {
+                let _ = started.send(e["sleeping"].as_u64());
+            })
         });
         let child = running.recv_timeout(PATIENCE).expect("the handler started").expect("a pid") as u32;
 
         // The only child is busy: another request waits for it until its deadline.
         let start = Instant::now();
-        let error = pool
-            .execute::<_, Value, Value>(
-                &json!({"op": "pid"}),
-                Some(start + Duration::from_millis(300)),
-                &mut |_| {},
-            )
-            .expect_err("no free child");
+        let error =
+            execute(&pool, json!({"op": "pid"}), Some(start + Duration::from_millis(300)), &mut |_| {})
+                .expect_err("no free child");
         assert!(matches!(error, CoreletError::Saturated { pool_size: 1 }), "{error:?}");
         assert!(start.elapsed() >= Duration::from_millis(300));
 
@@ -501,8 +508,9 @@ fn freed_slot_wakes_waiters() {
         thread::scope(|scope| {
             // Holds the only child for a second, then is killed at its deadline.
             let sleeper = scope.spawn(|| {
-                pool.execute::<_, Value, Value>(
-                    &json!({"op": "sleep"}),
+                execute(
+                    &pool,
+                    json!({"op": "sleep"}),
                     Some(Instant::now() + Duration::from_secs(1)),
                     &mut |_| {
                         let _ = started.send(());
@@ -537,11 +545,9 @@ fn panicking_publish_callback() {
     let pool = pool(CoreletConfig { pool_size: Some(1), ..config("entry") });
     let child = pid(&pool);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pool.execute::<_, Value, Value>(
-            &json!({"op": "publish", "count": 1}),
-            Some(Instant::now() + PATIENCE),
-            &mut |_| panic!("the caller's callback broke"),
-        )
+        execute(&pool, json!({"op": "publish", "count": 1}), Some(Instant::now() + PATIENCE), &mut |_| {
+            panic!("the caller's callback broke")
+        })
     }));
     assert!(caught.is_err(), "the panic reaches the caller");
     assert!(is_gone(child), "the child, out of step, was killed");

@@ -1,13 +1,14 @@
 //! The child side of corelet mode: [`corelet_main`] serves busbar events in a corelet process.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::wire::{OwnedRequest, Reply};
+use super::wire::{OwnedRequest, Reply, Returned};
 use crate::attempt::{self, Outcome};
 use crate::bus::{EventBus, Shared};
-use crate::corelet::{self, ChildLink, FrameError};
+use crate::corelet::{self, ChildLink, DecodeError, FrameError};
 use crate::error::{InvalidEventError, PublishError};
-use crate::event::Event;
+use crate::event::{CompactRef, Event};
 use crate::factory::{EventFactory, HandlerCache};
 use crate::handle::EventHandle;
 use crate::mode::{self, HandlerSource};
@@ -54,7 +55,7 @@ use crate::result::{ErrorKind, EventResult};
 /// [`CoreletConfig::program`](crate::CoreletConfig::program) at a binary that does.
 pub fn corelet_main(factory: &EventFactory) {
     let mut worker: Option<ChildWorker> = None;
-    corelet::serve_if_corelet(|request: Result<OwnedRequest, serde_json::Error>, link| {
+    corelet::serve_if_corelet(|request: Result<OwnedRequest, DecodeError>, link| {
         let worker = worker.get_or_insert_with(|| ChildWorker::new(factory.clone(), link.clone()));
         worker.execute(request)
     });
@@ -74,40 +75,47 @@ impl ChildWorker {
 
     /// Runs one attempt of the requested event and says how it ended.
     ///
-    /// A request that did not decode (an event nested beyond serde_json's recursion limit) is
-    /// refused, and the child serves on.
-    fn execute(&mut self, request: Result<OwnedRequest, serde_json::Error>) -> Reply {
-        match request {
-            Ok(request) => Reply::from_outcome(self.run(request)),
-            Err(error) => Reply::Refused {
-                kind: ErrorKind::InvalidInput,
-                message: format!("the corelet could not decode its request: {error}"),
-            },
+    /// A request that did not decode, or whose event is impossible (data that is not JSON,
+    /// such as an event nested beyond serde_json's recursion limit), is refused, and the child
+    /// serves on.
+    fn execute(&mut self, request: Result<OwnedRequest, DecodeError>) -> Reply<Returned> {
+        match checked(request) {
+            Ok((event, attempt, timeout)) => Reply::from_outcome(self.run(event, attempt, timeout)),
+            Err(message) => Reply::Refused { kind: ErrorKind::InvalidInput, message },
         }
     }
 
-    fn run(&mut self, request: OwnedRequest) -> Outcome {
-        let deadline = attempt::deadline_after(request.timeout());
+    fn run(&mut self, event: Event, attempt: u32, timeout: Duration) -> Outcome {
+        let deadline = attempt::deadline_after(timeout);
         let shared: &Arc<Shared> = self.bus.shared();
-        let registration = shared.factory().lookup(request.event.event_type());
-        let event = Arc::new(request.event);
-        let _span = mode::attempt_span(&event, request.attempt).entered();
+        let registration = shared.factory().lookup(event.event_type());
+        let event = Arc::new(event);
+        let _span = mode::attempt_span(&event, attempt).entered();
         mode::run_in_process(
             shared,
             &mut HandlerSource::Worker(&mut self.handlers),
             registration.as_deref(),
             &event,
-            request.attempt,
+            attempt,
             deadline,
         )
     }
+}
+
+/// A request's event, attempt number and timeout, or why the child refuses it.
+pub(super) fn checked(request: Result<OwnedRequest, DecodeError>) -> Result<(Event, u32, Duration), String> {
+    let request = request.map_err(|error| format!("the corelet could not decode its request: {error}"))?;
+    let timeout = request.timeout();
+    let event =
+        request.event.into_event().map_err(|error| format!("the corelet refused its request: {error}"))?;
+    Ok((event, request.attempt, timeout))
 }
 
 /// Publishes `event` from inside a corelet: sends it to the parent, which publishes it on its
 /// bus. The returned handle is already resolved (see [`corelet_main`]).
 pub(crate) fn forward_from_child(link: &ChildLink, event: Event) -> Result<EventHandle, PublishError> {
     let id = event.id();
-    match link.publish(&event) {
+    match link.publish(&CompactRef(&event)) {
         Ok(()) => {
             let mut result = EventResult::failed(
                 ErrorKind::Unsupported,

@@ -6,6 +6,7 @@
 //! publishes in the child, and serves requests in the child ([`corelet_main`]).
 
 mod child;
+mod seeds;
 mod wire;
 
 use std::sync::Arc;
@@ -13,12 +14,12 @@ use std::time::Instant;
 
 pub use child::corelet_main;
 pub(crate) use child::forward_from_child;
-use wire::{Reply, Request};
+use wire::{Reply, Request, ReturnedOwned};
 
 use crate::attempt::Outcome;
 use crate::bus::Shared;
 use crate::corelet::{CoreletError, Payload};
-use crate::event::{Event, ParentLink};
+use crate::event::{CompactEvent, Event, ParentLink};
 use crate::handler::HandlerError;
 use crate::mode::ExecutionMode;
 use crate::pool::Admission;
@@ -39,12 +40,16 @@ pub(crate) fn run_attempt(
     };
     let request = Request::new(event, attempt, deadline);
     let parent = ParentLink::of(event);
-    let mut on_publish = |published: Event| publish_for_child(shared, parent, published);
-    outcome_of_answer(pool.execute::<_, Reply, Event>(&request, Some(deadline), &mut on_publish))
+    let mut on_publish = |published: CompactEvent| publish_for_child(shared, parent, published);
+    outcome_of_answer(pool.execute::<_, Reply<ReturnedOwned>, CompactEvent>(
+        &request,
+        Some(deadline),
+        &mut on_publish,
+    ))
 }
 
 /// Maps what the pool brought back, a child's reply or why there is none, to the outcome.
-pub(crate) fn outcome_of_answer(answer: Result<Reply, CoreletError>) -> Outcome {
+pub(crate) fn outcome_of_answer(answer: Result<Reply<ReturnedOwned>, CoreletError>) -> Outcome {
     match answer {
         Ok(reply) => reply.into_outcome(),
         Err(error) => outcome_of(error),
@@ -52,27 +57,25 @@ pub(crate) fn outcome_of_answer(answer: Result<Reply, CoreletError>) -> Outcome 
 }
 
 /// A child's message as the parent decodes it (for the fuzz targets, `crate::__fuzz`).
-#[cfg(feature = "fuzzing")]
-pub(crate) type ChildAnswer = crate::corelet::ChildMessage<Reply, Event>;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) type ChildAnswer = crate::corelet::ChildMessage<Reply<ReturnedOwned>, CompactEvent>;
 
 /// A request as a corelet child reads it: the event, the attempt number and its timeout, or
-/// why its payload did not decode (which the child refuses, serving on).
-#[cfg(feature = "fuzzing")]
-pub(crate) type DecodedRequest = Result<(Event, u32, std::time::Duration), serde_json::Error>;
+/// why it is refused (which the child answers, serving on).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) type DecodedRequest = Result<(Event, u32, std::time::Duration), String>;
 
 /// Reads a frame body from the parent as a corelet child does: `None` for `Shutdown`, or the
 /// request's number and payload; an error is a message the child exits on. For the fuzz
 /// targets (`crate::__fuzz`); `corelet_main` reads requests the same way.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn decode_request(body: &[u8]) -> Result<Option<(u64, DecodedRequest)>, serde_json::Error> {
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_request(
+    body: &[u8],
+) -> Result<Option<(u64, DecodedRequest)>, crate::corelet::DecodeError> {
     let Some((seq, request)) = crate::corelet::decode_request::<wire::OwnedRequest>(body)? else {
         return Ok(None);
     };
-    let request = request.map(|request| {
-        let timeout = request.timeout();
-        (request.event, request.attempt, timeout)
-    });
-    Ok(Some((seq, request)))
+    Ok(Some((seq, child::checked(request))))
 }
 
 /// Maps why the pool returned no reply to the attempt's outcome.
@@ -106,7 +109,14 @@ fn outcome_of(error: CoreletError) -> Outcome {
 /// is the one that guards the child's deadline, and while a handler ran on it nothing would
 /// kill the child at its deadline (a child could publish its way past its own timeout). Its
 /// publisher, in the child, has its handle already and cannot tell the difference.
-fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, mut event: Event) {
+fn publish_for_child(shared: &Arc<Shared>, parent: ParentLink, published: CompactEvent) {
+    let mut event = match published.into_event() {
+        Ok(event) => event,
+        Err(reason) => {
+            tracing::warn!(%reason, "busbar: an event published by a corelet handler was refused");
+            return;
+        }
+    };
     event.inherit_from(parent);
     if event.mode() == ExecutionMode::Sync {
         event = event.with_mode(ExecutionMode::Thread);

@@ -6,18 +6,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::attempt::Outcome;
-use crate::event::Event;
+use crate::corelet::json::{self, JsonText};
+use crate::event::{CompactEvent, CompactRef, Event};
 use crate::handler::HandlerError;
 use crate::result::{ErrorKind, EventResult};
 
 /// A request: run one attempt of this event.
 ///
-/// The event travels in its compact form (`event::compact`), cheaper to encode and decode
-/// than the public JSON object.
+/// The event travels in its compact form (`event::compact`).
 #[derive(Serialize)]
 pub(super) struct Request<'a> {
-    #[serde(serialize_with = "crate::event::compact::serialize")]
-    pub(super) event: &'a Event,
+    pub(super) event: CompactRef<'a>,
     pub(super) attempt: u32,
     /// Time left until the attempt's deadline. The child runs on its own clock, so the parent
     /// sends a duration, not an instant; the parent enforces the real deadline by killing.
@@ -27,8 +26,7 @@ pub(super) struct Request<'a> {
 /// A request as the child reads it.
 #[derive(Deserialize)]
 pub(super) struct OwnedRequest {
-    #[serde(deserialize_with = "crate::event::compact::deserialize")]
-    pub(super) event: Event,
+    pub(super) event: CompactEvent,
     pub(super) attempt: u32,
     pub(super) timeout_ms: u64,
 }
@@ -38,7 +36,7 @@ impl<'a> Request<'a> {
     pub(super) fn new(event: &'a Event, attempt: u32, deadline: Instant) -> Self {
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-        Request { event, attempt, timeout_ms }
+        Request { event: CompactRef(event), attempt, timeout_ms }
     }
 }
 
@@ -48,14 +46,11 @@ impl OwnedRequest {
     }
 }
 
-/// How an attempt ended in the child: the parts of [`Outcome`] that can happen there.
-///
-/// Externally tagged (`{"returned":{"success":true}}`, serde's default), which decodes in one
-/// pass; internal tagging would buffer the whole result before decoding it.
+/// How an attempt ended in the child: the parts of [`Outcome`] that can happen there. The child
+/// sends a handler's result as a [`Returned`]; the parent reads it as a [`ReturnedOwned`].
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Reply {
-    Returned(Returned),
+pub(crate) enum Reply<R> {
+    Returned(R),
     Error { message: String, permanent: bool },
     Panicked { message: String },
     TimedOut,
@@ -64,18 +59,24 @@ pub(crate) enum Reply {
 
 /// What a handler's [`EventResult`] says, as it crosses the channel: only what the handler
 /// decides. The parent fills in the event id, the attempts and the duration
-/// (`attempt::finish`), so they are not sent, nor are empty fields: every byte is encoded in
-/// one process and decoded in the other on each round trip.
-#[derive(Debug, Serialize, Deserialize)]
+/// (`attempt::finish`), so they are not sent.
+#[derive(Debug, Serialize)]
 pub(crate) struct Returned {
     success: bool,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    #[serde(serialize_with = "json::serialize")]
     data: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     error_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     error_kind: Option<ErrorKind>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    permanent: bool,
+}
+
+/// A [`Returned`] as the parent reads it, its data not yet checked.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReturnedOwned {
+    success: bool,
+    data: JsonText<Value>,
+    error_message: Option<String>,
+    error_kind: Option<ErrorKind>,
     permanent: bool,
 }
 
@@ -86,14 +87,17 @@ impl From<EventResult> for Returned {
     }
 }
 
-impl From<Returned> for EventResult {
-    fn from(returned: Returned) -> Self {
-        let Returned { success, data, error_message, error_kind, permanent } = returned;
-        EventResult { success, data, error_message, error_kind, permanent, ..EventResult::success() }
+impl ReturnedOwned {
+    /// The handler's result, or why its data did not arrive as JSON (nested beyond serde_json's
+    /// recursion limit, say).
+    fn into_result(self) -> Result<EventResult, String> {
+        let ReturnedOwned { success, data, error_message, error_kind, permanent } = self;
+        let data = data.parsed("the handler's result data")?;
+        Ok(EventResult { success, data, error_message, error_kind, permanent, ..EventResult::success() })
     }
 }
 
-impl Reply {
+impl Reply<Returned> {
     /// Encodes the outcome of an attempt that ran in this (child) process.
     pub(super) fn from_outcome(outcome: Outcome) -> Self {
         match outcome {
@@ -112,11 +116,19 @@ impl Reply {
             },
         }
     }
+}
 
+impl Reply<ReturnedOwned> {
     /// Turns a child's reply into the outcome of the attempt.
+    ///
+    /// A result whose data the parent cannot parse is a permanent failure of the handler, as
+    /// a result too large to send is: it would not arrive on another attempt either.
     pub(super) fn into_outcome(self) -> Outcome {
         match self {
-            Reply::Returned(returned) => Outcome::Returned(Ok(returned.into())),
+            Reply::Returned(returned) => match returned.into_result() {
+                Ok(result) => Outcome::Returned(Ok(result)),
+                Err(message) => Outcome::Returned(Err(HandlerError::permanent(message))),
+            },
             Reply::Error { message, permanent: true } => {
                 Outcome::Returned(Err(HandlerError::permanent(message)))
             }
