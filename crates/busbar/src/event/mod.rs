@@ -352,9 +352,30 @@ impl Event {
     /// let reason = Event::new("a").with_timeout(Duration::ZERO).invalid_reason();
     /// assert_eq!(reason.as_deref(), Some("the timeout is zero; expected a positive duration"));
     /// ```
+    // Inlined: this runs on every publish, and the common case is decided by `is_plainly_valid`
+    // in a few instructions; only a doubtful event pays for the call that spells out why.
+    #[inline]
     pub fn invalid_reason(&self) -> Option<String> {
+        if self.is_plainly_valid() {
+            return None;
+        }
+        self.why_invalid()
+    }
+
+    /// A quick check that accepts most valid events: a type that starts with a visible ASCII
+    /// character (so it is not all whitespace) and a timeout in range. `false` only means
+    /// "look closer" (`why_invalid`): a type that starts with a space may still be valid.
+    #[inline]
+    fn is_plainly_valid(&self) -> bool {
+        let visible_start = self.event_type.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+        visible_start && !self.timeout.is_zero() && self.timeout <= MAX_TIMEOUT
+    }
+
+    /// [`invalid_reason`](Self::invalid_reason) for an event the quick check doubted.
+    #[cold]
+    fn why_invalid(&self) -> Option<String> {
         // Same test as `trim().is_empty()`, but it stops at the first non-blank character
-        // instead of scanning from both ends: this runs on every publish.
+        // instead of scanning from both ends.
         if self.event_type.chars().all(char::is_whitespace) {
             return Some("the event type is empty; expected a name such as `user.created`".to_owned());
         }
@@ -411,4 +432,28 @@ pub(crate) fn timeout_from_secs(seconds: f64) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quick check and the full one must agree: whatever the quick one doubts, the full
+    /// one decides.
+    #[test]
+    fn invalid_reason_agrees_with_the_full_check_on_edge_cases() {
+        let valid = |event_type: &str, timeout: Duration| {
+            Event::new(event_type).with_timeout(timeout).invalid_reason().is_none()
+        };
+        assert!(valid("a", DEFAULT_TIMEOUT));
+        assert!(valid(" padded", DEFAULT_TIMEOUT), "a leading space is not an empty type");
+        assert!(valid("\u{e9}t\u{e9}", DEFAULT_TIMEOUT), "a non-ASCII start is looked at closer");
+        assert!(valid("a", MAX_TIMEOUT));
+        assert!(valid("a", Duration::from_nanos(1)));
+        assert!(!valid("", DEFAULT_TIMEOUT));
+        assert!(!valid(" \t\n", DEFAULT_TIMEOUT));
+        assert!(!valid("\u{2003}", DEFAULT_TIMEOUT), "a Unicode space is whitespace too");
+        assert!(!valid("a", Duration::ZERO));
+        assert!(!valid("a", MAX_TIMEOUT + Duration::from_nanos(1)));
+    }
 }
