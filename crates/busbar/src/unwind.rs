@@ -9,6 +9,9 @@ use std::panic::{self, AssertUnwindSafe};
 /// leave its own state half-updated, but the bus only keeps the panic message, and the
 /// handler's author controls whether its state tolerates that (as with any `catch_unwind`
 /// boundary in a thread pool).
+// Inlined, always (a plain `#[inline]` was not taken): out of line, the handler's result is
+// copied out of this frame into the caller's on every attempt, after a call of its own.
+#[inline(always)]
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = panic_message(&*payload);
