@@ -29,6 +29,29 @@ pub(crate) fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S
     serializer.serialize_str(&text)
 }
 
+/// The deepest nesting of arrays and objects that serde_json parses (its recursion limit is
+/// 128: the 128th level fails).
+pub(crate) const MAX_DEPTH: usize = 127;
+
+/// Returns `true` if `value` nests arrays and objects deeper than [`MAX_DEPTH`], so that its
+/// JSON text would not parse where it is received. Counted without recursion, so that a value
+/// of any depth is measured without risk to the stack.
+pub(crate) fn too_deep(value: &Value) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth + 1 > MAX_DEPTH {
+            return true;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
+}
+
 /// A value received as JSON text: parsed, or why it does not parse.
 #[derive(Debug)]
 pub(crate) struct JsonText<T>(pub(crate) Result<T, serde_json::Error>);
@@ -115,6 +138,20 @@ mod tests {
         for value in [Value::Null, json!(0.1), json!({"é": [1, -2, 2.5e300, null, true]}), json!("")] {
             assert_eq!(round_trip(&value).expect("parses"), value);
         }
+    }
+
+    /// `too_deep` draws the line where serde_json's parser does.
+    #[test]
+    fn too_deep_agrees_with_the_parser() {
+        let nested = |depth: usize| (0..depth).fold(json!(1), |inner, _| json!([inner]));
+        for depth in [0, 1, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 200] {
+            let value = nested(depth);
+            let parses = serde_json::from_str::<Value>(&value.to_string()).is_ok();
+            assert_eq!(too_deep(&value), !parses, "depth {depth}");
+        }
+        let in_object = (0..MAX_DEPTH).fold(json!({}), |inner, _| json!({"k": [1, inner]}));
+        assert!(too_deep(&in_object));
+        assert!(serde_json::from_str::<Value>(&in_object.to_string()).is_err());
     }
 
     #[test]

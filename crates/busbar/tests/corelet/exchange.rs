@@ -322,3 +322,27 @@ pub(crate) fn delayed_publish_in_child() {
     }
     bus.shutdown();
 }
+
+/// Publishes a follow-up whose data is nested beyond serde_json's recursion limit, and answers
+/// with what its publish said.
+pub(crate) fn publish_deep(ctx: &EventContext) -> HandlerResult {
+    let follow_up = Event::new("record").with_mode(ExecutionMode::Thread).with_data(too_deep_data());
+    let published = ctx.publish(follow_up).map(|_| ()).map_err(|error| error.to_string());
+    Ok(EventResult::success_with(json!({"published": format!("{published:?}")})))
+}
+
+/// A follow-up the parent could not read is not lost without a word: the publishing handler
+/// is told at once, as for a follow-up too large to send, and the attempt goes on.
+pub(crate) fn too_deep_follow_up() {
+    let bus = bus(config());
+    let correlation = EventId::new();
+    let result = run(&bus, corelet("publish_deep").with_correlation_id(correlation));
+    assert!(result.success, "{result:?}");
+    let published = result.data["published"].as_str().unwrap_or_default();
+    assert!(
+        published.starts_with("Err("),
+        "the publish of a follow-up the parent cannot read succeeded: {published}"
+    );
+    assert!(published.contains("nested"), "{published}");
+    bus.shutdown();
+}

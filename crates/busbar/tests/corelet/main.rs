@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Check { name: "frame_limit", run: exchange::frame_limit },
         Check { name: "too_deep", run: exchange::too_deep },
         Check { name: "too_deep_result", run: exchange::too_deep_result },
+        Check { name: "too_deep_follow_up", run: exchange::too_deep_follow_up },
         Check { name: "panic", run: exchange::panic },
         Check { name: "follow_up", run: exchange::follow_up },
         Check { name: "sync_follow_up_keeps_the_deadline", run: exchange::sync_follow_up_keeps_the_deadline },
@@ -95,6 +96,7 @@ fn handlers() -> EventFactory {
     factory.register_event_type("blocked_in_parent", || handler_fn(exchange::blocked_in_parent));
     factory.register_event_type("delay_in_child", || handler_fn(exchange::delay_in_child));
     factory.register_event_type("deep_result", || handler_fn(exchange::deep_result));
+    factory.register_event_type("publish_deep", || handler_fn(exchange::publish_deep));
     factory
 }
 

@@ -115,6 +115,15 @@ pub(super) fn checked(request: Result<OwnedRequest, DecodeError>) -> Result<(Eve
 /// bus. The returned handle is already resolved (see [`corelet_main`]).
 pub(crate) fn forward_from_child(link: &ChildLink, event: Event) -> Result<EventHandle, PublishError> {
     let id = event.id();
+    // The parent parses the data's JSON text: data it could not parse would be dropped there,
+    // after this publish had returned, so it is refused here, where the publisher hears of it.
+    if corelet::json::too_deep(event.data()) {
+        let reason = format!(
+            "its data is nested more than {} levels deep, more than the parent process can read",
+            corelet::json::MAX_DEPTH
+        );
+        return Err(InvalidEventError::new(reason, event).into());
+    }
     match link.publish(&CompactRef(&event)) {
         Ok(()) => {
             let mut result = EventResult::failed(

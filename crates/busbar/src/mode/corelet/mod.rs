@@ -103,7 +103,10 @@ fn outcome_of(error: CoreletError) -> Outcome {
 /// The child already linked it to its parent event; linking again here covers a child that
 /// did not (another worker program). A refusal cannot reach the child any more (its publish
 /// returned when the frame was sent), so it is logged. (Something that is not an event does
-/// not get here: the pool kills a child that sends one, for breaking the protocol.)
+/// not get here: the pool kills a child that sends one, for breaking the protocol. An event
+/// whose data is not JSON text or whose times are impossible does, and is logged and dropped:
+/// busbar's child refuses data too deep to parse at its publish, so only a foreign child sends
+/// one.)
 ///
 /// A `Sync` event runs on a pool thread, as a `Thread` event: the thread it would run on here
 /// is the one that guards the child's deadline, and while a handler ran on it nothing would
