@@ -139,3 +139,128 @@ impl Reply<ReturnedOwned> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::corelet::{encode, ChildMessage, ParentMessage, PROTOCOL_VERSION};
+    use crate::mode::ExecutionMode;
+
+    /// The body of `message` as it crosses the channel.
+    fn body(message: &impl Serialize) -> Vec<u8> {
+        encode(message, 1 << 20).expect("encodes")[4..].to_vec()
+    }
+
+    /// postcard writes an enum as its variant's index, and the parent and child are not always
+    /// one build (`CoreletConfig::program`): the order of every enum that crosses the channel
+    /// is part of the protocol. `ErrorKind` is public and `#[non_exhaustive]`, so a variant
+    /// added in the middle of it would be an ordinary change anywhere else. If this test has
+    /// to change, so does `PROTOCOL_VERSION`.
+    #[test]
+    fn the_encoding_is_pinned_to_the_protocol_version() {
+        assert_eq!(PROTOCOL_VERSION, 5, "the bytes below are protocol 5's");
+        // An exhaustive match: a new kind must be given its index here.
+        let index = |kind: ErrorKind| match kind {
+            ErrorKind::HandlerError => 0,
+            ErrorKind::BusinessFailure => 1,
+            ErrorKind::Panic => 2,
+            ErrorKind::Timeout => 3,
+            ErrorKind::Crashed => 4,
+            ErrorKind::Cancelled => 5,
+            ErrorKind::CommandFailed => 6,
+            ErrorKind::InvalidInput => 7,
+            ErrorKind::NoHandler => 8,
+            ErrorKind::Unsupported => 9,
+            ErrorKind::Internal => 10,
+        };
+        let kinds = [
+            ErrorKind::HandlerError,
+            ErrorKind::BusinessFailure,
+            ErrorKind::Panic,
+            ErrorKind::Timeout,
+            ErrorKind::Crashed,
+            ErrorKind::Cancelled,
+            ErrorKind::CommandFailed,
+            ErrorKind::InvalidInput,
+            ErrorKind::NoHandler,
+            ErrorKind::Unsupported,
+            ErrorKind::Internal,
+        ];
+        for kind in kinds {
+            assert_eq!(postcard::to_stdvec(&kind).unwrap(), [index(kind)], "{kind:?}");
+        }
+        let mode = |mode: ExecutionMode| match mode {
+            ExecutionMode::Sync => 0,
+            ExecutionMode::Thread => 1,
+            ExecutionMode::Corelet => 2,
+            ExecutionMode::Cmd => 3,
+        };
+        for m in [ExecutionMode::Sync, ExecutionMode::Thread, ExecutionMode::Corelet, ExecutionMode::Cmd] {
+            assert_eq!(postcard::to_stdvec(&m).unwrap(), [mode(m)], "{m:?}");
+        }
+
+        // A request, every field set.
+        let event: Event = serde_json::from_value(json!({
+            "id": "00000000-0000-0000-0000-000000000001",
+            "event_type": "t",
+            "data": {"a": 1},
+            "mode": "thread",
+            "priority": -1,
+            "timeout": 1.5,
+            "retry_count": 2,
+            "created_at": {"secs_since_epoch": 1_700_000_000, "nanos_since_epoch": 5},
+            "correlation_id": "00000000-0000-0000-0000-000000000002",
+            "causation_id": "00000000-0000-0000-0000-000000000003",
+            "headers": {"k": "v"}
+        }))
+        .expect("an event");
+        let request = Request { event: CompactRef(&event), attempt: 3, timeout_ms: 300 };
+        let id = |n: u8| [&[16][..], &[0; 15], &[n]].concat();
+        let expected = [
+            &[0, 1][..], // execute, seq 1
+            &id(1),
+            &[1, b't'],
+            &[7],
+            br#"{"a":1}"#,
+            &[1],                            // thread
+            &[1],                            // priority -1, zigzag
+            &[0x80, 0xde, 0xa0, 0xcb, 0x05], // 1.5 s in ns
+            &[2],                            // retries
+            &[0x80, 0xe2, 0xcf, 0xaa, 0x06], // created, s
+            &[5],                            // created, ns
+            &[1],
+            &id(2),
+            &[1],
+            &id(3),
+            &[1, 1, b'k', 1, b'v'], // headers
+            &[3],                   // attempt
+            &[0xac, 0x02],          // 300 ms
+        ]
+        .concat();
+        assert_eq!(body(&ParentMessage::Execute { seq: 1, request }), expected);
+
+        // Every reply, and the other child messages.
+        let returned = Returned {
+            success: false,
+            data: Value::Null,
+            error_message: Some("m".to_owned()),
+            error_kind: Some(ErrorKind::BusinessFailure),
+            permanent: true,
+        };
+        let reply = |reply: Reply<Returned>| body(&ChildMessage::<_, ()>::Reply { seq: 2, reply });
+        assert_eq!(reply(Reply::Returned(returned)), [1, 2, 0, 0, 0, 1, 1, b'm', 1, 1, 1]);
+        let error = Reply::Error { message: "m".to_owned(), permanent: true };
+        assert_eq!(reply(error), [1, 2, 1, 1, b'm', 1]);
+        assert_eq!(reply(Reply::Panicked { message: "m".to_owned() }), [1, 2, 2, 1, b'm']);
+        assert_eq!(reply(Reply::TimedOut), [1, 2, 3]);
+        let refused = Reply::Refused { kind: ErrorKind::InvalidInput, message: "m".to_owned() };
+        assert_eq!(reply(refused), [1, 2, 4, 7, 1, b'm']);
+        assert_eq!(body(&ChildMessage::<(), u8>::Publish { seq: 2, event: 9 }), [0, 2, 9]);
+        let panic = crate::corelet::PanicInfo { message: "m".to_owned(), location: None, backtrace: None };
+        assert_eq!(body(&ChildMessage::<(), ()>::Panic { seq: 2, panic }), [2, 2, 1, b'm', 0, 0]);
+        assert_eq!(body(&ChildMessage::<(), ()>::TooLarge { seq: 2, len: 3, limit: 4 }), [3, 2, 3, 4]);
+        assert_eq!(body(&ParentMessage::<()>::Shutdown), [1]);
+    }
+}
