@@ -58,6 +58,8 @@ enum ReceiveError {
     Frame(FrameError),
     /// A frame arrived but is not a message.
     Decode(DecodeError),
+    /// A frame arrived that is a greeting, not a message: postcard's error would not say so.
+    Hello,
 }
 
 impl Corelet {
@@ -115,6 +117,8 @@ impl Corelet {
             Err(ReceiveError::Frame(FrameError::Cut)) => "the pool was killed before it greeted".to_owned(),
             Err(ReceiveError::Frame(error)) => format!("its greeting was a {error}"),
             Err(ReceiveError::Decode(error)) => format!("its greeting was garbage: {error}"),
+            // Not made here: the greeting is decoded as such above.
+            Err(ReceiveError::Hello) => "it greeted oddly".to_owned(),
         };
         corelet.kill();
         Err(StartError::handshake(program.to_owned(), reason))
@@ -202,6 +206,10 @@ impl Corelet {
                     return Err(self.crashed(deadline));
                 }
                 Err(ReceiveError::Frame(_)) => return Err(self.crashed(deadline)),
+                Err(ReceiveError::Hello) => {
+                    let reason = "the child sent `hello` during a request".to_owned();
+                    return Err(self.broke_protocol(reason));
+                }
                 Err(ReceiveError::Decode(error)) => {
                     let reason = format!("the child sent an undecodable message: {error}");
                     return Err(self.broke_protocol(reason));
@@ -307,7 +315,10 @@ impl Corelet {
         Pub: DeserializeOwned,
     {
         let body = self.channel.read_frame(deadline).map_err(ReceiveError::Frame)?;
-        message::decode(&body).map_err(ReceiveError::Decode)
+        message::decode(&body).map_err(|error| match message::decode_greeting(&body) {
+            Ok(Greeting::Hello { .. }) => ReceiveError::Hello,
+            Err(_) => ReceiveError::Decode(error),
+        })
     }
 
     /// Kills the group after a missed deadline.
