@@ -180,12 +180,25 @@ fn throughput(c: &mut Criterion) {
     bus.shutdown();
 }
 
-/// The bytes of a corelet request for `event` as the parent sends them: a 4-byte big-endian
-/// length, then the JSON message.
+/// A frame as large as the corelet request the parent sends for `event`: a 4-byte big-endian
+/// length, then the `execute` message in postcard, laid out as `corelet/message.rs`,
+/// `mode/corelet/wire.rs` and `event/compact.rs` write it (the id as 16 bytes, the data as
+/// JSON text, enums as variant indices; a fresh event has no links or headers).
 fn request_frame(event: &Event) -> Vec<u8> {
-    let body =
-        json!({"execute": {"seq": 1, "request": {"event": event, "attempt": 1, "timeout_ms": 30_000}}});
-    let body = serde_json::to_vec(&body).expect("an event serializes");
+    let created = event.created_at().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let id = event.id();
+    let compact = (
+        id.as_uuid().as_bytes().as_slice(),
+        event.event_type(),
+        event.data().to_string(),
+        event.mode() as u32,
+        event.priority(),
+        event.timeout().as_nanos() as u64,
+        event.retry_count(),
+        (created.as_secs(), created.subsec_nanos()),
+        (None::<()>, None::<()>, std::collections::BTreeMap::<String, String>::new()),
+    );
+    let body = postcard::to_stdvec(&(0_u32, 1_u64, (compact, 1_u32, 30_000_u64))).expect("encodes");
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     frame
