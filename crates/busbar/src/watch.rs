@@ -33,8 +33,12 @@ pub(crate) const WATCH_FOR: Duration = Duration::from_micros(50);
 ///
 /// Between rounds the thread yields its CPU rather than spinning in place: when the thread it
 /// waits for shares that CPU, it runs at once.
-pub(crate) fn watch_briefly(mut ready: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
+pub(crate) fn watch_briefly(ready: impl FnMut() -> bool) -> bool {
+    watch_briefly_from(Instant::now(), ready)
+}
+
+/// [`watch_briefly`] for a caller that has just read the clock: the window runs from `started`.
+pub(crate) fn watch_briefly_from(started: Instant, mut ready: impl FnMut() -> bool) -> bool {
     loop {
         if ready() {
             return true;
@@ -72,6 +76,17 @@ pub(crate) struct WatchHabit {
 impl WatchHabit {
     /// [`watch_briefly`] if watching has paid off lately; `false` at once if not.
     pub(crate) fn watch(&mut self, ready: impl FnMut() -> bool) -> bool {
+        self.due() && self.record(watch_briefly(ready))
+    }
+
+    /// [`watch`](Self::watch) for a caller that has just read the clock (`now`).
+    pub(crate) fn watch_from(&mut self, now: Instant, ready: impl FnMut() -> bool) -> bool {
+        self.due() && self.record(watch_briefly_from(now, ready))
+    }
+
+    /// Whether to watch this time: always while watching pays, one wait in [`PROBE_EVERY`]
+    /// once it has stopped paying.
+    fn due(&mut self) -> bool {
         if self.misses >= GIVE_UP_AFTER {
             self.skipped += 1;
             if self.skipped < PROBE_EVERY {
@@ -79,7 +94,11 @@ impl WatchHabit {
             }
             self.skipped = 0;
         }
-        let found = watch_briefly(ready);
+        true
+    }
+
+    /// Counts a watch that `found` what it watched for, or not; returns `found`.
+    fn record(&mut self, found: bool) -> bool {
         self.misses = if found { 0 } else { self.misses.saturating_add(1) };
         found
     }

@@ -30,13 +30,17 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
 
 fn round_trip(run: &Run<'_>) -> Result<Row, Error> {
     let round_trips = run.size(5_000, 100);
-    let reps = run.size(5, 3);
+    let reps = run.size(7, 3);
     let bus = corelet_bus(1)?;
     let frame = request_frame(&corelet_event())?;
     let mut pipe = EchoChild::spawn()?;
-    // Warm-up, which also starts the corelet.
-    busbar_latency(&bus, 50)?;
-    floor_latency(&mut pipe, &frame, 50)?;
+    // Warm-up, which also starts the corelet. For a while after a child starts, the scheduler
+    // often runs it on its parent's vCPU, and each round trip then costs two context switches
+    // (about 4 µs instead of 3 for busbar: the parent's nonvoluntary switches rise from none to
+    // one per round trip) until it moves one of them; each side runs long enough for that first.
+    let warm_up = Duration::from_millis(run.size(300, 20) as u64);
+    for_at_least(warm_up, || busbar_latency(&bus, 100).map(drop))?;
+    for_at_least(warm_up, || floor_latency(&mut pipe, &frame, 100).map(drop))?;
     let (ours, floors) = run.alternate(
         reps,
         || busbar_latency(&bus, round_trips),
@@ -110,11 +114,23 @@ fn request_frame(event: &Event) -> Result<Vec<u8>, Error> {
     echo::frame(&corelet_wire::request_body(event)?)
 }
 
+/// Calls `step` until `duration` has passed.
+fn for_at_least(duration: Duration, mut step: impl FnMut() -> Result<(), Error>) -> Result<(), Error> {
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        step()?;
+    }
+    Ok(())
+}
+
+/// Times `publish` → `wait` of each event; the event is built before the clock starts, as the
+/// floor's frame is.
 fn busbar_latency(bus: &EventBus, round_trips: usize) -> Result<Latency, Error> {
     let mut samples = Vec::with_capacity(round_trips);
     for _ in 0..round_trips {
+        let event = corelet_event();
         let start = Instant::now();
-        let result = bus.publish(corelet_event())?.wait();
+        let result = bus.publish(event)?.wait();
         samples.push(micros(start.elapsed()));
         expect_success(&result)?;
     }

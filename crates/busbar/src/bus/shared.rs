@@ -367,8 +367,10 @@ impl Shared {
         }
         let pushed = match wake {
             Wake::Now => self.pool.queue.push(job, admission),
-            Wake::Deferred => self.pool.queue.push_deferred(job, admission).inspect(|()| {
-                self.pool.watchdog().expect_deferred();
+            Wake::Deferred => self.pool.queue.push_deferred(job, admission).map(|schedule_sweep| {
+                if schedule_sweep {
+                    self.pool.watchdog().expect_deferred();
+                }
             }),
         };
         match pushed {

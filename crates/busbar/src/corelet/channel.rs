@@ -260,12 +260,13 @@ fn watch_for_bytes(
     deadline: Option<Instant>,
     habit: &mut WatchHabit,
 ) -> Option<Result<usize, FrameError>> {
-    if deadline.is_some_and(|deadline| deadline.saturating_duration_since(Instant::now()) < watch::WATCH_FOR)
-    {
+    // One clock read for the check and the watch's window.
+    let now = Instant::now();
+    if deadline.is_some_and(|deadline| deadline.saturating_duration_since(now) < watch::WATCH_FOR) {
         return None;
     }
     let mut watched = None;
-    habit.watch(|| {
+    habit.watch_from(now, || {
         watched = read_now(read, dst).transpose();
         watched.is_some()
     });

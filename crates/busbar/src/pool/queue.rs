@@ -140,6 +140,10 @@ struct State {
     /// A job was pushed without waking a worker ([`push_deferred`](JobQueue::push_deferred))
     /// since the watchdog's last [`sweep_deferred`](JobQueue::sweep_deferred).
     deferred: bool,
+    /// The watchdog sweeps within a period: from a deferred push that scheduled a sweep until a
+    /// sweep finds no reason to sweep again. A deferred push meanwhile schedules nothing (see
+    /// [`push_deferred`](JobQueue::push_deferred)).
+    sweeping: bool,
     /// When the last sweep counted.
     last_sweep: Option<Instant>,
     /// Jobs that a waiter took to run itself ([`take_if_next`](JobQueue::take_if_next)) and
@@ -173,6 +177,7 @@ impl JobQueue {
                 wakeups_pending: 0,
                 waiting_publishers: 0,
                 deferred: false,
+                sweeping: false,
                 last_sweep: None,
                 lent_out: 0,
             }),
@@ -192,22 +197,26 @@ impl JobQueue {
     // would cost an allocation, not save one.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job, admission: Admission) -> Result<(), PushError> {
-        self.push_waking(job, admission, true)
+        self.push_waking(job, admission, true).map(drop)
     }
 
     /// [`push`](Self::push) without waking a sleeping worker: for a job that the thread about to
     /// wait for it will most likely take and run itself (a corelet event, see `bus::RunHere`).
     /// Waking a worker for it cost a futex wake-up per event, and the woken thread competed
     /// with the corelet child for a vCPU. A job nobody takes is started by the watchdog's next
-    /// [`sweep_deferred`](Self::sweep_deferred), which the caller must arrange (see
-    /// `Watchdog::expect_deferred`).
+    /// [`sweep_deferred`](Self::sweep_deferred).
+    ///
+    /// Returns `true` if the caller must have the watchdog sweep soon (see
+    /// `Watchdog::expect_deferred`); `false` while sweeps are under way already, which saves
+    /// each push in a series a clock read and a look at the watchdog's plan.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn push_deferred(&self, job: Job, admission: Admission) -> Result<(), PushError> {
+    pub(crate) fn push_deferred(&self, job: Job, admission: Admission) -> Result<bool, PushError> {
         self.push_waking(job, admission, false)
     }
 
+    /// Returns whether a sweep must be scheduled (only ever for a deferred push).
     #[allow(clippy::result_large_err)]
-    fn push_waking(&self, job: Job, admission: Admission, may_wake: bool) -> Result<(), PushError> {
+    fn push_waking(&self, job: Job, admission: Admission, may_wake: bool) -> Result<bool, PushError> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -225,13 +234,14 @@ impl JobQueue {
         }
         state.lanes.push(job);
         self.count(&state);
+        let schedule_sweep = !may_wake && !std::mem::replace(&mut state.sweeping, true);
         state.deferred |= !may_wake;
         let wake = claim_sleepers(&mut state, usize::from(may_wake));
         // Notified after unlocking, so that the woken worker does not block at once on the
         // lock we still hold (a second futex wait and wake per event).
         drop(state);
         self.wake(wake);
-        Ok(())
+        Ok(schedule_sweep)
     }
 
     /// Wakes `count` workers claimed with [`claim_sleepers`], after the lock is released.
@@ -312,7 +322,10 @@ impl JobQueue {
         let sleeping = state.idle_workers.saturating_sub(state.wakeups_pending);
         let too_soon = state.last_sweep.is_some_and(|at| now < at + period / 2);
         if too_soon {
-            return state.deferred || (state.lanes.len > 0 && sleeping > 0);
+            let again = state.deferred || (state.lanes.len > 0 && sleeping > 0);
+            // Under the lock: a deferred push after this sees `false` and schedules a sweep.
+            state.sweeping = again;
+            return again;
         }
         let deferred = std::mem::take(&mut state.deferred);
         // The jobs queued at the last sweep already and still queued, counted per lane: not
@@ -322,6 +335,7 @@ impl JobQueue {
         state.last_sweep = Some(now);
         let wake = claim_sleepers(&mut state, stale);
         let again = deferred || (state.lanes.len > 0 && sleeping > wake);
+        state.sweeping = again;
         drop(state);
         self.wake(wake);
         again
@@ -480,6 +494,29 @@ mod tests {
     /// `sweep_deferred` at `n` periods after `start`.
     fn sweep_at(queue: &JobQueue, start: std::time::Instant, n: u32) -> bool {
         queue.sweep_deferred(start + PERIOD * n, PERIOD)
+    }
+
+    /// Only the first deferred push of a series has the watchdog scheduled: the sweeps go on
+    /// while deferred pushes come, and the first push after they stop schedules again.
+    #[test]
+    fn a_deferred_push_schedules_a_sweep_only_when_none_is_under_way() {
+        let queue = JobQueue::new(10);
+        let start = std::time::Instant::now();
+        assert!(queue.push_deferred(job(0), Admission::Block).expect("room"), "the first schedules");
+        assert!(!queue.push_deferred(job(0), Admission::Block).expect("room"), "sweeps are due");
+        assert!(sweep_at(&queue, start, 0), "deferred pushes came: sweep again");
+        assert!(!queue.push_deferred(job(0), Admission::Block).expect("room"), "still under way");
+        assert!(queue.push(job(0), Admission::Block).is_ok());
+        drop(queue.drain());
+        assert!(sweep_at(&queue, start, 1), "a deferred push came since the last sweep");
+        assert!(!sweep_at(&queue, start, 2), "nothing queued, nothing pushed: the sweeps stop");
+        assert!(queue.push_deferred(job(0), Admission::Block).expect("room"), "so this schedules");
+        assert!(sweep_at(&queue, start, 3), "the push above");
+        drop(queue.drain());
+        // A rescan too soon to count (the watchdog was told of a deadline) that finds no reason
+        // to sweep again stops them too.
+        assert!(!sweep_at(&queue, start, 3));
+        assert!(queue.push_deferred(job(0), Admission::Block).expect("room"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What a corelet request and its reply carry, between busbar's two sides of the channel.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,8 +18,8 @@ use crate::result::{ErrorKind, EventResult};
 pub(super) struct Request<'a> {
     pub(super) event: CompactRef<'a>,
     pub(super) attempt: u32,
-    /// Time left until the attempt's deadline. The child runs on its own clock, so the parent
-    /// sends a duration, not an instant; the parent enforces the real deadline by killing.
+    /// The attempt's timeout. The child runs on its own clock, so the parent sends a duration,
+    /// not an instant; the parent enforces the real deadline by killing.
     pub(super) timeout_ms: u64,
 }
 
@@ -32,10 +32,13 @@ pub(super) struct OwnedRequest {
 }
 
 impl<'a> Request<'a> {
-    /// A request to run attempt `attempt` of `event`, which must end by `deadline`.
-    pub(super) fn new(event: &'a Event, attempt: u32, deadline: Instant) -> Self {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+    /// A request to run attempt `attempt` of `event`, which starts now.
+    ///
+    /// The attempt's deadline is its start plus the event's timeout, and it started
+    /// microseconds ago: the child is sent the timeout itself rather than the time left,
+    /// which would cost a clock read for a difference below the message's millisecond unit.
+    pub(super) fn new(event: &'a Event, attempt: u32) -> Self {
+        let timeout_ms = u64::try_from(event.timeout().as_millis()).unwrap_or(u64::MAX);
         Request { event: CompactRef(event), attempt, timeout_ms }
     }
 }
