@@ -80,6 +80,12 @@ impl EventContext {
         EventContext { event: EventSlot::Shared(event), bus: BusSlot::Own(bus), attempt, deadline }
     }
 
+    /// The context of an attempt whose caller has no use for the event afterwards (a corelet
+    /// child): it owns the event, which saves sharing it (an allocation and a copy).
+    pub(crate) fn with_owned_event(event: Event, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
+        EventContext { event: EventSlot::Owned(event), bus: BusSlot::Own(bus), attempt, deadline }
+    }
+
     /// The context of a sync event's first attempt; it owns the event and borrows the bus.
     pub(crate) fn owning(event: Event, bus: LentBus, deadline: Instant) -> Self {
         EventContext { event: EventSlot::Owned(event), bus: BusSlot::Lent(bus), attempt: 1, deadline }

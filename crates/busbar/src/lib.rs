@@ -258,9 +258,12 @@
 //! - **Limits** per child come from [`CoreletConfig`]: address space, CPU seconds, open files,
 //!   niceness; a child is retired after a number of events, above a resident size, or when idle.
 //!   Children die with the program (a parent-death signal and end-of-file on their channel).
-//! - **Data** travels as JSON on pipes of its own, so a handler may print freely. An event
-//!   larger than [`max_frame_size`](CoreletConfig::max_frame_size) fails with a clear
-//!   [`InvalidInput`](ErrorKind::InvalidInput) result instead of reaching a child.
+//! - **Data** travels on pipes of its own, so a handler may print freely: messages in a compact
+//!   binary form, an event's and a result's data as JSON text inside them. An event larger than
+//!   [`max_frame_size`](CoreletConfig::max_frame_size) fails with a clear
+//!   [`InvalidInput`](ErrorKind::InvalidInput) result instead of reaching a child. Data nested
+//!   deeper than JSON's parser takes (about 128 levels) is refused where it would be read: an
+//!   event by the child, as `InvalidInput`; a handler's result fails the attempt permanently.
 //! - **Follow-up events** a handler publishes through its context are sent to the parent and
 //!   published on its bus, with correlation and causation ids. Their result stays there: the
 //!   handle the child gets is already resolved, as [`Unsupported`](ErrorKind::Unsupported). A

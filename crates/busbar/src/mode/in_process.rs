@@ -42,6 +42,23 @@ pub(crate) fn run(
     run_in_context(shared, handlers, registration, &ctx).0
 }
 
+/// [`run`] for a caller that owns `event` and has no use for it afterwards (a corelet child):
+/// the attempt's context takes it instead of a shared copy.
+pub(crate) fn run_owned(
+    shared: &Arc<Shared>,
+    handlers: &mut HandlerSource<'_>,
+    registration: Option<&Registration>,
+    event: Event,
+    attempt: u32,
+    deadline: Instant,
+) -> Outcome {
+    let Some(registration) = registration else {
+        return no_handler(&event);
+    };
+    let ctx = EventContext::with_owned_event(event, EventBus::internal(shared), attempt, deadline);
+    run_in_context(shared, handlers, registration, &ctx).0
+}
+
 /// Runs one attempt with a context the caller built (a sync publisher builds one context for
 /// all attempts of its event, holding the event itself rather than a shared copy of it).
 ///

@@ -22,12 +22,13 @@ use crate::context::EventContext;
 use crate::error::ParseModeError;
 use crate::event::Event;
 use crate::factory::Registration;
+use crate::result::ErrorKind;
 
 pub use corelet::corelet_main;
 pub(crate) use corelet::forward_from_child;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use corelet::{decode_request, outcome_of_answer, ChildAnswer};
-pub(crate) use in_process::{run as run_in_process, HandlerSource};
+pub(crate) use in_process::{run_owned as run_in_process_owned, HandlerSource};
 
 /// Where an event's handler runs.
 ///
@@ -116,6 +117,11 @@ impl ExecutionMode {
         !matches!(self, Self::Sync)
     }
 
+    /// Returns `true` if the handler runs in this process (`Sync`, `Thread`).
+    pub(crate) const fn runs_in_process(self) -> bool {
+        matches!(self, Self::Sync | Self::Thread)
+    }
+
     /// Returns `true` if the attempt enforces its own deadline by killing a process.
     ///
     /// The pool's watchdog steps in only for cooperative attempts; for hard ones it is a
@@ -168,8 +174,35 @@ pub(crate) fn run_attempt(
         ExecutionMode::Sync | ExecutionMode::Thread => {
             in_process::run(shared, handlers, registration, event, attempt, deadline)
         }
+        ExecutionMode::Corelet | ExecutionMode::Cmd => run_elsewhere(shared, event, attempt, deadline),
+    }
+}
+
+/// [`run_attempt`] for an event that runs in another process (`Corelet`, `Cmd`). Such an
+/// attempt only reads the event, so a caller that holds it lends it rather than share it: a
+/// waiter running its own corelet event saves an allocation and a copy per round trip.
+pub(crate) fn run_attempt_elsewhere(
+    shared: &Arc<Shared>,
+    event: &Event,
+    attempt: u32,
+    deadline: Instant,
+) -> Outcome {
+    let _entered = attempt_span(event, attempt).entered();
+    if shared.is_killed() {
+        return Outcome::Cancelled;
+    }
+    run_elsewhere(shared, event, attempt, deadline)
+}
+
+fn run_elsewhere(shared: &Arc<Shared>, event: &Event, attempt: u32, deadline: Instant) -> Outcome {
+    match event.mode() {
         ExecutionMode::Corelet => corelet::run_attempt(shared, event, attempt, deadline),
         ExecutionMode::Cmd => cmd::run_attempt(shared, event, deadline),
+        // Not reached: callers pass only events for which `runs_in_process` is false.
+        ExecutionMode::Sync | ExecutionMode::Thread => Outcome::refused(
+            ErrorKind::Internal,
+            "busbar bug: an in-process event was run as one that runs in another process",
+        ),
     }
 }
 

@@ -125,21 +125,23 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
     // As on a worker: a panic here (a bug in busbar, not a handler's) would lose the job and
     // leave `join()` waiting for it forever.
     let abort = AbortIfPanic;
-    let (mut job, event) = job.share_event();
+    let mut job = job;
     let started = Instant::now();
     let attempt = job.attempts_made + 1;
-    let deadline = attempt::deadline_from(started, event.timeout());
-    let registration = job.registration.clone();
-    let outcome = mode::run_attempt(
-        shared,
-        &mut HandlerSource::Caller,
-        registration.as_deref(),
-        &event,
-        attempt,
-        deadline,
-    );
+    let deadline = attempt::deadline_from(started, job.event().timeout());
+    // Waiters run only corelet events (`bus::RunHere`), whose attempt reads the event where the
+    // job holds it; an in-process one would need it shared.
+    let outcome = if job.event().mode().runs_in_process() {
+        let (shared_job, event) = job.share_event();
+        job = shared_job;
+        let registration = job.registration.clone();
+        let handlers = &mut HandlerSource::Caller;
+        mode::run_attempt(shared, handlers, registration.as_deref(), &event, attempt, deadline)
+    } else {
+        mode::run_attempt_elsewhere(shared, job.event(), attempt, deadline)
+    };
     job.attempts_made = attempt;
-    match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
+    match attempt::judge(shared, job.event(), attempt, job.max_attempts, outcome) {
         Verdict::Final(result) => {
             shared.resolve(job, result, Some(started));
             shared.give_back(None);

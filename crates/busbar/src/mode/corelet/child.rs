@@ -89,13 +89,13 @@ impl ChildWorker {
         let deadline = attempt::deadline_after(timeout);
         let shared: &Arc<Shared> = self.bus.shared();
         let registration = shared.factory().lookup(event.event_type());
-        let event = Arc::new(event);
         let _span = mode::attempt_span(&event, attempt).entered();
-        mode::run_in_process(
+        // The context takes the event: nothing here needs it after the attempt.
+        mode::run_in_process_owned(
             shared,
             &mut HandlerSource::Worker(&mut self.handlers),
             registration.as_deref(),
-            &event,
+            event,
             attempt,
             deadline,
         )

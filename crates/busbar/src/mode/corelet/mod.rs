@@ -28,12 +28,7 @@ use crate::result::ErrorKind;
 /// Runs one attempt of a corelet event in a child of the bus's corelet pool.
 ///
 /// The deadline is hard: the pool kills the child's process group when it passes.
-pub(crate) fn run_attempt(
-    shared: &Arc<Shared>,
-    event: &Arc<Event>,
-    attempt: u32,
-    deadline: Instant,
-) -> Outcome {
+pub(crate) fn run_attempt(shared: &Arc<Shared>, event: &Event, attempt: u32, deadline: Instant) -> Outcome {
     let pool = match shared.corelets() {
         Ok(pool) => pool,
         Err(message) => return Outcome::Crashed(message.to_owned()),
