@@ -163,13 +163,9 @@ pub(crate) fn run_attempt(
     attempt: u32,
     deadline: Instant,
 ) -> Outcome {
-    let _entered = attempt_span(event, attempt).entered();
-    // The last moment to honour `shutdown_now` before a program or child starts: a worker (or
-    // waiter) may have taken the job just before the bus was killed. In-process attempts check
-    // again in `run_in_context`, which the sync path reaches without this seam.
-    if shared.is_killed() {
+    let Some(_entered) = enter_attempt(shared, event, attempt) else {
         return Outcome::Cancelled;
-    }
+    };
     match event.mode() {
         ExecutionMode::Sync | ExecutionMode::Thread => {
             in_process::run(shared, handlers, registration, event, attempt, deadline)
@@ -187,11 +183,20 @@ pub(crate) fn run_attempt_elsewhere(
     attempt: u32,
     deadline: Instant,
 ) -> Outcome {
-    let _entered = attempt_span(event, attempt).entered();
-    if shared.is_killed() {
+    let Some(_entered) = enter_attempt(shared, event, attempt) else {
         return Outcome::Cancelled;
-    }
+    };
     run_elsewhere(shared, event, attempt, deadline)
+}
+
+/// Enters the attempt's tracing span, or returns `None` if the bus was killed.
+///
+/// The last moment to honour `shutdown_now` before a program or child starts: a worker (or
+/// waiter) may have taken the job just before the bus was killed. In-process attempts check
+/// again in `run_in_context`, which the sync path reaches without this seam.
+fn enter_attempt(shared: &Shared, event: &Event, attempt: u32) -> Option<tracing::span::EnteredSpan> {
+    let entered = attempt_span(event, attempt).entered();
+    (!shared.is_killed()).then_some(entered)
 }
 
 fn run_elsewhere(shared: &Arc<Shared>, event: &Event, attempt: u32, deadline: Instant) -> Outcome {
