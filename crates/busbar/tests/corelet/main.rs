@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         Check { name: "waiter_runs_its_event", run: run_here::waiter_runs_its_event },
         Check { name: "waiters_retry_outlives_shutdown", run: run_here::waiters_retry_outlives_shutdown },
         Check { name: "unwaited_events_start", run: run_here::unwaited_events_start },
+        Check { name: "child_deadline_after_a_wait", run: run_here::child_deadline_after_a_wait },
     ])
 }
 
@@ -78,6 +79,13 @@ fn handlers() -> EventFactory {
         })
     });
     factory.register_event_type("exit", || handler_fn(|_| std::process::exit(3)));
+    factory.register_event_type("budget", || {
+        handler_fn(|ctx| {
+            let ms = ctx.event().data()["sleep_ms"].as_u64().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(EventResult::success_with(json!({"remaining_ms": ctx.remaining().as_millis() as u64})))
+        })
+    });
     factory.register_event_type("hog", || handler_fn(|_| hog()));
     factory.register_event_type("spin", || handler_fn(spin));
     factory.register_event_type("hang", || handler_fn(hang));

@@ -214,3 +214,30 @@ pub(crate) fn unwaited_events_start() {
     }
     bus.shutdown();
 }
+
+/// An attempt that waits for a free child tells the child the time left after the wait: the
+/// child's `ctx.remaining()` must not promise time that the parent's kill at the deadline
+/// takes away (it was told the whole timeout, a second more than was left here).
+pub(crate) fn child_deadline_after_a_wait() {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = EventBus::builder().threads(2).factory(handlers()).corelet(config).build().expect("valid");
+    assert!(bus.publish(corelet("echo")).expect("accepted").wait().success);
+    let busy = bus.publish(corelet("budget").with_data(json!({"sleep_ms": 1000}))).expect("accepted");
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let second =
+        bus.publish(corelet("budget").with_timeout(Duration::from_secs(3))).expect("accepted").wait();
+    let waited = start.elapsed();
+    let parent_left = Duration::from_secs(3).saturating_sub(waited);
+    assert!(second.success, "{second:?}");
+    assert!(busy.wait().success);
+    assert!(waited > Duration::from_millis(500), "the second event waited for the busy child");
+    let child_left = second.data["remaining_ms"].as_u64().expect("remaining");
+    assert!(
+        u128::from(child_left) <= parent_left.as_millis() + 50,
+        "the child believes it has {child_left} ms left, the parent kills it in {} ms",
+        parent_left.as_millis()
+    );
+    bus.shutdown();
+}

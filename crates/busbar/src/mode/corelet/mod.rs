@@ -33,7 +33,7 @@ pub(crate) fn run_attempt(shared: &Arc<Shared>, event: &Event, attempt: u32, dea
         Ok(pool) => pool,
         Err(message) => return Outcome::Crashed(message.to_owned()),
     };
-    let request = Request::new(event, attempt);
+    let request = Request::new(event, attempt, deadline);
     let parent = ParentLink::of(event);
     let mut on_publish = |published: CompactEvent| publish_for_child(shared, parent, published);
     outcome_of_answer(pool.execute::<_, Reply<ReturnedOwned>, CompactEvent>(

@@ -75,7 +75,8 @@ fn child_messages() -> Vec<(&'static str, Vec<Vec<u8>>)> {
 /// What a parent may send, by seed name.
 fn parent_messages() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let event = full_event();
-    let execute = body(&ParentMessage::Execute { seq: 1, request: Request::new(&event, 1) });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    let execute = body(&ParentMessage::Execute { seq: 1, request: Request::new(&event, 1, deadline) });
     let shutdown = body(&ParentMessage::<()>::Shutdown);
     vec![("execute", vec![execute.clone()]), ("execute_shutdown", vec![execute, shutdown])]
 }

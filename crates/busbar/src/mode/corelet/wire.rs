@@ -1,8 +1,8 @@
 //! What a corelet request and its reply carry, between busbar's two sides of the channel.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::attempt::Outcome;
@@ -18,9 +18,37 @@ use crate::result::{ErrorKind, EventResult};
 pub(super) struct Request<'a> {
     pub(super) event: CompactRef<'a>,
     pub(super) attempt: u32,
-    /// The attempt's timeout. The child runs on its own clock, so the parent sends a duration,
+    /// The time left until the attempt's deadline, in milliseconds (rounded down), as of when
+    /// the request is encoded. The child runs on its own clock, so the parent sends a duration,
     /// not an instant; the parent enforces the real deadline by killing.
-    pub(super) timeout_ms: u64,
+    pub(super) timeout_ms: TimeLeft,
+}
+
+/// A deadline that serializes as the whole milliseconds left until it.
+///
+/// Read when the request is encoded, which is after the pool found a child for it: an attempt
+/// may wait there for a busy child or for a new one to start, for any part of its timeout.
+/// Sending the event's timeout instead told the child it had all of it, so that a handler
+/// pacing itself by `ctx.remaining()` was killed rather than finishing in time.
+pub(super) enum TimeLeft {
+    Until(Instant),
+    /// A fixed number of milliseconds, for tests of the encoding.
+    #[cfg(test)]
+    Exactly(u64),
+}
+
+impl Serialize for TimeLeft {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ms = match self {
+            TimeLeft::Until(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            }
+            #[cfg(test)]
+            TimeLeft::Exactly(ms) => *ms,
+        };
+        serializer.serialize_u64(ms)
+    }
 }
 
 /// A request as the child reads it.
@@ -32,14 +60,9 @@ pub(super) struct OwnedRequest {
 }
 
 impl<'a> Request<'a> {
-    /// A request to run attempt `attempt` of `event`, which starts now.
-    ///
-    /// The attempt's deadline is its start plus the event's timeout, and it started
-    /// microseconds ago: the child is sent the timeout itself rather than the time left,
-    /// which would cost a clock read for a difference below the message's millisecond unit.
-    pub(super) fn new(event: &'a Event, attempt: u32) -> Self {
-        let timeout_ms = u64::try_from(event.timeout().as_millis()).unwrap_or(u64::MAX);
-        Request { event: CompactRef(event), attempt, timeout_ms }
+    /// A request to run attempt `attempt` of `event`, which must end by `deadline`.
+    pub(super) fn new(event: &'a Event, attempt: u32, deadline: Instant) -> Self {
+        Request { event: CompactRef(event), attempt, timeout_ms: TimeLeft::Until(deadline) }
     }
 }
 
@@ -219,7 +242,7 @@ mod tests {
             "headers": {"k": "v"}
         }))
         .expect("an event");
-        let request = Request { event: CompactRef(&event), attempt: 3, timeout_ms: 300 };
+        let request = Request { event: CompactRef(&event), attempt: 3, timeout_ms: TimeLeft::Exactly(300) };
         let id = |n: u8| [&[16][..], &[0; 15], &[n]].concat();
         let expected = [
             &[0, 1][..], // execute, seq 1
