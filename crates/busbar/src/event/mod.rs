@@ -431,7 +431,13 @@ pub(crate) fn timeout_from_secs(seconds: f64) -> Result<Duration, String> {
             MAX_TIMEOUT.as_secs()
         ));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    let timeout = Duration::from_secs_f64(seconds);
+    // A positive number of seconds below one nanosecond would become a zero `Duration`,
+    // which no event may carry.
+    if timeout.is_zero() {
+        return Err(format!("timeout must be at least one nanosecond (1e-9 seconds), found {seconds}"));
+    }
+    Ok(timeout)
 }
 
 #[cfg(test)]
@@ -455,5 +461,17 @@ mod tests {
         assert!(!valid("\u{2003}", DEFAULT_TIMEOUT), "a Unicode space is whitespace too");
         assert!(!valid("a", Duration::ZERO));
         assert!(!valid("a", MAX_TIMEOUT + Duration::from_nanos(1)));
+    }
+
+    /// Found by fuzzing: a timeout far below a nanosecond passed the "greater than zero"
+    /// check and became a zero `Duration`, so an event was read that no check accepts.
+    #[test]
+    fn a_timeout_below_a_nanosecond_is_refused_where_it_is_read() {
+        let error = timeout_from_secs(4e-15).expect_err("rounds to zero");
+        assert!(error.contains("at least one nanosecond"), "{error}");
+        assert_eq!(timeout_from_secs(1e-9), Ok(Duration::from_nanos(1)));
+        let input = r#"{"event_type":"ud","timeout":0.0000000000000040}"#;
+        let error = serde_json::from_str::<Event>(input).expect_err("refused");
+        assert!(error.to_string().contains("at least one nanosecond"), "{error}");
     }
 }
