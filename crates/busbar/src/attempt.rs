@@ -132,6 +132,12 @@ pub(crate) fn finish_at(
     result.event_id = event.id();
     result.attempts = attempts;
     result.duration = ended.saturating_duration_since(started);
+    if result.success {
+        // The kind is the bus's to set, and only on failures: a handler (or a corelet child)
+        // that returned a success carrying one must not hand out a result that says both.
+        result.error_kind = None;
+        result.permanent = false;
+    }
     result
 }
 

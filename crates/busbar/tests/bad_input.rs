@@ -224,3 +224,25 @@ fn builder() {
     let err = EventBus::builder().queue_capacity(0).build().unwrap_err();
     assert!(err.to_string().contains("`queue_capacity` must be at least 1"), "{err}");
 }
+
+/// `error_kind` is public, but the bus's to set: a success a handler returned with one set is
+/// delivered as a plain success, not as a result that says both (found by fuzzing the corelet
+/// child's replies).
+#[test]
+fn a_success_carrying_an_error_kind_is_a_plain_success() {
+    let bus = EventBus::builder().threads(1).build().unwrap();
+    bus.subscribe(
+        "confused",
+        handler_fn(|_| {
+            let mut result = EventResult::success();
+            result.error_kind = Some(busbar::ErrorKind::Timeout);
+            Ok(result)
+        }),
+    );
+    for mode in [ExecutionMode::Sync, ExecutionMode::Thread] {
+        let result = bus.publish(Event::new("confused").with_mode(mode)).unwrap().wait();
+        assert!(result.success, "{mode}: {result:?}");
+        assert_eq!(result.error_kind, None, "{mode}: {result:?}");
+    }
+    bus.shutdown();
+}
