@@ -2,6 +2,7 @@
 //! and a watchdog for attempts that overrun their deadline.
 
 mod job;
+mod lanes;
 mod queue;
 mod slot;
 mod watchdog;

@@ -1,12 +1,13 @@
 //! The bounded priority queue between publishers and workers.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
 use super::job::Job;
+use super::lanes::Lanes;
 use crate::watch;
 
 /// How a push treats a full queue.
@@ -28,104 +29,12 @@ pub(crate) enum PushError {
     Closed(Job),
 }
 
-/// Jobs per chunk of a lane.
+/// What the lock guards.
 ///
-/// A lane grows by chunks rather than by doubling one buffer: a growing backlog never copies
-/// the jobs already queued (a job holds its event inline, so copies are not cheap), and a
-/// drained backlog frees its chunks.
-const CHUNK: usize = 256;
-
-/// Jobs by priority: one FIFO lane per priority in use, highest priority first.
-///
-/// A binary heap of jobs moved large entries through `log n` cache-cold levels on every push
-/// and pop: with a million queued events, throughput fell to a sixth of its small-queue value.
-/// Lanes make push and pop O(1) in the queue's length (O(log p) in the number of distinct
-/// priorities, which is small) and read memory sequentially; FIFO among equals comes free.
-#[derive(Default)]
-struct Lanes {
-    lanes: BTreeMap<Reverse<i32>, Lane>,
-    len: usize,
-    /// The last lane that emptied and the last chunk that emptied, kept for reuse.
-    ///
-    /// When workers keep up, the queue empties after nearly every push: without these, every
-    /// event allocated a lane on the publisher's thread and freed it on a worker's. Those
-    /// cross-thread frees contend on the allocator's lock (glibc's arena lock), which made
-    /// thread-mode throughput swing between runs. One of each bounds what is kept.
-    spare_lane: Lane,
-    spare_chunk: Option<VecDeque<Job>>,
-}
-
-/// One priority's jobs in order, in chunks of at most `CHUNK`; no chunk is empty.
-#[derive(Default)]
-struct Lane {
-    chunks: VecDeque<VecDeque<Job>>,
-    /// Of its jobs, the ones queued at the last counted sweep already: a prefix, as the lane
-    /// is FIFO (see `JobQueue::sweep_deferred`).
-    old: usize,
-}
-
-impl Lanes {
-    fn push(&mut self, job: Job) {
-        let spare_lane = &mut self.spare_lane;
-        let lane =
-            self.lanes.entry(Reverse(job.event().priority())).or_insert_with(|| std::mem::take(spare_lane));
-        match lane.chunks.back_mut() {
-            Some(chunk) if chunk.len() < CHUNK => chunk.push_back(job),
-            _ => {
-                let mut chunk = self.spare_chunk.take().unwrap_or_else(|| VecDeque::with_capacity(CHUNK));
-                chunk.push_back(job);
-                lane.chunks.push_back(chunk);
-            }
-        }
-        self.len += 1;
-    }
-
-    fn pop(&mut self) -> Option<Job> {
-        let mut lane = self.lanes.first_entry()?;
-        let state = lane.get_mut();
-        let chunk = state.chunks.front_mut()?;
-        let job = chunk.pop_front();
-        let emptied = chunk.is_empty();
-        // The old jobs are the lane's first ones.
-        state.old = state.old.saturating_sub(1);
-        let chunks = &mut state.chunks;
-        // Emptied chunks and lanes go, so that the first lane's first chunk always holds the
-        // next job; one of each is kept.
-        if emptied {
-            self.spare_chunk = chunks.pop_front();
-            if chunks.is_empty() {
-                self.spare_lane = lane.remove();
-            }
-        }
-        self.len -= 1;
-        job
-    }
-
-    /// The job `pop` would return next.
-    fn peek(&self) -> Option<&Job> {
-        self.lanes.first_key_value().and_then(|(_, lane)| lane.chunks.front()).and_then(VecDeque::front)
-    }
-
-    /// Jobs still queued that were queued at the last call already; all queued jobs count as
-    /// such at the next.
-    fn age(&mut self) -> usize {
-        self.lanes
-            .values_mut()
-            .map(|lane| {
-                let old = lane.old;
-                // Counted here, once a sweep period, rather than kept on every push and pop.
-                lane.old = lane.chunks.iter().map(VecDeque::len).sum();
-                old
-            })
-            .sum()
-    }
-
-    fn drain(&mut self) -> Vec<Job> {
-        self.len = 0;
-        std::mem::take(&mut self.lanes).into_values().flat_map(|lane| lane.chunks).flatten().collect()
-    }
-}
-
+/// `#[repr(C)]` with `lanes` first: a `Mutex` keeps its data after its lock word (data that
+/// may be unsized must come last), so the lock word and what a push or pop of a job changes
+/// share the queue's first cache line (see [`Lanes`]; a test checks the layout).
+#[repr(C)]
 struct State {
     lanes: Lanes,
     closed: bool,
@@ -157,7 +66,9 @@ struct State {
 ///
 /// The lock is held only to push or pop, never while a handler runs.
 pub(crate) struct JobQueue {
-    state: Mutex<State>,
+    /// Aligned to a cache line, so that its first line holds the lock word and the fields a
+    /// push and a pop change (see [`State`]).
+    state: CachePadded<Mutex<State>>,
     /// How many jobs are queued, as of the last change: read without the lock by a worker
     /// watching for work (see [`pop_after_work`](Self::pop_after_work)), which takes the lock
     /// once it sees one.
@@ -170,7 +81,7 @@ pub(crate) struct JobQueue {
 impl JobQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         JobQueue {
-            state: Mutex::new(State {
+            state: CachePadded::new(Mutex::new(State {
                 lanes: Lanes::default(),
                 closed: false,
                 idle_workers: 0,
@@ -180,7 +91,7 @@ impl JobQueue {
                 sweeping: false,
                 last_sweep: None,
                 lent_out: 0,
-            }),
+            })),
             queued: AtomicUsize::new(0),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -222,7 +133,7 @@ impl JobQueue {
             if state.closed {
                 return Err(PushError::Closed(job));
             }
-            if state.lanes.len < self.capacity || admission == Admission::Force {
+            if state.lanes.len() < self.capacity || admission == Admission::Force {
                 break;
             }
             if admission == Admission::Try {
@@ -233,13 +144,20 @@ impl JobQueue {
             state.waiting_publishers -= 1;
         }
         state.lanes.push(job);
-        self.count(&state);
+        let queued = state.lanes.len();
         let schedule_sweep = !may_wake && !std::mem::replace(&mut state.sweeping, true);
-        state.deferred |= !may_wake;
+        if !may_wake {
+            state.deferred = true;
+        }
         let wake = claim_sleepers(&mut state, usize::from(may_wake));
+        drop(state);
+        // Told after unlocking: a worker watching `queued` takes the lock as soon as it sees the
+        // job, and taking it while we still held it made both sides wait for the lock's cache
+        // line. (Racing pushes and pops may store their counts out of order; a watcher misled
+        // by one only takes the lock in vain, or sees the job when its watch ends.)
+        self.queued.store(queued, Ordering::Relaxed);
         // Notified after unlocking, so that the woken worker does not block at once on the
         // lock we still hold (a second futex wait and wake per event).
-        drop(state);
         self.wake(wake);
         Ok(schedule_sweep)
     }
@@ -270,13 +188,16 @@ impl JobQueue {
                 self.not_empty.notify_all();
                 return None;
             }
+            // A push's count, stored after its lock, may have been overtaken by a pop's: put
+            // it right for the watchers before sleeping.
+            self.count(&state);
             state.idle_workers += 1;
             state = self.not_empty.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.idle_workers -= 1;
             // Ours or spurious, this wake-up settles one pending: if it was another sleeper's,
             // that sleeper counts as not woken and the next push wakes it.
             state.wakeups_pending = state.wakeups_pending.saturating_sub(1);
-            if state.lanes.len == 0 && !state.closed {
+            if state.lanes.len() == 0 && !state.closed {
                 // Woken for a job that is gone already: a waiter took its own corelet event
                 // (`take_if_next`), or another worker was quicker. Such a waiter publishes its
                 // next event within microseconds, so watch for it as after a job rather than
@@ -322,7 +243,7 @@ impl JobQueue {
         let sleeping = state.idle_workers.saturating_sub(state.wakeups_pending);
         let too_soon = state.last_sweep.is_some_and(|at| now < at + period / 2);
         if too_soon {
-            let again = state.deferred || (state.lanes.len > 0 && sleeping > 0);
+            let again = state.deferred || (state.lanes.len() > 0 && sleeping > 0);
             // Under the lock: a deferred push after this sees `false` and schedules a sweep.
             state.sweeping = again;
             return again;
@@ -334,7 +255,7 @@ impl JobQueue {
         let stale = state.lanes.age();
         state.last_sweep = Some(now);
         let wake = claim_sleepers(&mut state, stale);
-        let again = deferred || (state.lanes.len > 0 && sleeping > wake);
+        let again = deferred || (state.lanes.len() > 0 && sleeping > wake);
         state.sweeping = again;
         drop(state);
         self.wake(wake);
@@ -345,7 +266,7 @@ impl JobQueue {
     /// job (another is ahead of it), so that it does not wait for the watchdog's sweep.
     pub(crate) fn wake_for_waiter(&self) {
         let mut state = self.lock();
-        let queued = state.lanes.len;
+        let queued = state.lanes.len();
         let wake = claim_sleepers(&mut state, queued.min(1));
         drop(state);
         self.wake(wake);
@@ -374,7 +295,7 @@ impl JobQueue {
         state.lent_out -= 1;
         let Some(job) = retry else {
             // The last one out of a closed, empty queue: the workers that stayed for it leave.
-            let release = state.closed && state.lent_out == 0 && state.lanes.len == 0;
+            let release = state.closed && state.lent_out == 0 && state.lanes.len() == 0;
             drop(state);
             if release {
                 self.not_empty.notify_all();
@@ -429,13 +350,13 @@ impl JobQueue {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().lanes.len
+        self.lock().lanes.len()
     }
 
     /// Publishes the queue's length to [`pop_after_work`](Self::pop_after_work)'s watchers.
     // Relaxed: a watcher only learns that it is worth taking the lock; the lock orders the rest.
     fn count(&self, state: &State) {
-        self.queued.store(state.lanes.len, Ordering::Relaxed);
+        self.queued.store(state.lanes.len(), Ordering::Relaxed);
     }
 
     // No user code runs under this lock and every update leaves the state consistent, so a
@@ -449,15 +370,19 @@ impl JobQueue {
 /// and returns how many: the caller wakes that many once it has released the lock.
 fn claim_sleepers(state: &mut State, wanted: usize) -> usize {
     let claimed = wanted.min(state.idle_workers.saturating_sub(state.wakeups_pending));
-    state.wakeups_pending += claimed;
+    // Written only if it changes: while workers keep up, none sleeps, and a write would take
+    // the cache line from the worker that reads it next.
+    if claimed > 0 {
+        state.wakeups_pending += claimed;
+    }
     claimed
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
+    use std::sync::Mutex;
 
-    use super::{Admission, Job, JobQueue};
+    use super::{Admission, Job, JobQueue, Lanes, State};
     use crate::event::Event;
     use crate::handle::EventHandle;
 
@@ -472,6 +397,19 @@ mod tests {
         let event = Event::new("t").with_priority(priority);
         let (_handle, reply) = EventHandle::pending(event.id());
         Job::new(event, None, reply)
+    }
+
+    /// The layout `State` is built for: a push or pop at the front changes only the cache line
+    /// that holds the lock word.
+    #[test]
+    fn the_lock_word_and_the_front_of_the_queue_share_a_cache_line() {
+        let queue = JobQueue::new(1);
+        let mutex = std::ptr::from_ref::<Mutex<State>>(&queue.state).addr();
+        let state = queue.lock();
+        let lanes = std::ptr::from_ref::<Lanes>(&state.lanes).addr();
+        assert_eq!(mutex % 64, 0, "the lock starts a cache line");
+        let end = lanes - mutex + Lanes::HOT_BYTES;
+        assert!(end <= 64, "the lock word's line ends at 64 bytes; the front's fields at {end}");
     }
 
     /// The watchdog's sweep period in these tests; sweeps are given their times explicitly.
@@ -818,7 +756,7 @@ mod tests {
 
     #[test]
     fn a_backlog_spanning_chunks_keeps_fifo_order_and_one_spare_chunk() {
-        use super::CHUNK;
+        use crate::pool::lanes::CHUNK;
         let queue = JobQueue::new(usize::MAX);
         let jobs = 3 * CHUNK + 1;
         let mut ids = Vec::with_capacity(jobs);
@@ -837,8 +775,8 @@ mod tests {
         let popped: Vec<_> = (0..ids.len()).map(|_| queue.pop().expect("queued").event().id()).collect();
         assert_eq!(popped, ids);
         let state = queue.lock();
-        assert!(state.lanes.lanes.is_empty());
-        let spare = state.lanes.spare_chunk.as_ref().map_or(0, VecDeque::capacity);
+        assert_eq!(state.lanes.shape(), [(0, 1)], "the front lane keeps its first chunk, and nothing else");
+        let spare = state.lanes.spare_capacity();
         assert!((1..2 * CHUNK).contains(&spare), "one chunk kept, not the backlog: {spare}");
     }
 }
