@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 use crate::result::{ErrorKind, EventResult};
 
 /// A snapshot of a bus's counters, from [`EventBus::stats`](crate::EventBus::stats).
@@ -77,7 +79,17 @@ pub struct BusStats {
 /// of a sync publish.
 #[derive(Default)]
 pub(crate) struct Counters {
-    published: AtomicU64,
+    /// Written by publishers only.
+    published: CachePadded<AtomicU64>,
+    /// Written by whoever resolves queued events (pool workers, mostly): on a cache line of
+    /// their own, so that a publisher and a worker do not take one line from each other for
+    /// every event.
+    results: CachePadded<ResultCounters>,
+    sync: CachePadded<SyncCounters>,
+}
+
+#[derive(Default)]
+struct ResultCounters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     timed_out: AtomicU64,
@@ -85,7 +97,6 @@ pub(crate) struct Counters {
     crashed: AtomicU64,
     cancelled: AtomicU64,
     retries: AtomicU64,
-    sync: SyncCounters,
 }
 
 /// Sync events accepted, and those of them that finished. Each of them is also counted in
@@ -135,25 +146,25 @@ impl Counters {
     pub(crate) fn record_result(&self, result: &EventResult) {
         self.record_retries(result);
         if result.success {
-            self.succeeded.fetch_add(1, Ordering::Relaxed);
+            self.results.succeeded.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.results.failed.fetch_add(1, Ordering::Relaxed);
         self.record_failure_kind(result);
     }
 
     fn record_retries(&self, result: &EventResult) {
         if result.attempts > 1 {
-            self.retries.fetch_add(u64::from(result.attempts - 1), Ordering::Relaxed);
+            self.results.retries.fetch_add(u64::from(result.attempts - 1), Ordering::Relaxed);
         }
     }
 
     fn record_failure_kind(&self, result: &EventResult) {
         let kind_counter = match result.error_kind {
-            Some(ErrorKind::Timeout) => &self.timed_out,
-            Some(ErrorKind::Panic) => &self.panicked,
-            Some(ErrorKind::Crashed) => &self.crashed,
-            Some(ErrorKind::Cancelled) => &self.cancelled,
+            Some(ErrorKind::Timeout) => &self.results.timed_out,
+            Some(ErrorKind::Panic) => &self.results.panicked,
+            Some(ErrorKind::Crashed) => &self.results.crashed,
+            Some(ErrorKind::Cancelled) => &self.results.cancelled,
             _ => return,
         };
         kind_counter.fetch_add(1, Ordering::Relaxed);
@@ -164,13 +175,14 @@ impl Counters {
         let sync = &self.sync;
         BusStats {
             published: self.published.load(Ordering::Relaxed) + sync.started.load(Ordering::Relaxed),
-            succeeded: self.succeeded.load(Ordering::Relaxed) + sync.succeeded.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed) + sync.failed.load(Ordering::Relaxed),
-            timed_out: self.timed_out.load(Ordering::Relaxed),
-            panicked: self.panicked.load(Ordering::Relaxed),
-            crashed: self.crashed.load(Ordering::Relaxed),
-            cancelled: self.cancelled.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
+            succeeded: self.results.succeeded.load(Ordering::Relaxed)
+                + sync.succeeded.load(Ordering::Relaxed),
+            failed: self.results.failed.load(Ordering::Relaxed) + sync.failed.load(Ordering::Relaxed),
+            timed_out: self.results.timed_out.load(Ordering::Relaxed),
+            panicked: self.results.panicked.load(Ordering::Relaxed),
+            crashed: self.results.crashed.load(Ordering::Relaxed),
+            cancelled: self.results.cancelled.load(Ordering::Relaxed),
+            retries: self.results.retries.load(Ordering::Relaxed),
             ..BusStats::default()
         }
     }

@@ -1,6 +1,7 @@
 //! [`EventBus`]: publish events, register handlers, wait, shut down.
 
 mod builder;
+mod flight;
 mod run_here;
 mod shared;
 

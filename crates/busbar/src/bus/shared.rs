@@ -5,6 +5,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
+use super::flight::Flight;
 use super::RunHere;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
@@ -32,7 +33,7 @@ pub(crate) struct Shared {
     killed: AtomicBool,
     /// Accepted queued events without a result yet. `join` waits for these and the sync events
     /// in flight (counted in `counters`, see [`Counters`]) to reach zero: see `in_flight()`.
-    in_flight: AtomicUsize,
+    flight: Flight,
     idle_lock: Mutex<()>,
     idle: Condvar,
     /// Threads in `join` waiting for `in_flight` to reach zero. Finishing an event wakes them
@@ -119,7 +120,7 @@ impl Shared {
             backoff,
             closed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
+            flight: Flight::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             joiners: AtomicUsize::new(0),
@@ -196,7 +197,7 @@ impl Shared {
     /// sync events start meanwhile.
     pub(crate) fn in_flight(&self) -> usize {
         let sync = usize::try_from(self.counters.sync_in_flight()).unwrap_or(usize::MAX);
-        self.in_flight.load(Ordering::SeqCst).saturating_add(sync)
+        self.flight.count().saturating_add(sync)
     }
 
     /// Identifies this bus in thread-local bookkeeping.
@@ -294,7 +295,7 @@ impl Shared {
         }
         // Counted before it can run, so `join` never misses it.
         if queued {
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.flight.enter();
         } else {
             self.counters.record_sync_started();
         }
@@ -407,7 +408,7 @@ impl Shared {
 
     /// Counts one accepted queued event as finished and wakes joiners if any wait.
     fn leave_flight(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.flight.leave();
         self.wake_joiners();
     }
 
