@@ -93,6 +93,27 @@ fn subscribe_shares() {
     assert_eq!(instances.len(), 1, "one instance for every thread and mode");
 }
 
+/// A worker that runs two types in turn keeps its instance of each: switching types builds
+/// nothing new.
+#[test]
+fn alternating_types_build_once_each() {
+    let built = Arc::new(AtomicUsize::new(0));
+    let factory = EventFactory::new();
+    for event_type in ["left", "right"] {
+        let counter = Arc::clone(&built);
+        factory.register_event_type(event_type, move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            handler_fn(|ctx| Ok(EventResult::success_with(ctx.event().event_type().into())))
+        });
+    }
+    let bus = EventBus::builder().threads(1).factory(factory).build().unwrap();
+    for n in 0..100 {
+        let event_type = if n % 2 == 0 { "left" } else { "right" };
+        assert_eq!(bus.publish(thread_event(event_type)).unwrap().wait().data, event_type);
+    }
+    assert_eq!(built.load(Ordering::SeqCst), 2, "one instance per type on the one worker");
+}
+
 #[test]
 fn reregister_replaces() {
     let bus = EventBus::builder().threads(2).build().unwrap();
