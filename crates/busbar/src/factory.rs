@@ -256,34 +256,134 @@ impl Registration {
     }
 }
 
-/// A pool worker's own handler instances: at most one per event type.
+/// Job references to the held registration dropped together (see
+/// [`HandlerCache::give_back`]).
+const SPENT_BATCH: usize = 64;
+
+/// A pool worker's own handler instances, at most one per event type, and the registration of
+/// the worker's last job.
+///
+/// A publisher takes a strong reference to the registration for each job it queues (see
+/// `Job::registration`). The worker used to take another for the attempt and to drop both
+/// afterwards, and to read the registration's serial to find its instance: every event moved
+/// the cache line of the reference count (and of the serial beside it) to the worker's CPU and
+/// back, two cache misses of a thread round trip. Now the worker holds one reference as long
+/// as its jobs keep coming for the same registration, lends that for each attempt (an `Rc`,
+/// counted without atomic operations), keeps its instance beside it (found by the
+/// registration's address, which the held reference keeps from being reused), and drops the
+/// jobs' own references in batches.
+///
+/// So a worker keeps the registration of its last job alive until it runs a job of another
+/// one, as it keeps its instance of every type it ran.
 #[derive(Default)]
 pub(crate) struct HandlerCache {
     handlers: HashMap<String, (u64, Rc<dyn EventHandler>), RandomState>,
-    /// The instance used last, with its registration's serial, looked at first: a worker
-    /// mostly runs events of one type in a row, and comparing serials spares hashing the
-    /// type's name, which lies in memory the publisher wrote (a cache miss for the worker).
-    last: Option<(u64, Rc<dyn EventHandler>)>,
+    held: Option<Held>,
+    /// Job references to the held registration, dropped when `SPENT_BATCH` are gathered or
+    /// when another registration is held.
+    spent: Vec<Arc<Registration>>,
+}
+
+/// The registration a worker holds (see [`HandlerCache`]).
+struct Held {
+    // An `Rc` around the `Arc` on purpose: lending it out is a plain increment on the worker's
+    // own heap, where cloning the `Arc` writes the count publishers write.
+    #[allow(clippy::redundant_allocation)]
+    registration: Rc<Arc<Registration>>,
+    /// Its instance, once an attempt asked for it.
+    handler: Option<Rc<dyn EventHandler>>,
 }
 
 impl HandlerCache {
+    /// A reference to `registration` (a job's) for an attempt to hold: the worker's own, if it
+    /// holds that registration already.
+    #[allow(clippy::redundant_allocation)] // see `Held::registration`
+    pub(crate) fn lend(&mut self, registration: &Arc<Registration>) -> Rc<Arc<Registration>> {
+        if let Some(held) = self.held.as_ref().filter(|held| Arc::ptr_eq(&held.registration, registration)) {
+            return Rc::clone(&held.registration);
+        }
+        // The spent references are to the registration held until now.
+        self.spent.clear();
+        let registration = Rc::new(Arc::clone(registration));
+        self.held = Some(Held { registration: Rc::clone(&registration), handler: None });
+        registration
+    }
+
+    /// Takes a resolved job's reference to its registration.
+    pub(crate) fn give_back(&mut self, registration: Arc<Registration>) {
+        // While the worker holds the registration, the job's reference can wait: dropping it
+        // now would write the count a publisher is about to write for its next job.
+        let held = self.held.as_ref().is_some_and(|held| Arc::ptr_eq(&held.registration, &registration));
+        if held && self.spent.len() < SPENT_BATCH {
+            self.spent.push(registration);
+        } else if held {
+            self.spent.clear();
+        }
+    }
+
     /// Returns this worker's instance for `registration`, building it on first use or when
     /// the type was registered anew.
     pub(crate) fn get(&mut self, event_type: &str, registration: &Registration) -> &dyn EventHandler {
-        let last = match self.last.take() {
-            Some(last) if last.0 == registration.serial => last,
-            _ => {
-                let stale =
-                    self.handlers.get(event_type).is_none_or(|(serial, _)| *serial != registration.serial);
-                if stale {
-                    let handler = Rc::from(registration.build());
-                    self.handlers.insert(event_type.to_owned(), (registration.serial, handler));
-                }
-                // Present: it was either fresh or inserted just above.
-                let (serial, handler) = &self.handlers[event_type];
-                (*serial, Rc::clone(handler))
+        let HandlerCache { handlers, held, .. } = self;
+        match held {
+            Some(held) if std::ptr::eq(Arc::as_ptr(&held.registration), registration) => {
+                &**held.handler.get_or_insert_with(|| Rc::clone(instance(handlers, event_type, registration)))
             }
-        };
-        &*self.last.insert(last).1
+            _ => &**instance(handlers, event_type, registration),
+        }
+    }
+}
+
+/// The instance for `registration` in `handlers`, built if the type has none or one of an
+/// earlier registration.
+fn instance<'a>(
+    handlers: &'a mut HashMap<String, (u64, Rc<dyn EventHandler>), RandomState>,
+    event_type: &str,
+    registration: &Registration,
+) -> &'a Rc<dyn EventHandler> {
+    let stale = handlers.get(event_type).is_none_or(|(serial, _)| *serial != registration.serial);
+    if stale {
+        handlers.insert(event_type.to_owned(), (registration.serial, Rc::from(registration.build())));
+    }
+    // Present: it was either fresh or inserted just above.
+    &handlers[event_type].1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{EventFactory, HandlerCache, SPENT_BATCH};
+    use crate::handler::handler_fn;
+    use crate::result::EventResult;
+
+    #[test]
+    fn a_worker_holds_one_reference_and_gives_the_jobs_back_in_batches() {
+        let factory = EventFactory::new();
+        factory.register_event_type("a", || handler_fn(|_| Ok(EventResult::success())));
+        factory.register_event_type("b", || handler_fn(|_| Ok(EventResult::success())));
+        let (a, b) = (factory.lookup("a").expect("a"), factory.lookup("b").expect("b"));
+        let mut cache = HandlerCache::default();
+        // The registry's reference and ours.
+        let outside = 2;
+        for jobs in 1..=SPENT_BATCH {
+            let job = Arc::clone(&a);
+            let lent = cache.lend(&job);
+            cache.get("a", &lent);
+            drop(lent);
+            cache.give_back(job);
+            assert_eq!(Arc::strong_count(&a), outside + 1 + jobs, "the worker's, and the jobs' spent ones");
+        }
+        // One more fills the batch: all the jobs' references go at once.
+        let job = Arc::clone(&a);
+        drop(cache.lend(&job));
+        cache.give_back(job);
+        assert_eq!(Arc::strong_count(&a), outside + 1);
+        // Another registration: the worker lets go of the first.
+        let job = Arc::clone(&b);
+        drop(cache.lend(&job));
+        cache.give_back(job);
+        assert_eq!(Arc::strong_count(&a), outside);
+        assert_eq!(Arc::strong_count(&b), outside + 2);
     }
 }

@@ -50,7 +50,7 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
 /// Runs the remaining attempts of `job`, unless the job is taken away mid-way.
 fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, job: Job) {
     let (mut job, event) = job.share_event();
-    let registration = job.registration.clone();
+    let registration = job.registration.as_ref().map(|registration| handlers.lend(registration));
     // One clock read serves as the start and as the first attempt's deadline base.
     let now = Instant::now();
     let (started, mut not_before) = match job.resume.take() {
@@ -94,7 +94,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         let outcome = mode::run_attempt(
             shared,
             &mut HandlerSource::Worker(handlers),
-            registration.as_deref(),
+            registration.as_deref().map(Arc::as_ref),
             &event,
             attempt,
             deadline,
@@ -106,7 +106,14 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         job = running.job;
         job.attempts_made = attempt;
         match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
-            Verdict::Final(result) => return shared.resolve(job, result, Some(started)),
+            Verdict::Final(result) => {
+                let registration = job.registration.take();
+                shared.resolve(job, result, Some(started));
+                if let Some(registration) = registration {
+                    handlers.give_back(registration);
+                }
+                return;
+            }
             Verdict::Retry(pause) => {
                 if !pause.is_zero() {
                     // Saturating: an absurd backoff (`Duration::MAX`) must not overflow here,
