@@ -31,10 +31,11 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     let note = format!(
         "a cache line's trip to another CPU and back (two threads answering each other through \
          one atomic, spinning) took {line_trip:.2} µs in this run. For every event, publisher \
-         and worker both write the queue (its lock, its lanes, their length), the in-flight \
-         count, the registration's reference count and the reply's oneshot; the floor's two \
-         threads share only their channel and the oneshot. The {added:.2} µs busbar adds to the floor's p50 \
-         is the time of {:.1} such trips",
+         and worker both write the queue's first cache line (its lock, its length, the ends of \
+         its front lane), the job's lines and the reply's oneshot, as the floor's two threads \
+         write their channel and the oneshot; on top of that the worker keeps the attempt's \
+         books (its deadline, the slot the watchdog looks at, the panic boundary, the result's \
+         duration). The {added:.2} µs busbar adds to the floor's p50 is the time of {:.1} such trips",
         added / line_trip.max(f64::MIN_POSITIVE),
     );
     let row = Row::new(
