@@ -131,6 +131,11 @@ impl EventFactory {
     }
 
     /// Removes the registration for `event_type`; returns `true` if there was one.
+    ///
+    /// Events of the type already published still run its handler. The registration (and
+    /// what its constructor captured) is dropped once the last of them has run and each
+    /// worker that ran one has moved on to another type or waits for work; a worker's own
+    /// handler instance of the type stays with the worker.
     pub fn unregister(&self, event_type: &str) -> bool {
         self.write(|registry| registry.remove(event_type)).is_some()
     }
@@ -274,7 +279,7 @@ const SPENT_BATCH: usize = 64;
 /// jobs' own references in batches.
 ///
 /// So a worker keeps the registration of its last job alive until it runs a job of another
-/// one, as it keeps its instance of every type it ran.
+/// one or waits for work ([`let_go`](Self::let_go)).
 #[derive(Default)]
 pub(crate) struct HandlerCache {
     handlers: HashMap<String, (u64, Rc<dyn EventHandler>), RandomState>,
@@ -307,6 +312,13 @@ impl HandlerCache {
         let registration = Rc::new(Arc::clone(registration));
         self.held = Some(Held { registration: Rc::clone(&registration), handler: None });
         registration
+    }
+
+    /// Lets go of the held registration and the jobs' references to it: for a worker about to
+    /// sleep, so that an unregistered type's registration does not outlive the work on it.
+    pub(crate) fn let_go(&mut self) {
+        self.held = None;
+        self.spent.clear();
     }
 
     /// Takes a resolved job's reference to its registration.

@@ -81,9 +81,9 @@ pub struct BusStats {
 pub(crate) struct Counters {
     /// Written by publishers only.
     published: CachePadded<AtomicU64>,
-    /// Written by whoever resolves queued events (pool workers, mostly): on a cache line of
-    /// their own, so that a publisher and a worker do not take one line from each other for
-    /// every event.
+    /// Written by whoever resolves queued events (pool workers, mostly; sync publishers too,
+    /// for retries and failure kinds): on a cache line of their own, so that a publisher and a
+    /// worker do not take one line from each other for every thread event.
     results: CachePadded<ResultCounters>,
     sync: CachePadded<SyncCounters>,
 }

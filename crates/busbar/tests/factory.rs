@@ -196,6 +196,31 @@ fn publishing_keeps_no_unregistered_handler_alive() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "the handler is gone with its registration");
 }
 
+/// The same for thread events: the workers that ran the type let go of its registration, and
+/// of what its constructor captured, once they wait for work.
+#[test]
+fn workers_keep_no_unregistered_registration_alive() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let bus = EventBus::builder().threads(2).build().unwrap();
+    let token = DropCounted(Arc::clone(&dropped));
+    bus.factory().register_event_type("counted", move || {
+        // The constructor captures `token`: it lives as long as the registration.
+        let _captured = &token;
+        handler_fn(|_| Ok(EventResult::success()))
+    });
+    for _ in 0..200 {
+        assert!(bus.publish(thread_event("counted")).unwrap().wait().success);
+    }
+    bus.join();
+    assert!(bus.factory().unregister("counted"));
+    // The workers let go when they next wait for work: a condition, with a generous bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dropped.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the registration is gone with the work on it");
+}
+
 #[test]
 fn a_new_factory_is_not_mistaken_for_a_dropped_one() {
     // Each bus (and factory) lives and dies in turn, so a later one may reuse an earlier

@@ -414,7 +414,7 @@ impl Shared {
 
     /// Wakes joiners after an event left flight, if they wait for what is left.
     fn wake_joiners(&self) {
-        // SeqCst on both sides (here: the caller's decrement, then load the joiner counts and
+        // SeqCst on both sides (here: the caller's count of a finish, then load the joiner counts and
         // the in-flight count; in `join`: increment a count, then load the in-flight count)
         // means at least one of us sees the other's write: either we wake the joiner, or the
         // joiner sees the new count. `in_flight()` may count events that start meanwhile; if

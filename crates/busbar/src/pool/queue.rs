@@ -31,9 +31,10 @@ pub(crate) enum PushError {
 
 /// What the lock guards.
 ///
-/// `#[repr(C)]` with `lanes` first: a `Mutex` keeps its data after its lock word (data that
-/// may be unsized must come last), so the lock word and what a push or pop of a job changes
-/// share the queue's first cache line (see [`Lanes`]; a test checks the layout).
+/// `#[repr(C)]` with `lanes` first: a `Mutex` keeps its data after its lock (data that may be
+/// unsized must come last), and on Linux that lock is a futex word held inline, so the lock
+/// word and what a push or pop of a job changes share the queue's first cache line (see
+/// [`Lanes`]; a test checks the layout on the platforms busbar is measured on).
 #[repr(C)]
 struct State {
     lanes: Lanes,
@@ -69,9 +70,11 @@ pub(crate) struct JobQueue {
     /// Aligned to a cache line, so that its first line holds the lock word and the fields a
     /// push and a pop change (see [`State`]).
     state: CachePadded<Mutex<State>>,
-    /// How many jobs are queued, as of the last change: read without the lock by a worker
+    /// How many jobs are queued, as of a recent change: read without the lock by a worker
     /// watching for work (see [`pop_after_work`](Self::pop_after_work)), which takes the lock
-    /// once it sees one.
+    /// once it sees one. A push stores it after unlocking, so it may briefly say jobs are
+    /// queued when none is (never the reverse while jobs wait): a watcher then takes the lock
+    /// in vain, and `pop` puts the count right before it sleeps.
     queued: AtomicUsize,
     not_empty: Condvar,
     not_full: Condvar,
@@ -145,8 +148,13 @@ impl JobQueue {
         }
         state.lanes.push(job);
         let queued = state.lanes.len();
-        let schedule_sweep = !may_wake && !std::mem::replace(&mut state.sweeping, true);
-        if !may_wake {
+        // Flags written only when they change: they lie on another cache line than the lanes',
+        // which a worker reads for every job.
+        let schedule_sweep = !may_wake && !state.sweeping;
+        if schedule_sweep {
+            state.sweeping = true;
+        }
+        if !may_wake && !state.deferred {
             state.deferred = true;
         }
         let wake = claim_sleepers(&mut state, usize::from(may_wake));
@@ -172,6 +180,12 @@ impl JobQueue {
     /// Takes the most urgent job, waiting for one; `None` once the queue is closed, empty,
     /// and no job lent to a waiter can come back.
     pub(crate) fn pop(&self) -> Option<Job> {
+        self.pop_or_sleep(None::<fn()>)
+    }
+
+    /// [`pop`](Self::pop), calling `before_sleep` (once, without the lock) before the first
+    /// time it would sleep for want of a job.
+    fn pop_or_sleep(&self, mut before_sleep: Option<impl FnOnce()>) -> Option<Job> {
         let mut state = self.lock();
         loop {
             if let Some(job) = state.lanes.pop() {
@@ -187,6 +201,14 @@ impl JobQueue {
                 drop(state);
                 self.not_empty.notify_all();
                 return None;
+            }
+            if let Some(before_sleep) = before_sleep.take() {
+                // Without the lock: it may drop user values (see `pop_after_work`). A job may
+                // come meanwhile, so look again.
+                drop(state);
+                before_sleep();
+                state = self.lock();
+                continue;
             }
             // A push's count, stored after its lock, may have been overtaken by a pop's: put
             // it right for the watchers before sleeping.
@@ -222,9 +244,13 @@ impl JobQueue {
     /// and watches after every job: one that had stopped watching slept through the corelet
     /// events whose waiters run them, and each had to wake it (pinned to one vCPU, corelet round
     /// trips took 6.8-7.5 µs with a habit here, 6.2-6.6 µs without).
-    pub(crate) fn pop_after_work(&self) -> Option<Job> {
+    ///
+    /// `before_sleep` runs if the worker is about to sleep: it lets go of what it held for
+    /// the jobs it ran (`HandlerCache::let_go`), which may drop a handler registration and the
+    /// user's values its constructor captured.
+    pub(crate) fn pop_after_work(&self, before_sleep: impl FnOnce()) -> Option<Job> {
         watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
-        self.pop()
+        self.pop_or_sleep(Some(before_sleep))
     }
 
     /// Wakes sleeping workers for jobs that were queued at the last sweep already and still
@@ -400,7 +426,9 @@ mod tests {
     }
 
     /// The layout `State` is built for: a push or pop at the front changes only the cache line
-    /// that holds the lock word.
+    /// that holds the lock word. (Where `CachePadded` aligns to less than a 64-byte line, or
+    /// std's mutex is not a word held inline, the layout is only slower, not wrong.)
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
     #[test]
     fn the_lock_word_and_the_front_of_the_queue_share_a_cache_line() {
         let queue = JobQueue::new(1);
@@ -676,21 +704,21 @@ mod tests {
     fn a_worker_back_from_a_job_takes_what_came_and_sleeps_when_nothing_does() {
         let queue = JobQueue::new(10);
         queue.push(job(3), Admission::Block).expect("room");
-        assert_eq!(queue.pop_after_work().map(|job| job.event().priority()), Some(3));
+        assert_eq!(queue.pop_after_work(|| {}).map(|job| job.event().priority()), Some(3));
         assert_eq!(
             queue.queued.load(std::sync::atomic::Ordering::Relaxed),
             0,
             "the watchers' count follows the queue"
         );
         std::thread::scope(|scope| {
-            let worker = scope.spawn(|| queue.pop_after_work().map(|job| job.event().priority()));
+            let worker = scope.spawn(|| queue.pop_after_work(|| {}).map(|job| job.event().priority()));
             // Nothing came while it watched: it went to sleep, where a push must wake it.
             wait_for_sleepers(&queue, 1);
             queue.push(job(4), Admission::Block).expect("room");
             assert_eq!(worker.join().expect("the worker returns"), Some(4));
         });
         queue.close();
-        assert!(queue.pop_after_work().is_none(), "closed and empty: no job, no hang");
+        assert!(queue.pop_after_work(|| {}).is_none(), "closed and empty: no job, no hang");
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
         if slot.is_retired() {
             break;
         }
-        next = queue.pop_after_work();
+        next = queue.pop_after_work(|| handlers.let_go());
     }
     std::mem::forget(abort);
 }
