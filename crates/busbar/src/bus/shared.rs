@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     flight: Flight,
     idle_lock: Mutex<()>,
     idle: Condvar,
-    /// Threads in `join` waiting for `in_flight` to reach zero. Finishing an event wakes them
+    /// Threads in `join` waiting for `in_flight()` to reach zero. Finishing an event wakes them
     /// only when it does, so neither the common case nor a draining queue costs a syscall per
     /// event.
     joiners: AtomicUsize,
@@ -279,7 +279,7 @@ impl Shared {
     /// Checks an event, links it to the handler running on this thread and counts it in
     /// flight: everything publishing does before the event can run.
     ///
-    /// A `queued` event is counted in `in_flight` and published once queued; any other runs on
+    /// A `queued` event is counted in `flight` and published once queued; any other runs on
     /// this thread at once and is counted as a started sync event (published and in flight).
     fn accept(&self, event: &mut Event, queued: bool) -> Result<Option<Arc<Registration>>, Rejection> {
         self.check(event)?;
