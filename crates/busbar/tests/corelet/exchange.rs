@@ -102,20 +102,28 @@ pub(crate) fn frame_limit() {
 /// An event nested beyond serde_json's recursion limit is refused with a clear error by the
 /// child, which serves on.
 pub(crate) fn too_deep() {
-    let mut config = config();
-    config.pool_size = Some(1);
-    let bus = bus(config);
-    let pid = echo_pid(&bus);
-    let result = run(&bus, corelet("echo").with_data(too_deep_data()).with_retry_count(2));
+    let event = corelet("echo").with_data(too_deep_data()).with_retry_count(2);
+    let result = fails_once_and_the_child_serves_on(event);
     assert_eq!(result.error_kind, Some(ErrorKind::InvalidInput), "{:?}", result.error_message);
     let message = result.error_message.as_deref().unwrap_or_default();
     assert!(
         message.contains("refused its request: the event's data is not valid JSON: recursion limit exceeded"),
         "{message}"
     );
-    assert_eq!(result.attempts, 1, "an event that cannot be decoded is not retried");
+}
+
+/// Runs `event` on a bus with one child and returns its result, checking that the failure
+/// was not retried and that the same child serves on.
+fn fails_once_and_the_child_serves_on(event: Event) -> EventResult {
+    let mut config = config();
+    config.pool_size = Some(1);
+    let bus = bus(config);
+    let pid = echo_pid(&bus);
+    let result = run(&bus, event);
+    assert_eq!(result.attempts, 1, "a failure that cannot go otherwise is not retried: {result:?}");
     assert_eq!(echo_pid(&bus), pid, "the same child serves on");
     bus.shutdown();
+    result
 }
 
 /// Data nested beyond serde_json's recursion limit (128).
@@ -131,11 +139,7 @@ pub(crate) fn deep_result(_ctx: &EventContext) -> HandlerResult {
 /// A result nested beyond serde_json's recursion limit is a permanent failure of the handler,
 /// with a clear error, and the child serves on.
 pub(crate) fn too_deep_result() {
-    let mut config = config();
-    config.pool_size = Some(1);
-    let bus = bus(config);
-    let pid = echo_pid(&bus);
-    let result = run(&bus, corelet("deep_result").with_retry_count(2));
+    let result = fails_once_and_the_child_serves_on(corelet("deep_result").with_retry_count(2));
     assert_eq!(result.error_kind, Some(ErrorKind::HandlerError), "{:?}", result.error_message);
     assert!(result.is_permanent(), "{result:?}");
     let message = result.error_message.as_deref().unwrap_or_default();
@@ -143,9 +147,6 @@ pub(crate) fn too_deep_result() {
         message.contains("the handler's result data is not valid JSON: recursion limit exceeded"),
         "{message}"
     );
-    assert_eq!(result.attempts, 1, "a result that cannot be delivered is not retried");
-    assert_eq!(echo_pid(&bus), pid, "the same child serves on");
-    bus.shutdown();
 }
 
 /// A string whose JSON encoding is exactly `encoded_len` bytes, quotes included.
