@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
+use std::mem::size_of;
 
 use super::job::Job;
 
@@ -31,6 +32,8 @@ pub(super) const CHUNK: usize = 256;
 pub(super) struct Lanes {
     /// Jobs queued, in all lanes.
     len: usize,
+    /// Jobs pushed since the queue was made (wrapping); less `len`, the jobs taken out.
+    pushed: usize,
     /// The lane of the most urgent priority queued, which `pop` takes from. While the queue is
     /// empty it is empty too, and keeps its priority and its chunk for the next push.
     front: Lane,
@@ -48,10 +51,11 @@ pub(super) struct Lanes {
 struct Lane {
     /// The first jobs, at most `CHUNK`. Empty only if the lane is.
     head: VecDeque<Job>,
-    /// Of its jobs, the ones queued at the last counted sweep already: a prefix, as the lane
-    /// is FIFO (see `JobQueue::sweep_deferred`).
-    old: usize,
     priority: i32,
+    /// Of its jobs, the ones queued at the last counted sweep already: a prefix, as the lane
+    /// is FIFO (see `JobQueue::sweep_deferred`). Past the first cache line: a pop only reads
+    /// it while it is zero, which it is between sweeps while workers keep up.
+    old: usize,
     /// The jobs after `head`'s, in chunks of at most `CHUNK`; no chunk is empty.
     rest: VecDeque<VecDeque<Job>>,
 }
@@ -59,6 +63,16 @@ struct Lane {
 impl Lanes {
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Jobs pushed since the queue was made (wrapping).
+    pub(super) fn pushed(&self) -> usize {
+        self.pushed
+    }
+
+    /// Jobs taken out since the queue was made (wrapping).
+    pub(super) fn taken(&self) -> usize {
+        self.pushed.wrapping_sub(self.len)
     }
 
     pub(super) fn push(&mut self, job: Job) {
@@ -79,18 +93,27 @@ impl Lanes {
                 .push(job, spare_chunk);
         }
         self.len += 1;
+        self.pushed = self.pushed.wrapping_add(1);
     }
 
     pub(super) fn pop(&mut self) -> Option<Job> {
-        let job = self.front.pop(&mut self.spare_chunk)?;
+        self.pop_hinting().map(|(job, _)| job)
+    }
+
+    /// [`pop`](Self::pop), also giving where the next pop will most likely read: the next
+    /// job's slot, or, if none is queued, the slot after this one, where the next push of the
+    /// same priority goes (see `super::prefetch`).
+    pub(super) fn pop_hinting(&mut self) -> Option<(Job, usize)> {
+        let (job, next) = self.front.pop(&mut self.spare_chunk)?;
         self.len -= 1;
         if self.front.head.is_empty() {
             if let Some((_, next)) = self.others.pop_first() {
                 let emptied = std::mem::replace(&mut self.front, next);
                 keep_spare(&mut self.spare_chunk, emptied.head);
+                return Some((job, self.front.head.front().map_or(0, address_of)));
             }
         }
-        Some(job)
+        Some((job, next))
     }
 
     /// The job `pop` would return next.
@@ -134,7 +157,7 @@ impl Lanes {
     }
 
     /// How many bytes from its start hold what pushing and popping a job at the front change:
-    /// the length, and the front lane's first chunk, count of old jobs and priority.
+    /// the counts, and the front lane's first chunk and priority.
     #[cfg(test)]
     pub(super) const HOT_BYTES: usize =
         std::mem::offset_of!(Lanes, front) + std::mem::offset_of!(Lane, priority) + size_of::<i32>();
@@ -173,17 +196,27 @@ impl Lane {
         }
     }
 
-    fn pop(&mut self, spare_chunk: &mut Option<VecDeque<Job>>) -> Option<Job> {
+    /// Takes the lane's first job; also gives where the next one is, or will be if the lane is
+    /// now empty.
+    fn pop(&mut self, spare_chunk: &mut Option<VecDeque<Job>>) -> Option<(Job, usize)> {
+        let at = address_of(self.head.front()?);
         let job = self.head.pop_front()?;
         // The old jobs are the lane's first ones.
-        self.old = self.old.saturating_sub(1);
+        if self.old > 0 {
+            self.old -= 1;
+        }
         if self.head.is_empty() {
             if let Some(next) = self.rest.pop_front() {
                 keep_spare(spare_chunk, std::mem::replace(&mut self.head, next));
             }
         }
-        Some(job)
+        let next = self.head.front().map_or(at + size_of::<Job>(), address_of);
+        Some((job, next))
     }
+}
+
+fn address_of(job: &Job) -> usize {
+    job as *const Job as usize
 }
 
 /// An empty chunk: the spare one if there is one.
@@ -200,7 +233,7 @@ fn keep_spare(spare_chunk: &mut Option<VecDeque<Job>>, chunk: VecDeque<Job>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Lanes, CHUNK};
+    use super::{address_of, Lanes, CHUNK};
     use crate::event::Event;
     use crate::handle::EventHandle;
     use crate::pool::job::Job;
@@ -245,6 +278,26 @@ mod tests {
         model.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
         assert_eq!(drained, model, "drained most urgent first, in order among equals");
         assert_eq!((lanes.len(), lanes.pop().is_none()), (0, true));
+    }
+
+    /// The hint a worker fetches before it next locks (see `super::super::prefetch`).
+    #[test]
+    fn a_pop_tells_where_the_next_job_lies_or_will_be_pushed() {
+        let mut lanes = Lanes::default();
+        lanes.push(job(0, 1));
+        lanes.push(job(0, 2));
+        let (_, next) = lanes.pop_hinting().expect("two queued");
+        assert_eq!(Some(next), lanes.peek().map(address_of), "the job queued next");
+        let (_, next) = lanes.pop_hinting().expect("one queued");
+        lanes.push(job(0, 3));
+        assert_eq!(Some(next), lanes.peek().map(address_of), "where the next push went");
+        // A more urgent lane moves to the front: the hint follows it.
+        lanes.push(job(5, 4));
+        lanes.push(job(5, 5));
+        let (_, next) = lanes.pop_hinting().expect("queued");
+        assert_eq!(Some(next), lanes.peek().map(address_of));
+        let (_, next) = lanes.pop_hinting().expect("queued");
+        assert_eq!(Some(next), lanes.peek().map(address_of), "the less urgent lane's job, now in front");
     }
 
     #[test]

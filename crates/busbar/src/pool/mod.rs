@@ -3,6 +3,7 @@
 
 mod job;
 mod lanes;
+mod prefetch;
 mod queue;
 mod slot;
 mod watchdog;

@@ -8,6 +8,7 @@ use crossbeam_utils::CachePadded;
 
 use super::job::Job;
 use super::lanes::Lanes;
+use super::prefetch;
 use crate::watch;
 
 /// How a push treats a full queue.
@@ -63,6 +64,16 @@ struct State {
     lent_out: usize,
 }
 
+/// What the workers tell each other without the lock.
+#[derive(Default)]
+struct Taken {
+    /// Jobs taken out in all (see `JobQueue::pushed`).
+    total: AtomicUsize,
+    /// Where the next job to take most likely lies, for the next worker that sees one pushed
+    /// to fetch before it locks (see `super::prefetch`); 0 if not known.
+    next_slot: AtomicUsize,
+}
+
 /// A bounded, priority-ordered, closable queue of jobs.
 ///
 /// The lock is held only to push or pop, never while a handler runs.
@@ -70,12 +81,20 @@ pub(crate) struct JobQueue {
     /// Aligned to a cache line, so that its first line holds the lock word and the fields a
     /// push and a pop change (see [`State`]).
     state: CachePadded<Mutex<State>>,
-    /// How many jobs are queued, as of a recent change: read without the lock by a worker
-    /// watching for work (see [`pop_after_work`](Self::pop_after_work)), which takes the lock
-    /// once it sees one. A push stores it after unlocking, so it may briefly say jobs are
-    /// queued when none is (never the reverse while jobs wait): a watcher then takes the lock
-    /// in vain, and `pop` puts the count right before it sleeps.
-    queued: AtomicUsize,
+    /// Jobs pushed in all, and taken out in all, as of recent changes: read without the lock
+    /// by a worker watching for work (see [`pop_after_work`](Self::pop_after_work)), which
+    /// takes the lock once `pushed` is ahead of `taken`.
+    ///
+    /// Two totals rather than one length, each on its own cache line and written only by its
+    /// own side: with one length, the worker's store after each pop took the line back from
+    /// the publisher, and its next locked instruction waited for that (x86 drains its store
+    /// buffer there). Now a worker's stores stay in its own cache.
+    ///
+    /// A push stores its total after unlocking, so racing pushes may store theirs out of
+    /// order, and a watcher may take the lock in vain or see a job only when its watch ends;
+    /// `pop` puts both totals right before it sleeps.
+    pushed: CachePadded<AtomicUsize>,
+    taken: CachePadded<Taken>,
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
@@ -95,7 +114,8 @@ impl JobQueue {
                 last_sweep: None,
                 lent_out: 0,
             })),
-            queued: AtomicUsize::new(0),
+            pushed: CachePadded::default(),
+            taken: CachePadded::default(),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
@@ -147,7 +167,7 @@ impl JobQueue {
             state.waiting_publishers -= 1;
         }
         state.lanes.push(job);
-        let queued = state.lanes.len();
+        let pushed = state.lanes.pushed();
         // Flags written only when they change: they lie on another cache line than the lanes',
         // which a worker reads for every job.
         let schedule_sweep = !may_wake && !state.sweeping;
@@ -159,11 +179,10 @@ impl JobQueue {
         }
         let wake = claim_sleepers(&mut state, usize::from(may_wake));
         drop(state);
-        // Told after unlocking: a worker watching `queued` takes the lock as soon as it sees the
+        // Told after unlocking: a worker watching `pushed` takes the lock as soon as it sees the
         // job, and taking it while we still held it made both sides wait for the lock's cache
-        // line. (Racing pushes and pops may store their counts out of order; a watcher misled
-        // by one only takes the lock in vain, or sees the job when its watch ends.)
-        self.queued.store(queued, Ordering::Relaxed);
+        // line. (See `pushed` for what stale totals cost.)
+        self.pushed.store(pushed, Ordering::Relaxed);
         // Notified after unlocking, so that the woken worker does not block at once on the
         // lock we still hold (a second futex wait and wake per event).
         self.wake(wake);
@@ -188,8 +207,9 @@ impl JobQueue {
     fn pop_or_sleep(&self, mut before_sleep: Option<impl FnOnce()>) -> Option<Job> {
         let mut state = self.lock();
         loop {
-            if let Some(job) = state.lanes.pop() {
-                self.count(&state);
+            if let Some((job, next_slot)) = state.lanes.pop_hinting() {
+                self.taken.total.store(state.lanes.taken(), Ordering::Relaxed);
+                self.taken.next_slot.store(next_slot, Ordering::Relaxed);
                 if state.waiting_publishers > 0 {
                     self.not_full.notify_one();
                 }
@@ -210,8 +230,8 @@ impl JobQueue {
                 state = self.lock();
                 continue;
             }
-            // A push's count, stored after its lock, may have been overtaken by a pop's: put
-            // it right for the watchers before sleeping.
+            // A push's total, stored after its lock, may have been overtaken by another's: put
+            // both right for the watchers before sleeping.
             self.count(&state);
             state.idle_workers += 1;
             state = self.not_empty.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -228,7 +248,7 @@ impl JobQueue {
                 // corelet child needs (`busbar bench --scenario corelet`: see the corelet
                 // README's "Costs").
                 drop(state);
-                watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
+                watch::watch_briefly(|| self.may_hold_jobs());
                 state = self.lock();
             }
         }
@@ -249,7 +269,9 @@ impl JobQueue {
     /// the jobs it ran (`HandlerCache::let_go`), which may drop a handler registration and the
     /// user's values its constructor captured.
     pub(crate) fn pop_after_work(&self, before_sleep: impl FnOnce()) -> Option<Job> {
-        watch::watch_briefly(|| self.queued.load(Ordering::Relaxed) > 0);
+        if watch::watch_briefly(|| self.may_hold_jobs()) {
+            prefetch::slot_to_read(self.taken.next_slot.load(Ordering::Relaxed));
+        }
         self.pop_or_sleep(Some(before_sleep))
     }
 
@@ -379,10 +401,19 @@ impl JobQueue {
         self.lock().lanes.len()
     }
 
-    /// Publishes the queue's length to [`pop_after_work`](Self::pop_after_work)'s watchers.
+    /// Publishes the queue's totals to [`pop_after_work`](Self::pop_after_work)'s watchers.
     // Relaxed: a watcher only learns that it is worth taking the lock; the lock orders the rest.
     fn count(&self, state: &State) {
-        self.queued.store(state.lanes.len(), Ordering::Relaxed);
+        self.pushed.store(state.lanes.pushed(), Ordering::Relaxed);
+        self.taken.total.store(state.lanes.taken(), Ordering::Relaxed);
+    }
+
+    /// Whether the totals say that jobs are queued (see `pushed` for how far to trust them).
+    fn may_hold_jobs(&self) -> bool {
+        let pushed = self.pushed.load(Ordering::Relaxed);
+        let taken = self.taken.total.load(Ordering::Relaxed);
+        // As a signed difference: a stale `pushed` may lag behind `taken`.
+        (pushed.wrapping_sub(taken) as isize) > 0
     }
 
     // No user code runs under this lock and every update leaves the state consistent, so a
@@ -705,11 +736,7 @@ mod tests {
         let queue = JobQueue::new(10);
         queue.push(job(3), Admission::Block).expect("room");
         assert_eq!(queue.pop_after_work(|| {}).map(|job| job.event().priority()), Some(3));
-        assert_eq!(
-            queue.queued.load(std::sync::atomic::Ordering::Relaxed),
-            0,
-            "the watchers' count follows the queue"
-        );
+        assert!(!queue.may_hold_jobs(), "the watchers' totals follow the queue");
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| queue.pop_after_work(|| {}).map(|job| job.event().priority()));
             // Nothing came while it watched: it went to sleep, where a push must wake it.
