@@ -4,6 +4,8 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use crossbeam_utils::CachePadded;
+
 use super::job::Job;
 
 /// The job a worker is busy with.
@@ -27,9 +29,12 @@ struct SlotState {
 }
 
 /// One worker's slot.
+///
+/// On cache lines of its own: the worker takes its lock twice per job, and an allocation of
+/// the publisher's that happened to share its line made that a trip to the publisher's CPU.
 #[derive(Default)]
 pub(crate) struct WorkerSlot {
-    state: Mutex<SlotState>,
+    state: CachePadded<Mutex<SlotState>>,
 }
 
 impl WorkerSlot {
