@@ -360,8 +360,8 @@ impl Shared {
             admission = Admission::Force;
         }
         if let Err(error) = self.pool.ensure_started(self) {
-            // Accepted, but nothing can run it: resolve it at once with the reason.
-            self.counters.record_published();
+            // Accepted (and so published), but nothing can run it: resolve it at once with the
+            // reason.
             let message = format!("could not start the bus's worker threads: {error}");
             self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
             return Ok(handle);
@@ -375,10 +375,8 @@ impl Shared {
             }),
         };
         match pushed {
-            Ok(()) => {
-                self.counters.record_published();
-                Ok(handle)
-            }
+            // Published: counted as such by `flight` since `accept` (see `Flight::published`).
+            Ok(()) => Ok(handle),
             Err(refused) => {
                 self.not_accepted();
                 let (was_full, job) = match refused {
@@ -434,7 +432,8 @@ impl Shared {
     /// It may be the last count: a `join` (a graceful shutdown's, say) that began in between
     /// waits for it to drop, so it wakes joiners exactly as a finished event does.
     fn not_accepted(&self) {
-        self.leave_flight();
+        self.flight.refuse();
+        self.wake_joiners();
     }
 
     /// Waits until every accepted event has its result, except those whose handlers are
@@ -554,7 +553,7 @@ impl Shared {
             queued: self.pool.queue.len() as u64,
             workers: self.pool.live_workers() as u64,
             replaced_workers: self.pool.replaced_workers(),
-            ..self.counters.snapshot()
+            ..self.counters.snapshot(self.flight.published())
         }
     }
 }
@@ -654,10 +653,7 @@ impl Shared {
         reserved: bool,
     ) -> Result<EventHandle, PublishError> {
         match self.scheduler.hold(self, job, at, reserved) {
-            Ok(()) => {
-                self.counters.record_published();
-                Ok(handle)
-            }
+            Ok(()) => Ok(handle),
             Err((job, Refusal::Closing)) => {
                 self.not_accepted();
                 Err(PublishError::ShutDown(Box::new(job.into_event())))
@@ -668,7 +664,6 @@ impl Shared {
             }
             Err((job, refusal @ Refusal::Spawn(_))) => {
                 // Accepted, but nothing can hold it: resolve it at once with the reason.
-                self.counters.record_published();
                 self.resolve(job, EventResult::failed(ErrorKind::Internal, refusal.to_string()), None);
                 Ok(handle)
             }
