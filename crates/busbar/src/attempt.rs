@@ -177,7 +177,7 @@ pub(crate) fn run_inline(
     // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
     // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
     let bus = unsafe { EventBus::lent(shared) };
-    let mut ctx = EventContext::owning(event, bus, deadline);
+    let mut ctx = EventContext::owning(event, bus, 1, deadline);
     loop {
         let (outcome, ended) = mode::run_sync_attempt(shared, registration, &ctx);
         let attempt = ctx.attempt();

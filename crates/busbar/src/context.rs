@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,42 +54,44 @@ use crate::handle::EventHandle;
 /// ```
 pub struct EventContext {
     event: EventSlot,
-    bus: BusSlot,
+    /// Lent by whoever runs the attempt, which holds the bus for longer than the context
+    /// lives: two atomic operations on its reference count per event saved.
+    bus: LentBus,
     attempt: u32,
     deadline: Instant,
 }
 
 /// How a context holds its event.
 enum EventSlot {
-    /// Shared with the job that queued it (Thread mode, corelet children).
-    Shared(Arc<Event>),
-    /// Owned by the context, which lives as long as the event (Sync mode): no allocation for
-    /// sharing it, which the sync path would pay on every publish.
+    /// Lent by the worker running the attempt, which shares the event with its job and holds
+    /// it for longer than the context lives (Thread mode). Like [`LentBus`], an `Arc` that
+    /// borrows its owner's reference count: a handler never sees the `Arc` itself, and
+    /// counting a reference for each attempt cost two atomic operations per event.
+    Lent(ManuallyDrop<Arc<Event>>),
+    /// Owned by the context, which lives as long as the event (Sync mode, corelet children):
+    /// no allocation for sharing it, which the sync path would pay on every publish.
     Owned(Event),
 }
 
-/// How a context holds its bus handle.
-enum BusSlot {
-    /// A handle of its own (Thread mode, corelet children).
-    Own(EventBus),
-    /// The publisher's, lent for as long as the context lives (Sync mode).
-    Lent(LentBus),
-}
-
 impl EventContext {
-    pub(crate) fn new(event: Arc<Event>, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
-        EventContext { event: EventSlot::Shared(event), bus: BusSlot::Own(bus), attempt, deadline }
+    /// The context of an attempt whose caller holds the event as well as the bus for longer
+    /// than the context lives (a pool worker): it borrows both.
+    ///
+    /// # Safety
+    ///
+    /// The context must be dropped before the caller's `event` is.
+    pub(crate) unsafe fn lending(event: &Arc<Event>, bus: LentBus, attempt: u32, deadline: Instant) -> Self {
+        // SAFETY: as in `EventBus::lent`: the pointer comes from a live `Arc`, the `Arc` made
+        // here is never dropped (`ManuallyDrop`) and so never gives back the count it borrows,
+        // and the caller guarantees that `event`'s count outlives it. Nothing clones it.
+        let event = ManuallyDrop::new(unsafe { Arc::from_raw(Arc::as_ptr(event)) });
+        EventContext { event: EventSlot::Lent(event), bus, attempt, deadline }
     }
 
-    /// The context of an attempt whose caller has no use for the event afterwards (a corelet
-    /// child): it owns the event, which saves sharing it (an allocation and a copy).
-    pub(crate) fn with_owned_event(event: Event, bus: EventBus, attempt: u32, deadline: Instant) -> Self {
-        EventContext { event: EventSlot::Owned(event), bus: BusSlot::Own(bus), attempt, deadline }
-    }
-
-    /// The context of a sync event's first attempt; it owns the event and borrows the bus.
-    pub(crate) fn owning(event: Event, bus: LentBus, deadline: Instant) -> Self {
-        EventContext { event: EventSlot::Owned(event), bus: BusSlot::Lent(bus), attempt: 1, deadline }
+    /// The context of an attempt whose caller has no use for the event afterwards: it owns
+    /// the event, which saves sharing it (an allocation and a copy), and borrows the bus.
+    pub(crate) fn owning(event: Event, bus: LentBus, attempt: u32, deadline: Instant) -> Self {
+        EventContext { event: EventSlot::Owned(event), bus, attempt, deadline }
     }
 
     /// Turns this into the context of the next attempt, which times out at `deadline`.
@@ -100,7 +103,7 @@ impl EventContext {
     /// Returns the event being processed.
     pub fn event(&self) -> &Event {
         match &self.event {
-            EventSlot::Shared(event) => event,
+            EventSlot::Lent(event) => event,
             EventSlot::Owned(event) => event,
         }
     }
@@ -111,10 +114,7 @@ impl EventContext {
     /// its last own handle, publishing through it is refused with
     /// [`PublishError::ShutDown`].
     pub fn event_bus(&self) -> &EventBus {
-        match &self.bus {
-            BusSlot::Own(bus) => bus,
-            BusSlot::Lent(bus) => bus,
-        }
+        &self.bus
     }
 
     /// Returns the attempt number: 1 for the first attempt, 2 for the first retry, and so on.

@@ -134,16 +134,11 @@ impl EventBus {
         Self::from_shared(shared)
     }
 
-    /// A non-owning handle for a handler's context.
-    pub(crate) fn internal(shared: &Arc<Shared>) -> Self {
-        EventBus { shared: Arc::clone(shared), owner: None }
-    }
-
     /// A non-owning handle that borrows the caller's reference count instead of taking one.
     ///
-    /// For the context of a sync event, which lives only while its publisher runs it: two
-    /// atomic operations on the bus's reference count per event are a measurable part of a
-    /// sync publish.
+    /// For the context of an attempt, which lives only while its caller (a sync publisher, a
+    /// pool worker) runs it: two atomic operations on the bus's reference count per event are
+    /// a measurable part of a sync publish.
     ///
     /// # Safety
     ///

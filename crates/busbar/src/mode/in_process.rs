@@ -38,7 +38,9 @@ pub(crate) fn run(
     let Some(registration) = registration else {
         return no_handler(event);
     };
-    let ctx = EventContext::new(Arc::clone(event), EventBus::internal(shared), attempt, deadline);
+    // SAFETY: `ctx` is a local of this function, which borrows `shared` and `event`
+    // throughout, and handlers only ever see `&ctx`: it is gone before either can be.
+    let ctx = unsafe { EventContext::lending(event, EventBus::lent(shared), attempt, deadline) };
     run_in_context(shared, handlers, registration, &ctx).0
 }
 
@@ -55,7 +57,9 @@ pub(crate) fn run_owned(
     let Some(registration) = registration else {
         return no_handler(&event);
     };
-    let ctx = EventContext::with_owned_event(event, EventBus::internal(shared), attempt, deadline);
+    // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
+    // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
+    let ctx = EventContext::owning(event, unsafe { EventBus::lent(shared) }, attempt, deadline);
     run_in_context(shared, handlers, registration, &ctx).0
 }
 
