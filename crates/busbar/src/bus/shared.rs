@@ -394,9 +394,16 @@ impl Shared {
     ///
     /// `started` is when its first attempt started, if one did.
     pub(crate) fn resolve(&self, job: Job, result: EventResult, started: Option<Instant>) {
-        let started =
-            started.or(job.resume.as_ref().map(|resume| resume.started)).unwrap_or_else(Instant::now);
-        let result = attempt::finish(result, job.event(), job.attempts_made, started);
+        let ended = Instant::now();
+        let started = started.or(job.resume.as_ref().map(|resume| resume.started)).unwrap_or(ended);
+        self.resolve_at(job, result, started, ended);
+    }
+
+    /// [`resolve`](Self::resolve) for a caller that knows when the job's first attempt
+    /// `started` and its last one `ended`: a worker reads the clock then anyway, to time the
+    /// attempt, and reading it again here cost a clock read per event.
+    pub(crate) fn resolve_at(&self, job: Job, result: EventResult, started: Instant, ended: Instant) {
+        let result = attempt::finish_at(result, job.event(), job.attempts_made, started, ended);
         self.counters.record_result(&result);
         // The receiver may be gone (handle dropped): the event still counts as finished.
         let _ = job.reply.send(result);

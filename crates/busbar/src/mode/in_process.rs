@@ -26,7 +26,7 @@ pub(crate) enum HandlerSource<'a> {
 /// panics fails the attempt like a handler that panics. A handler that returns after its
 /// deadline has timed out; its result is discarded (timeouts are cooperative, see
 /// [`EventContext`]). Once the bus is killed (`shutdown_now`), the attempt is cancelled
-/// without running the handler.
+/// without running the handler. Also returns when the attempt ended.
 pub(crate) fn run(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
@@ -34,14 +34,14 @@ pub(crate) fn run(
     event: &Arc<Event>,
     attempt: u32,
     deadline: Instant,
-) -> Outcome {
+) -> (Outcome, Instant) {
     let Some(registration) = registration else {
-        return no_handler(event);
+        return (no_handler(event), Instant::now());
     };
     // SAFETY: `ctx` is a local of this function, which borrows `shared` and `event`
     // throughout, and handlers only ever see `&ctx`: it is gone before either can be.
     let ctx = unsafe { EventContext::lending(event, EventBus::lent(shared), attempt, deadline) };
-    run_in_context(shared, handlers, registration, &ctx).0
+    run_in_context(shared, handlers, registration, &ctx)
 }
 
 /// [`run`] for a caller that owns `event` and has no use for it afterwards (a corelet child):

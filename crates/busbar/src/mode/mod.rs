@@ -155,6 +155,9 @@ impl FromStr for ExecutionMode {
 /// the worker's own cache on a pool thread, the registration's shared instance elsewhere. Every attempt
 /// runs inside a `busbar.attempt` tracing span carrying the event's id, type, mode, attempt
 /// and correlation id.
+///
+/// Also returns when the attempt ended, so that the caller can time the event without reading
+/// the clock again (an in-process attempt reads it anyway, to tell whether it overran).
 pub(crate) fn run_attempt(
     shared: &Arc<Shared>,
     handlers: &mut HandlerSource<'_>,
@@ -162,15 +165,17 @@ pub(crate) fn run_attempt(
     event: &Arc<Event>,
     attempt: u32,
     deadline: Instant,
-) -> Outcome {
+) -> (Outcome, Instant) {
     let Some(_entered) = enter_attempt(shared, event, attempt) else {
-        return Outcome::Cancelled;
+        return (Outcome::Cancelled, Instant::now());
     };
     match event.mode() {
         ExecutionMode::Sync | ExecutionMode::Thread => {
             in_process::run(shared, handlers, registration, event, attempt, deadline)
         }
-        ExecutionMode::Corelet | ExecutionMode::Cmd => run_elsewhere(shared, event, attempt, deadline),
+        ExecutionMode::Corelet | ExecutionMode::Cmd => {
+            (run_elsewhere(shared, event, attempt, deadline), Instant::now())
+        }
     }
 }
 

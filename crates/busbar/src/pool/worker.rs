@@ -91,7 +91,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
             if event.mode().has_hard_timeout() { deadline + HARD_TIMEOUT_BACKSTOP } else { deadline };
         slot.occupy(Running { job, attempt, watch_until: Some(watch_until), started });
         shared.pool().watchdog().watch(watch_until);
-        let outcome = mode::run_attempt(
+        let (outcome, ended) = mode::run_attempt(
             shared,
             &mut HandlerSource::Worker(handlers),
             registration.as_deref().map(Arc::as_ref),
@@ -108,7 +108,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
             Verdict::Final(result) => {
                 let registration = job.registration.take();
-                shared.resolve(job, result, Some(started));
+                shared.resolve_at(job, result, started, ended);
                 if let Some(registration) = registration {
                     handlers.give_back(registration);
                 }
@@ -143,7 +143,7 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
         job = shared_job;
         let registration = job.registration.clone();
         let handlers = &mut HandlerSource::Caller;
-        mode::run_attempt(shared, handlers, registration.as_deref(), &event, attempt, deadline)
+        mode::run_attempt(shared, handlers, registration.as_deref(), &event, attempt, deadline).0
     } else {
         mode::run_attempt_elsewhere(shared, job.event(), attempt, deadline)
     };
