@@ -5,9 +5,10 @@
 //! deadline only when it is earlier than the one it plans to wake at (`planned`), so in the
 //! common case (equal timeouts, later deadlines) starting an attempt costs no wake-up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::atomic::AtomicCell;
 
 use crate::bus::Shared;
 
@@ -17,9 +18,6 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How soon after a deferred push (`JobQueue::push_deferred`) the watchdog sweeps the queue;
 /// a corelet event that nobody waits for starts within two of these while workers sleep.
 pub(crate) const DEFERRED_START: Duration = Duration::from_millis(1);
-
-/// A `planned` value meaning "no wake-up planned".
-const NOT_PLANNED: u64 = u64::MAX;
 
 #[derive(Default)]
 struct WatchState {
@@ -31,10 +29,15 @@ struct WatchState {
 pub(crate) struct Watchdog {
     state: Mutex<WatchState>,
     wake: Condvar,
-    /// Nanoseconds since `epoch` at which the watchdog will next scan. While it scans, this is
-    /// `NOT_PLANNED`, so that a worker registering during the scan always marks it dirty.
-    planned: AtomicU64,
-    epoch: Instant,
+    /// When the watchdog will next scan, if it plans to. While it scans, this is `None`, so
+    /// that a worker registering during the scan always marks it dirty. (The worker's slot's
+    /// lock orders its registration against the scan, which reads the slots under their
+    /// locks.)
+    ///
+    /// An `AtomicCell` (a sequence lock for a value this size) rather than nanoseconds in an
+    /// `AtomicU64`: workers read it for every attempt, and converting their `Instant` to
+    /// nanoseconds cost more than the rest of the check.
+    planned: AtomicCell<Option<Instant>>,
 }
 
 impl Watchdog {
@@ -42,8 +45,7 @@ impl Watchdog {
         Watchdog {
             state: Mutex::new(WatchState::default()),
             wake: Condvar::new(),
-            planned: AtomicU64::new(NOT_PLANNED),
-            epoch: Instant::now(),
+            planned: AtomicCell::new(None),
         }
     }
 
@@ -54,7 +56,7 @@ impl Watchdog {
     /// it rescans before sleeping. If it plans to wake earlier, it rescans by then anyway and
     /// sees this slot.
     pub(crate) fn watch(&self, until: Instant) {
-        if self.nanos(until) < self.planned.load(Ordering::SeqCst) {
+        if self.planned.load().is_none_or(|planned| until < planned) {
             self.lock().dirty = true;
             self.wake.notify_one();
         }
@@ -73,11 +75,6 @@ impl Watchdog {
         self.wake.notify_one();
     }
 
-    fn nanos(&self, instant: Instant) -> u64 {
-        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos).unwrap_or(NOT_PLANNED - 1)
-    }
-
     fn lock(&self) -> MutexGuard<'_, WatchState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -93,7 +90,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
             return;
         }
         state.dirty = false;
-        watchdog.planned.store(NOT_PLANNED, Ordering::SeqCst);
+        watchdog.planned.store(None);
         drop(state);
 
         let now = Instant::now();
@@ -111,7 +108,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
         }
 
         state = watchdog.lock();
-        watchdog.planned.store(next.map_or(NOT_PLANNED, |next| watchdog.nanos(next)), Ordering::SeqCst);
+        watchdog.planned.store(next);
         if state.dirty || state.stopped {
             continue;
         }
