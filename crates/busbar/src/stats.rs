@@ -77,11 +77,10 @@ pub struct BusStats {
 /// failed. Such an event then costs two atomic operations (started, then succeeded) where
 /// counting it in flight, published, succeeded and out of flight would cost four, a large part
 /// of a sync publish.
-///
-/// Queued events published are counted by the bus's in-flight count (`Flight::published`),
-/// which publishers keep anyway.
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Written by publishers only.
+    published: CachePadded<AtomicU64>,
     /// Written by whoever resolves queued events (pool workers, mostly; sync publishers too,
     /// for retries and failure kinds): on a cache line of their own, so that a publisher and a
     /// worker do not take one line from each other for every thread event.
@@ -140,6 +139,10 @@ impl Counters {
         self.sync.started.load(Ordering::SeqCst).saturating_sub(finished)
     }
 
+    pub(crate) fn record_published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_result(&self, result: &EventResult) {
         self.record_retries(result);
         if result.success {
@@ -167,12 +170,11 @@ impl Counters {
         kind_counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters' snapshot, with `queued_published` queued events published.
-    pub(crate) fn snapshot(&self, queued_published: u64) -> BusStats {
+    pub(crate) fn snapshot(&self) -> BusStats {
         // Each sum is of counters that only grow, so it only grows too.
         let sync = &self.sync;
         BusStats {
-            published: queued_published + sync.started.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed) + sync.started.load(Ordering::Relaxed),
             succeeded: self.results.succeeded.load(Ordering::Relaxed)
                 + sync.succeeded.load(Ordering::Relaxed),
             failed: self.results.failed.load(Ordering::Relaxed) + sync.failed.load(Ordering::Relaxed),

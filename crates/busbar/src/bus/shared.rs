@@ -360,8 +360,8 @@ impl Shared {
             admission = Admission::Force;
         }
         if let Err(error) = self.pool.ensure_started(self) {
-            // Accepted (and so published), but nothing can run it: resolve it at once with the
-            // reason.
+            // Accepted, but nothing can run it: resolve it at once with the reason.
+            self.counters.record_published();
             let message = format!("could not start the bus's worker threads: {error}");
             self.resolve(job, EventResult::failed(ErrorKind::Internal, message), None);
             return Ok(handle);
@@ -375,8 +375,10 @@ impl Shared {
             }),
         };
         match pushed {
-            // Published: counted as such by `flight` since `accept` (see `Flight::published`).
-            Ok(()) => Ok(handle),
+            Ok(()) => {
+                self.counters.record_published();
+                Ok(handle)
+            }
             Err(refused) => {
                 self.not_accepted();
                 let (was_full, job) = match refused {
@@ -439,8 +441,7 @@ impl Shared {
     /// It may be the last count: a `join` (a graceful shutdown's, say) that began in between
     /// waits for it to drop, so it wakes joiners exactly as a finished event does.
     fn not_accepted(&self) {
-        self.flight.refuse();
-        self.wake_joiners();
+        self.leave_flight();
     }
 
     /// Waits until every accepted event has its result, except those whose handlers are
@@ -560,7 +561,7 @@ impl Shared {
             queued: self.pool.queue.len() as u64,
             workers: self.pool.live_workers() as u64,
             replaced_workers: self.pool.replaced_workers(),
-            ..self.counters.snapshot(self.flight.published())
+            ..self.counters.snapshot()
         }
     }
 }
@@ -660,7 +661,10 @@ impl Shared {
         reserved: bool,
     ) -> Result<EventHandle, PublishError> {
         match self.scheduler.hold(self, job, at, reserved) {
-            Ok(()) => Ok(handle),
+            Ok(()) => {
+                self.counters.record_published();
+                Ok(handle)
+            }
             Err((job, Refusal::Closing)) => {
                 self.not_accepted();
                 Err(PublishError::ShutDown(Box::new(job.into_event())))
@@ -671,6 +675,7 @@ impl Shared {
             }
             Err((job, refusal @ Refusal::Spawn(_))) => {
                 // Accepted, but nothing can hold it: resolve it at once with the reason.
+                self.counters.record_published();
                 self.resolve(job, EventResult::failed(ErrorKind::Internal, refusal.to_string()), None);
                 Ok(handle)
             }
