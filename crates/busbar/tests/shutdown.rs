@@ -379,3 +379,30 @@ fn join_waits_for_sync_events_elsewhere() {
     let stats = bus.stats();
     assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 0, 1), "{stats:?}");
 }
+
+/// `published` only grows (see `BusStats`), also across a shutdown that refuses a publisher
+/// blocked on a full queue: counting such an event when it was accepted, and taking it back
+/// when it was refused, made the count go down.
+#[test]
+fn a_publisher_refused_at_shutdown_never_takes_published_back() {
+    let bus = EventBus::builder().threads(1).queue_capacity(1).build().unwrap();
+    let gate = Gate::new();
+    let _release = gate.opener();
+    let has_started = support::subscribe_held(&bus, "held", &gate);
+    let _running = bus.publish(thread_event("held")).unwrap();
+    has_started.recv().unwrap();
+    let _queued = bus.publish(thread_event("held")).unwrap();
+    thread::scope(|scope| {
+        let blocked = scope.spawn(|| bus.publish(thread_event("held")));
+        // In flight once accepted; it then waits for room (or, if the shutdown comes first,
+        // is refused at the push): either way the snapshot below sees it accepted.
+        assert!(support::eventually(|| bus.stats().in_flight == 3), "the third publish is accepted");
+        let before = bus.stats();
+        bus.shutdown_now();
+        let refused = blocked.join().unwrap();
+        assert!(refused.is_err_and(|error| error.is_shut_down()), "refused: the bus shut down");
+        let after = bus.stats();
+        assert!(after.published >= before.published, "published went down: {before:?} -> {after:?}");
+        assert_eq!(after.published, 2, "the refused event was never published");
+    });
+}
