@@ -8,8 +8,11 @@
 //! A worker knows, before it locks, where the next job most likely lies (the slot after the
 //! last one taken), so it asks for those lines first, and the two fetches overlap.
 //!
-//! (The publisher's side, fetching the slot it will write before it locks, made its push
-//! slower, not faster, in a timeline of round trips taken in a scratch build.)
+//! The publisher's side, fetching the slot it will write before it locks, is not done. With
+//! `_mm_prefetch`'s write hint, a generic x86-64 build emits a read prefetch, which leaves the
+//! line shared and saved nothing; with `PREFETCHW` itself (inline assembly, after asking
+//! CPUID), the publisher released the lock sooner in a timeline of round trips taken in a
+//! scratch build, but `busbar bench --scenario thread-round-trip` showed no difference.
 //!
 //! A prefetch is only a hint: it never faults and changes nothing a program can observe but
 //! timing, so a stale or wrong address (a chunk since freed, another lane's slot) costs a
