@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::{EventBus, Shared};
+use crate::clock;
 use crate::context::EventContext;
+use crate::deadline::Deadline;
 use crate::event::Event;
 use crate::factory::Registration;
 use crate::handler::HandlerResult;
@@ -123,15 +125,25 @@ pub(crate) fn finish(result: EventResult, event: &Event, attempts: u32, started:
 
 /// [`finish`] for a caller that already read the clock when the event `ended`.
 pub(crate) fn finish_at(
-    mut result: EventResult,
+    result: EventResult,
     event: &Event,
     attempts: u32,
     started: Instant,
     ended: Instant,
 ) -> EventResult {
+    finish_after(result, event, attempts, ended.saturating_duration_since(started))
+}
+
+/// [`finish`] for a caller that timed the event itself: it took `duration`.
+pub(crate) fn finish_after(
+    mut result: EventResult,
+    event: &Event,
+    attempts: u32,
+    duration: Duration,
+) -> EventResult {
     result.event_id = event.id();
     result.attempts = attempts;
-    result.duration = ended.saturating_duration_since(started);
+    result.duration = duration;
     if result.success {
         // The kind is the bus's to set, and only on failures: a handler (or a corelet child)
         // that returned a success carrying one must not hand out a result that says both.
@@ -161,9 +173,10 @@ pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
 
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
 ///
-/// The event lives in one [`EventContext`] for all its attempts, and the clock is read once
-/// before the first attempt and once after each: the attempt's own reading serves both the
-/// timeout check and the result's duration.
+/// The event lives in one [`EventContext`] for all its attempts, and the attempt clock (see
+/// [`clock`]) is read once before the first attempt and once after each: the attempt's own
+/// reading serves both the timeout check and the result's duration. No OS clock is read unless
+/// the handler asks for its deadline or the event is retried after a pause.
 // Inlined into `Shared::publish`, its only caller: the event then moves into the context
 // straight from the publisher's argument instead of through each call's copy.
 #[inline]
@@ -172,8 +185,8 @@ pub(crate) fn run_inline(
     registration: Option<&Registration>,
     event: Event,
 ) -> EventResult {
-    let started = Instant::now();
-    let deadline = deadline_from(started, event.timeout());
+    let started = clock::now();
+    let deadline = Deadline::after(started, event.timeout());
     // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
     // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
     let bus = unsafe { EventBus::lent(shared) };
@@ -182,7 +195,9 @@ pub(crate) fn run_inline(
         let (outcome, ended) = mode::run_sync_attempt(shared, registration, &ctx);
         let attempt = ctx.attempt();
         match judge(shared, ctx.event(), attempt, ctx.event().max_attempts(), outcome) {
-            Verdict::Final(result) => return finish_at(result, ctx.event(), attempt, started, ended),
+            Verdict::Final(result) => {
+                return finish_after(result, ctx.event(), attempt, clock::elapsed(started, ended))
+            }
             Verdict::Retry(pause) => {
                 // Pause where `shutdown_now` wakes us (the rate limiter's sleep, which it
                 // wakes for sync publishers already), and run no attempt after it: like a
@@ -191,10 +206,11 @@ pub(crate) fn run_inline(
                     // `deadline_after` also keeps an absurd pause from overflowing `Instant`.
                     let until = deadline_after(pause);
                     if !shared.rate_limits().wait_until(until, || shared.is_killed()) {
-                        return finish(cancelled(), ctx.event(), attempt, started);
+                        let took = clock::elapsed(started, clock::now());
+                        return finish_after(cancelled(), ctx.event(), attempt, took);
                     }
                 }
-                ctx.next_attempt(deadline_after(ctx.event().timeout()));
+                ctx.next_attempt(Deadline::after(clock::now(), ctx.event().timeout()));
             }
         }
     }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::{EventBus, LentBus};
+use crate::clock::Reading;
+use crate::deadline::Deadline;
 use crate::error::PublishError;
 use crate::event::{Event, ParentLink};
 use crate::handle::EventHandle;
@@ -58,7 +60,7 @@ pub struct EventContext {
     /// lives: two atomic operations on its reference count per event saved.
     bus: LentBus,
     attempt: u32,
-    deadline: Instant,
+    deadline: Deadline,
 }
 
 /// How a context holds its event.
@@ -80,7 +82,7 @@ impl EventContext {
     /// # Safety
     ///
     /// The context must be dropped before the caller's `event` is.
-    pub(crate) unsafe fn lending(event: &Arc<Event>, bus: LentBus, attempt: u32, deadline: Instant) -> Self {
+    pub(crate) unsafe fn lending(event: &Arc<Event>, bus: LentBus, attempt: u32, deadline: Deadline) -> Self {
         // SAFETY: as in `EventBus::lent`: the pointer comes from a live `Arc`, the `Arc` made
         // here is never dropped (`ManuallyDrop`) and so never gives back the count it borrows,
         // and the caller guarantees that `event`'s count outlives it. Nothing clones it.
@@ -90,14 +92,20 @@ impl EventContext {
 
     /// The context of an attempt whose caller has no use for the event afterwards: it owns
     /// the event, which saves sharing it (an allocation and a copy), and borrows the bus.
-    pub(crate) fn owning(event: Event, bus: LentBus, attempt: u32, deadline: Instant) -> Self {
+    pub(crate) fn owning(event: Event, bus: LentBus, attempt: u32, deadline: Deadline) -> Self {
         EventContext { event: EventSlot::Owned(event), bus, attempt, deadline }
     }
 
     /// Turns this into the context of the next attempt, which times out at `deadline`.
-    pub(crate) fn next_attempt(&mut self, deadline: Instant) {
+    pub(crate) fn next_attempt(&mut self, deadline: Deadline) {
         self.attempt += 1;
         self.deadline = deadline;
+    }
+
+    /// Returns `true` if the attempt, which ended at `ended` on the attempt clock, ran past
+    /// its deadline (see [`Deadline::passed_at`]).
+    pub(crate) fn overran(&self, ended: Reading) -> bool {
+        self.deadline.passed_at(ended)
     }
 
     /// Returns the event being processed.
@@ -124,18 +132,18 @@ impl EventContext {
 
     /// Returns the instant at which this attempt times out.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        self.deadline.instant()
     }
 
     /// Returns the time left until the deadline (zero once it passed).
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline().saturating_duration_since(Instant::now())
     }
 
     /// Returns `true` once the attempt should stop: its deadline passed or the bus is being
     /// shut down with [`shutdown_now`](EventBus::shutdown_now).
     pub fn is_cancelled(&self) -> bool {
-        self.event_bus().is_killed() || Instant::now() >= self.deadline
+        self.event_bus().is_killed() || Instant::now() >= self.deadline()
     }
 
     /// Publishes a follow-up event as a child of this one.
@@ -158,7 +166,7 @@ impl fmt::Debug for EventContext {
             .field("event_id", &self.event().id())
             .field("event_type", &self.event().event_type())
             .field("attempt", &self.attempt)
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline())
             .finish_non_exhaustive()
     }
 }

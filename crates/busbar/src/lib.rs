@@ -426,9 +426,11 @@
 mod attempt;
 mod backoff;
 mod bus;
+mod clock;
 mod config;
 mod context;
 mod corelet;
+mod deadline;
 mod error;
 mod event;
 mod factory;

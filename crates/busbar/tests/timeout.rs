@@ -95,6 +95,24 @@ fn sync_reports_timeout() {
     assert!(result.error_message.unwrap().contains("timed out"));
 }
 
+/// A sync handler that never asks for its deadline is timed by the attempt clock alone, and
+/// still reported as timed out when it returns late.
+#[test]
+fn sync_times_out_a_handler_that_never_looks_at_its_deadline() {
+    let bus = EventBus::new();
+    bus.subscribe(
+        "oblivious",
+        handler_fn(|_| {
+            // Five times the timeout: a loaded machine only makes the nap longer.
+            thread::sleep(Duration::from_millis(50));
+            Ok(EventResult::success())
+        }),
+    );
+    let result = bus.publish(Event::new("oblivious").with_timeout(Duration::from_millis(10))).unwrap().wait();
+    assert_eq!(result.error_kind, Some(ErrorKind::Timeout), "{result:?}");
+    assert!(result.duration >= Duration::from_millis(49), "{result:?}");
+}
+
 /// The sync result's duration is read from the same clock reading that checks the deadline:
 /// it covers the handler's run, and a handler that returns in time is not timed out.
 #[test]

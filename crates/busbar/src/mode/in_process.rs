@@ -6,9 +6,10 @@ use std::time::Instant;
 use crate::attempt::Outcome;
 use crate::bus::{EventBus, Shared};
 use crate::context::{self, EventContext};
+use crate::deadline::Deadline;
 use crate::event::Event;
 use crate::factory::{HandlerCache, Registration};
-use crate::handler::HandlerError;
+use crate::handler::{HandlerError, HandlerResult};
 use crate::result::ErrorKind;
 use crate::unwind;
 
@@ -40,8 +41,11 @@ pub(crate) fn run(
     };
     // SAFETY: `ctx` is a local of this function, which borrows `shared` and `event`
     // throughout, and handlers only ever see `&ctx`: it is gone before either can be.
-    let ctx = unsafe { EventContext::lending(event, EventBus::lent(shared), attempt, deadline) };
-    run_in_context(shared, handlers, registration, &ctx)
+    let ctx =
+        unsafe { EventContext::lending(event, EventBus::lent(shared), attempt, Deadline::At(deadline)) };
+    let ran = run_in_context(shared, handlers, registration, &ctx);
+    let ended = Instant::now();
+    (ran.judged(ended >= deadline), ended)
 }
 
 /// [`run`] for a caller that owns `event` and has no use for it afterwards (a corelet child):
@@ -59,15 +63,43 @@ pub(crate) fn run_owned(
     };
     // SAFETY: `ctx` is a local of this function, which borrows `shared` throughout, and
     // handlers only ever see `&ctx`: the lent handle is gone before `shared` can be.
-    let ctx = EventContext::owning(event, unsafe { EventBus::lent(shared) }, attempt, deadline);
-    run_in_context(shared, handlers, registration, &ctx).0
+    let ctx = EventContext::owning(event, unsafe { EventBus::lent(shared) }, attempt, Deadline::At(deadline));
+    run_in_context(shared, handlers, registration, &ctx).judged(Instant::now() >= deadline)
 }
 
-/// Runs one attempt with a context the caller built (a sync publisher builds one context for
-/// all attempts of its event, holding the event itself rather than a shared copy of it).
+/// How an in-process handler call went, before its timing is judged.
+pub(crate) enum Ran {
+    /// The bus was killed first: the handler did not run.
+    Cancelled,
+    /// The handler returned this.
+    Returned(HandlerResult),
+    /// The handler (or its constructor) panicked; the message is kept.
+    Panicked(String),
+}
+
+impl Ran {
+    /// The attempt's outcome, given whether it `overran` its deadline: a handler that returned
+    /// after it has timed out, and its result is discarded (timeouts are cooperative, see
+    /// [`EventContext`]).
+    // Inlined with `run_in_context`, for the same reason.
+    #[inline(always)]
+    pub(crate) fn judged(self, overran: bool) -> Outcome {
+        match self {
+            Ran::Cancelled => Outcome::Cancelled,
+            Ran::Returned(_) if overran => Outcome::TimedOut,
+            Ran::Returned(result) => Outcome::Returned(result),
+            Ran::Panicked(message) => Outcome::Panicked(message),
+        }
+    }
+}
+
+/// Runs one attempt's handler with a context the caller built (a sync publisher builds one
+/// context for all attempts of its event, holding the event itself rather than a shared copy
+/// of it).
 ///
-/// Also returns when the attempt ended, so that the caller can time the event without reading
-/// the clock again.
+/// The caller reads its clock when this returns and judges the timing (`Ran::judged`): a pool
+/// worker reads the OS clock, whose instant the watchdog also has, and a sync publisher its
+/// cheaper attempt clock.
 // Inlined into the sync path's single caller chain: the outcome, which holds the handler's
 // whole result, is then built once instead of copied out of each call. `always`: with two
 // callers (this and `run`), a plain `#[inline]` left it out of line, a call and a copy of the
@@ -79,12 +111,12 @@ pub(crate) fn run_in_context(
     handlers: &mut HandlerSource<'_>,
     registration: &Registration,
     ctx: &EventContext,
-) -> (Outcome, Instant) {
+) -> Ran {
     // The last moment to honour `shutdown_now`: a worker may have taken the job from the queue
     // just before the bus was killed (too late for `shutdown_now` to find it), and a sync
     // publisher may have been accepted just before. Once the bus is killed, no handler starts.
     if shared.is_killed() {
-        return (Outcome::Cancelled, Instant::now());
+        return Ran::Cancelled;
     }
     let event = ctx.event();
     let _running = context::enter_handler(event, shared.address());
@@ -97,13 +129,10 @@ pub(crate) fn run_in_context(
         // a panic fails the attempt, not on a worker (which would abort) or a sync publisher.
         returned.map_err(HandlerError::settled)
     });
-    let ended = Instant::now();
-    let outcome = match returned {
-        Ok(_) if ended >= ctx.deadline() => Outcome::TimedOut,
-        Ok(result) => Outcome::Returned(result),
-        Err(message) => Outcome::Panicked(message),
-    };
-    (outcome, ended)
+    match returned {
+        Ok(result) => Ran::Returned(result),
+        Err(message) => Ran::Panicked(message),
+    }
 }
 
 /// The outcome of an in-process attempt whose type has no handler (any more).

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::Outcome;
 use crate::bus::Shared;
+use crate::clock::{self, Reading};
 use crate::context::EventContext;
 use crate::error::ParseModeError;
 use crate::event::Event;
@@ -218,21 +219,21 @@ fn run_elsewhere(shared: &Arc<Shared>, event: &Event, attempt: u32, deadline: In
 
 /// Runs one attempt of a sync-mode event on the calling thread, with the context its publisher
 /// built (it holds the event and stays the same for every attempt): `run_attempt`'s `Sync` arm
-/// without sharing the event. Also returns when the attempt ended.
+/// without sharing the event. Also returns when the attempt ended, on the attempt clock.
 // Inlined into `run_inline`, its only caller, for the reason given at `run_in_context`.
 #[inline]
 pub(crate) fn run_sync_attempt(
     shared: &Shared,
     registration: Option<&Registration>,
     ctx: &EventContext,
-) -> (Outcome, Instant) {
+) -> (Outcome, Reading) {
     let _entered = attempt_span(ctx.event(), ctx.attempt()).entered();
-    match registration {
-        Some(registration) => {
-            in_process::run_in_context(shared, &mut HandlerSource::Caller, registration, ctx)
-        }
-        None => (in_process::no_handler(ctx.event()), Instant::now()),
-    }
+    let Some(registration) = registration else {
+        return (in_process::no_handler(ctx.event()), clock::now());
+    };
+    let ran = in_process::run_in_context(shared, &mut HandlerSource::Caller, registration, ctx);
+    let ended = clock::now();
+    (ran.judged(ctx.overran(ended)), ended)
 }
 
 /// The span every attempt runs in: `busbar.attempt`, with the event's id, type, mode, attempt
