@@ -1,4 +1,5 @@
-//! Helpers shared by the crate's white-box tests that wait on other processes.
+//! Helpers shared by the crate's white-box tests: waiting on other processes, and checks that
+//! pair readings of two clocks.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,4 +18,17 @@ pub(crate) fn eventually(mut done: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
     done()
+}
+
+/// Runs `check` until it passes, at most five times. For checks that pair a reading of each of
+/// two clocks: a thread preempted between the two reads fails one try, a wrong clock all five.
+pub(crate) fn in_one_of_five_tries(mut check: impl FnMut() -> Result<(), String>) {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        match check() {
+            Ok(()) => return,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!("failed five times: {failures:#?}");
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::{EventBus, Shared};
 use crate::backoff::RetryBackoff;
+use crate::clock;
 use crate::config::BusConfig;
 use crate::corelet::CoreletConfig;
 use crate::factory::EventFactory;
@@ -105,6 +106,11 @@ impl EventBusBuilder {
 
     /// Builds the bus. No thread starts until the first queued event.
     ///
+    /// The first bus a process builds also calibrates the CPU's counter, which times sync
+    /// attempts, against the OS clock: about a millisecond, once per process (at most 200 ms
+    /// on a machine too busy to agree sooner). Building it here keeps that out of every
+    /// event's time.
+    ///
     /// # Errors
     ///
     /// Fails if `threads` or `queue_capacity` is out of range, an exponential retry backoff's
@@ -125,6 +131,9 @@ impl EventBusBuilder {
 
     /// Builds a bus whose settings were checked (or are defaults).
     pub(crate) fn build_infallible(self) -> EventBus {
+        // Here rather than at the first sync publish, which may come from a handler with a
+        // deadline of its own (once per process; a corelet child's bus has no sync events).
+        clock::calibrate();
         EventBus::from_shared(self.into_shared())
     }
 
