@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::bus::{EventBus, Shared};
 use crate::clock;
 use crate::context::EventContext;
-use crate::deadline::Deadline;
+use crate::deadline::{deadline_after, Deadline};
 use crate::event::Event;
 use crate::factory::Registration;
 use crate::handler::HandlerResult;
@@ -158,25 +158,12 @@ pub(crate) fn cancelled() -> EventResult {
     EventResult::failed(ErrorKind::Cancelled, "cancelled: the bus was shut down".to_owned())
 }
 
-/// Returns the deadline of an attempt starting now.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    deadline_from(Instant::now(), timeout)
-}
-
-/// Returns the deadline of an attempt starting at `start`.
-///
-/// Timeouts are at most `MAX_TIMEOUT` (checked at publish), so the addition cannot overflow in
-/// practice; if it ever did, a year from `start` is as good as forever.
-pub(crate) fn deadline_from(start: Instant, timeout: Duration) -> Instant {
-    start.checked_add(timeout).unwrap_or_else(|| start + crate::event::MAX_TIMEOUT)
-}
-
 /// Runs every attempt of a sync-mode event on the calling thread and returns the result.
 ///
 /// The event lives in one [`EventContext`] for all its attempts, and the attempt clock (see
-/// [`clock`]) is read once before the first attempt and once after each: the attempt's own
-/// reading serves both the timeout check and the result's duration. No OS clock is read unless
-/// the handler asks for its deadline or the event is retried after a pause.
+/// [`clock`]) is read when each attempt starts and when it ends: the end's reading serves both
+/// the timeout check and the result's duration. No OS clock is read unless the handler asks
+/// for its deadline or the event is retried after a pause.
 // Inlined into `Shared::publish`, its only caller: the event then moves into the context
 // straight from the publisher's argument instead of through each call's copy.
 #[inline]

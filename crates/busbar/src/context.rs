@@ -131,6 +131,11 @@ impl EventContext {
     }
 
     /// Returns the instant at which this attempt times out.
+    ///
+    /// A `Sync` attempt is timed with the CPU's counter, which is cheaper to read than the OS
+    /// clock (see the README's performance section); its deadline is worked out from that
+    /// reading the first time a handler asks for it, and from then on stays fixed and decides
+    /// whether the attempt overran, as it does for `remaining` and `is_cancelled`.
     pub fn deadline(&self) -> Instant {
         self.deadline.instant()
     }
@@ -166,7 +171,7 @@ impl fmt::Debug for EventContext {
             .field("event_id", &self.event().id())
             .field("event_type", &self.event().event_type())
             .field("attempt", &self.attempt)
-            .field("deadline", &self.deadline())
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }

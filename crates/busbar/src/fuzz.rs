@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::attempt::{self, Verdict};
 use crate::corelet::{self, Channel, ChildMessage, CoreletError, Cut, Duplex, FrameError, Greeting, Payload};
+use crate::deadline;
 use crate::error::PublishError;
 use crate::event::{CompactEvent, Event, ParentLink, MAX_TIMEOUT};
 use crate::mode::{self, cmd::CommandSpec, ChildAnswer};
@@ -179,7 +180,7 @@ pub fn corelet_child(limit: u32, stream: &[u8]) {
         };
         match request {
             Ok((event, _attempt, timeout)) => {
-                let _deadline = attempt::deadline_after(timeout);
+                let _deadline = deadline::deadline_after(timeout);
                 check_event(&event);
             }
             Err(error) => {

@@ -9,6 +9,7 @@ use super::job::{Job, Resume};
 use super::slot::{Running, WorkerSlot};
 use crate::attempt::{self, Outcome, Verdict};
 use crate::bus::{self, Shared};
+use crate::deadline;
 use crate::factory::HandlerCache;
 use crate::mode::{self, HandlerSource};
 
@@ -84,8 +85,8 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         }
         let attempt = job.attempts_made + 1;
         let deadline = match attempt_start.take() {
-            Some(now) => attempt::deadline_from(now, event.timeout()),
-            None => attempt::deadline_after(event.timeout()),
+            Some(now) => deadline::deadline_from(now, event.timeout()),
+            None => deadline::deadline_after(event.timeout()),
         };
         let watch_until =
             if event.mode().has_hard_timeout() { deadline + HARD_TIMEOUT_BACKSTOP } else { deadline };
@@ -118,7 +119,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
                 if !pause.is_zero() {
                     // Saturating: an absurd backoff (`Duration::MAX`) must not overflow here,
                     // where a panic aborts the process.
-                    not_before = Some(attempt::deadline_after(pause));
+                    not_before = Some(deadline::deadline_after(pause));
                 }
             }
         }
@@ -135,7 +136,7 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
     let mut job = job;
     let started = Instant::now();
     let attempt = job.attempts_made + 1;
-    let deadline = attempt::deadline_from(started, job.event().timeout());
+    let deadline = deadline::deadline_from(started, job.event().timeout());
     // Waiters run only corelet events (`bus::RunHere`), whose attempt reads the event where the
     // job holds it; an in-process one would need it shared.
     let outcome = if job.event().mode().runs_in_process() {
@@ -154,7 +155,7 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
             shared.give_back(None);
         }
         Verdict::Retry(pause) => {
-            let not_before = (!pause.is_zero()).then(|| attempt::deadline_after(pause));
+            let not_before = (!pause.is_zero()).then(|| deadline::deadline_after(pause));
             job.resume = Some(Box::new(Resume { started, not_before }));
             shared.give_back(Some(job));
         }
@@ -174,7 +175,7 @@ pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
             None
         }
         Verdict::Retry(pause) => {
-            let not_before = (!pause.is_zero()).then(|| attempt::deadline_after(pause));
+            let not_before = (!pause.is_zero()).then(|| deadline::deadline_after(pause));
             job.resume = Some(Box::new(Resume { started, not_before }));
             Some(job)
         }

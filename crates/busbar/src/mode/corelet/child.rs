@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::wire::{OwnedRequest, Reply, Returned};
-use crate::attempt::{self, Outcome};
+use crate::attempt::Outcome;
 use crate::bus::{EventBus, Shared};
 use crate::corelet::{self, ChildLink, DecodeError, FrameError};
+use crate::deadline;
 use crate::error::{InvalidEventError, PublishError};
 use crate::event::{CompactRef, Event};
 use crate::factory::{EventFactory, HandlerCache};
@@ -86,7 +87,7 @@ impl ChildWorker {
     }
 
     fn run(&mut self, event: Event, attempt: u32, timeout: Duration) -> Outcome {
-        let deadline = attempt::deadline_after(timeout);
+        let deadline = deadline::deadline_after(timeout);
         let shared: &Arc<Shared> = self.bus.shared();
         let registration = shared.factory().lookup(event.event_type());
         let _span = mode::attempt_span(&event, attempt).entered();
