@@ -45,10 +45,12 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     Ok(vec![row.runs(reps, format!("{} events in chunks of {}", grouped(events), grouped(CHUNK))).note(note)])
 }
 
-/// Nanoseconds per read of the clock busbar times sync attempts with (the CPU's counter, see
-/// `busbar/src/clock.rs`) and of the OS clock it replaced there.
+/// Nanoseconds per read of the two clocks busbar can time sync attempts with (see
+/// `busbar/src/clock.rs`).
 struct ClockReads {
+    /// The CPU's counter, read through quanta as busbar reads it.
     counter: f64,
+    /// The OS's monotonic clock, which busbar reads instead where it does not trust the counter.
     os: f64,
 }
 
@@ -65,8 +67,9 @@ fn guarantees_note(ours: f64, floor: f64, clock: ClockReads, locked_increment: f
     let added = ours - floor;
     format!(
         "besides the floor's work, busbar reads a clock twice per event (the attempt's start, \
-         which gives its deadline and duration, and its end): the CPU's counter, {:.0} ns each \
-         in this run (the OS clock it replaced: {:.0} ns), {clock_reads:.0} ns together, {:.0} % \
+         which gives its deadline and duration, and its end): the CPU's counter where busbar \
+         trusts it, {:.0} ns each in this run (the OS clock: {:.0} ns), {clock_reads:.0} ns \
+         together, {:.0} % \
          of the {added:.0} ns busbar adds to the floor. 3× the floor leaves {:.0} ns for \
          everything else: four locked read-modify-writes (the handler registration's reference \
          count up and down, the started and finished counts that `join` and `stats` read; \
@@ -105,7 +108,7 @@ mod tests {
     fn the_note_puts_the_clock_reads_beside_what_busbar_adds_and_what_the_target_leaves() {
         // 2 × 8 = 16 ns of the 80 ns added; 3 × 50 leaves 2 × 50 - 16 = 84 ns.
         let note = guarantees_note(130.0, 50.0, ClockReads { counter: 8.0, os: 20.0 }, 10.0);
-        assert!(note.contains("counter, 8 ns each in this run (the OS clock it replaced: 20 ns)"), "{note}");
+        assert!(note.contains("trusts it, 8 ns each in this run (the OS clock: 20 ns)"), "{note}");
         assert!(note.contains("16 ns together, 20 % of the 80 ns"), "{note}");
         assert!(note.contains("3× the floor leaves 84 ns for everything else"), "{note}");
         assert!(note.contains("10.0 ns each timed alone"), "{note}");
