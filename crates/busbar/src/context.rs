@@ -132,8 +132,9 @@ impl EventContext {
 
     /// Returns the instant at which this attempt times out.
     ///
-    /// A `Sync` attempt is timed with the CPU's counter, which is cheaper to read than the OS
-    /// clock (see the README's performance section); its deadline is worked out from that
+    /// A `Sync` attempt is timed with the CPU's counter where busbar trusts it (on Linux x86,
+    /// where the kernel keeps the TSC as its clock source; elsewhere the OS clock), which is
+    /// cheaper to read (see the README's performance section); its deadline is worked out from that
     /// reading the first time a handler asks for it, and from then on stays fixed and decides
     /// whether the attempt overran, as it does for `remaining` and `is_cancelled`.
     pub fn deadline(&self) -> Instant {

@@ -1,12 +1,12 @@
 //! When an attempt times out: [`Deadline`], and the instants attempts time out at.
 
+use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::clock::{self, Reading};
 
 /// When an in-process attempt times out, as its [`EventContext`](crate::EventContext) holds it.
-#[derive(Debug)]
 pub(crate) enum Deadline {
     /// An instant on the OS clock: a pool worker's attempt (the watchdog needs the instant
     /// before the handler starts) or a corelet child's (its parent set it).
@@ -53,6 +53,21 @@ impl Deadline {
                 Some(instant) => Instant::now() >= *instant,
                 None => clock::elapsed(*started, ended) >= *timeout,
             },
+        }
+    }
+}
+
+// By hand: a reading's raw ticks mean nothing to a reader, and working the instant out here
+// would fix it (see `passed_at`), so an `After` shows its timeout and the instant if known.
+impl fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Deadline::At(instant) => f.debug_tuple("At").field(instant).finish(),
+            Deadline::After { timeout, instant, .. } => f
+                .debug_struct("After")
+                .field("timeout", timeout)
+                .field("instant", &instant.get())
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -124,5 +139,15 @@ mod tests {
         let later = Deadline::after(clock::now(), Duration::from_secs(60));
         let _ = later.instant();
         assert!(!later.passed_at(clock::now()), "an OS-clock deadline a minute away has not passed");
+    }
+
+    #[test]
+    fn printing_a_deadline_shows_its_timeout_and_fixes_nothing() {
+        let deadline = Deadline::after(clock::now(), Duration::from_secs(60));
+        let printed = format!("{deadline:?}");
+        assert!(printed.contains("timeout: 60s") && printed.contains("instant: None"), "{printed}");
+        assert!(matches!(&deadline, Deadline::After { instant, .. } if instant.get().is_none()));
+        let _ = deadline.instant();
+        assert!(format!("{deadline:?}").contains("instant: Some("), "{deadline:?}");
     }
 }
