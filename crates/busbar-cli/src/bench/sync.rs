@@ -31,7 +31,11 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     let note = guarantees_note(
         ours,
         floor,
-        ClockReads { counter: costs::counter_read_ns(events)?, os: costs::clock_read_ns(events)? },
+        ClockReads {
+            counter: costs::counter_read_ns(events)?,
+            os: costs::clock_read_ns(events)?,
+            kernel_source: costs::kernel_clock_source(),
+        },
         costs::locked_increment_ns(events)?,
     );
     let row = Row::new(
@@ -46,12 +50,47 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
 }
 
 /// Nanoseconds per read of the two clocks busbar can time sync attempts with (see
-/// `busbar/src/clock.rs`).
+/// `busbar/src/clock.rs`), and which of them it uses here.
 struct ClockReads {
     /// The CPU's counter, read through quanta as busbar reads it.
     counter: f64,
     /// The OS's monotonic clock, which busbar reads instead where it does not trust the counter.
     os: f64,
+    /// The Linux kernel's clock source, if it could be read.
+    kernel_source: Option<String>,
+}
+
+impl ClockReads {
+    /// Whether busbar reads the counter on this machine: on Linux x86 only where the kernel's
+    /// clock source is the TSC (elsewhere busbar goes by quanta's own check, which the bench
+    /// cannot see, and the note assumes the counter).
+    fn counter_used(&self) -> bool {
+        let linux_x86 = cfg!(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64")));
+        !linux_x86 || self.kernel_source.as_deref() == Some("tsc")
+    }
+
+    /// Which clock busbar reads, and its price in this run.
+    fn describe(&self) -> (String, f64) {
+        let source = self.kernel_source.as_deref().unwrap_or("unknown");
+        match self.counter_used() {
+            true => (
+                format!(
+                    "the CPU's counter (the kernel's clock source: {source}), {:.0} ns each in this run \
+                     (the OS clock: {:.0} ns)",
+                    self.counter, self.os
+                ),
+                self.counter,
+            ),
+            false => (
+                format!(
+                    "the OS clock, as the kernel's clock source here is {source}, not the TSC: {:.0} \
+                     ns each in this run (the CPU's counter, which busbar does not trust here: {:.0} ns)",
+                    self.os, self.counter
+                ),
+                self.os,
+            ),
+        }
+    }
 }
 
 /// What the two clock reads busbar's guarantees need cost, beside what busbar adds to the
@@ -63,21 +102,18 @@ struct ClockReads {
 /// inside the path they overlap other work, and removing three of the four saved far less than
 /// their price alone.
 fn guarantees_note(ours: f64, floor: f64, clock: ClockReads, locked_increment: f64) -> String {
-    let clock_reads = 2.0 * clock.counter;
+    let (which, price) = clock.describe();
+    let clock_reads = 2.0 * price;
     let added = ours - floor;
     format!(
         "besides the floor's work, busbar reads a clock twice per event (the attempt's start, \
-         which gives its deadline and duration, and its end): the CPU's counter where busbar \
-         trusts it, {:.0} ns each in this run (the OS clock: {:.0} ns), {clock_reads:.0} ns \
-         together, {:.0} % \
-         of the {added:.0} ns busbar adds to the floor. 3× the floor leaves {:.0} ns for \
-         everything else: four locked read-modify-writes (the handler registration's reference \
-         count up and down, the started and finished counts that `join` and `stats` read; \
-         {locked_increment:.1} ns each timed alone, less inside the path, where they overlap \
-         other work), checking the event, finding its handler, catching a panic, building and \
-         handing over the result",
-        clock.counter,
-        clock.os,
+         which gives its deadline and duration, and its end): {which}, {clock_reads:.0} ns \
+         together, {:.0} % of the {added:.0} ns busbar adds to the floor. 3× the floor leaves \
+         {:.0} ns for everything else: four locked read-modify-writes (the handler \
+         registration's reference count up and down, the started and finished counts that \
+         `join` and `stats` read; {locked_increment:.1} ns each timed alone, less inside the \
+         path, where they overlap other work), checking the event, finding its handler, \
+         catching a panic, building and handing over the result",
         100.0 * clock_reads / added.max(f64::MIN_POSITIVE),
         (2.0 * floor - clock_reads).max(0.0),
     )
@@ -107,10 +143,30 @@ mod tests {
     #[test]
     fn the_note_puts_the_clock_reads_beside_what_busbar_adds_and_what_the_target_leaves() {
         // 2 × 8 = 16 ns of the 80 ns added; 3 × 50 leaves 2 × 50 - 16 = 84 ns.
-        let note = guarantees_note(130.0, 50.0, ClockReads { counter: 8.0, os: 20.0 }, 10.0);
-        assert!(note.contains("trusts it, 8 ns each in this run (the OS clock: 20 ns)"), "{note}");
+        let clock = ClockReads { counter: 8.0, os: 20.0, kernel_source: Some("tsc".to_owned()) };
+        let note = guarantees_note(130.0, 50.0, clock, 10.0);
+        assert!(
+            note.contains(
+                "counter (the kernel's clock source: tsc), 8 ns each in this run (the OS clock: 20 ns)"
+            ),
+            "{note}"
+        );
         assert!(note.contains("16 ns together, 20 % of the 80 ns"), "{note}");
         assert!(note.contains("3× the floor leaves 84 ns for everything else"), "{note}");
         assert!(note.contains("10.0 ns each timed alone"), "{note}");
+    }
+
+    #[test]
+    fn where_busbar_does_not_trust_the_counter_the_note_prices_the_os_clock() {
+        let clock = ClockReads { counter: 8.0, os: 20.0, kernel_source: Some("kvm-clock".to_owned()) };
+        let note = guarantees_note(130.0, 50.0, clock, 10.0);
+        if cfg!(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64"))) {
+            // 2 × 20 = 40 ns of the 80 added; 2 × 50 - 40 = 60 ns left.
+            assert!(note.contains("the OS clock, as the kernel's clock source here is kvm-clock"), "{note}");
+            assert!(note.contains("40 ns together, 50 % of the 80 ns"), "{note}");
+            assert!(note.contains("leaves 60 ns"), "{note}");
+        } else {
+            assert!(note.contains("the CPU's counter"), "{note}");
+        }
     }
 }
