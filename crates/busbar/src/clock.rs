@@ -59,8 +59,7 @@ pub(crate) fn calibrate() {
 /// stops doing so when it finds the counters unstable or out of step between CPUs).
 #[cfg(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64")))]
 fn counter_is_trustworthy() -> bool {
-    let path = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
-    std::fs::read_to_string(path).is_ok_and(|source| source.trim() == "tsc")
+    kernel_clock_source().as_deref() == Some("tsc")
 }
 
 /// Elsewhere quanta's own check (an invariant TSC on x86; AArch64's counter is one for all
@@ -68,6 +67,23 @@ fn counter_is_trustworthy() -> bool {
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64"))))]
 fn counter_is_trustworthy() -> bool {
     true
+}
+
+/// The Linux kernel's clock source (`tsc`, `kvm-clock`, ...), or `None` where it cannot be
+/// read (or on another OS).
+#[cfg_attr(
+    not(any(feature = "bench", all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64")))),
+    allow(dead_code)
+)]
+pub(crate) fn kernel_clock_source() -> Option<String> {
+    let path = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+    std::fs::read_to_string(path).ok().map(|source| source.trim().to_owned())
+}
+
+/// Returns `true` if the attempt clock reads the CPU's counter, `false` if the OS clock.
+#[cfg(feature = "bench")]
+pub(crate) fn reads_the_counter() -> bool {
+    matches!(source(), Source::Counter(_))
 }
 
 /// Reads the attempt clock.

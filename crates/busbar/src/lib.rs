@@ -457,6 +457,24 @@ mod watch;
 #[path = "fuzz.rs"]
 pub mod __fuzz;
 
+// `busbar bench` explains its sync row by the clock that times sync attempts, which only
+// busbar knows; the CLI enables this feature to ask instead of repeating busbar's choice.
+// Hidden like `__fuzz`, and no part of the API.
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod __bench {
+    /// Returns `true` if sync attempts are timed with the CPU's counter, `false` if with the
+    /// OS clock.
+    pub fn sync_clock_reads_the_counter() -> bool {
+        crate::clock::reads_the_counter()
+    }
+
+    /// Returns the Linux kernel's clock source, which decides that choice on Linux x86.
+    pub fn kernel_clock_source() -> Option<String> {
+        crate::clock::kernel_clock_source()
+    }
+}
+
 pub use crate::backoff::RetryBackoff;
 pub use crate::bus::{EventBus, EventBusBuildError, EventBusBuilder, DEFAULT_QUEUE_CAPACITY};
 pub use crate::config::{BusConfig, ConfigError};

@@ -22,21 +22,13 @@ pub(super) fn clock_read_ns(calls: usize) -> Result<f64, Error> {
 }
 
 /// Nanoseconds per read of the CPU's counter through `quanta`, calibrated as busbar's is: the
-/// clock busbar times sync attempts with where it trusts the counter (see [`kernel_clock_source`]).
+/// clock busbar times sync attempts with where it trusts the counter.
 pub(super) fn counter_read_ns(calls: usize) -> Result<f64, Error> {
     let clock = quanta::Clock::new();
     chunked_ns(calls, || {
         black_box(clock.raw());
         Ok(())
     })
-}
-
-/// The Linux kernel's clock source (`tsc`, `kvm-clock`, ...), or `None` where it cannot be
-/// read. busbar times sync attempts with the CPU's counter on Linux x86 only where this is
-/// `tsc` (see `busbar/src/clock.rs`), so the sync note names it.
-pub(super) fn kernel_clock_source() -> Option<String> {
-    let path = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
-    std::fs::read_to_string(path).ok().map(|source| source.trim().to_owned())
 }
 
 /// Nanoseconds per locked read-modify-write of an atomic no other thread touches (the price

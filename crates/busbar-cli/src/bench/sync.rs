@@ -34,7 +34,8 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
         ClockReads {
             counter: costs::counter_read_ns(events)?,
             os: costs::clock_read_ns(events)?,
-            kernel_source: costs::kernel_clock_source(),
+            counter_used: busbar::__bench::sync_clock_reads_the_counter(),
+            kernel_source: busbar::__bench::kernel_clock_source(),
         },
         costs::locked_increment_ns(events)?,
     );
@@ -56,23 +57,18 @@ struct ClockReads {
     counter: f64,
     /// The OS's monotonic clock, which busbar reads instead where it does not trust the counter.
     os: f64,
-    /// The Linux kernel's clock source, if it could be read.
+    /// Whether busbar reads the counter here (busbar's answer).
+    counter_used: bool,
+    /// The Linux kernel's clock source, if it could be read: on Linux x86 busbar reads the
+    /// counter only where it is the TSC.
     kernel_source: Option<String>,
 }
 
 impl ClockReads {
-    /// Whether busbar reads the counter on this machine: on Linux x86 only where the kernel's
-    /// clock source is the TSC (elsewhere busbar goes by quanta's own check, which the bench
-    /// cannot see, and the note assumes the counter).
-    fn counter_used(&self) -> bool {
-        let linux_x86 = cfg!(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64")));
-        !linux_x86 || self.kernel_source.as_deref() == Some("tsc")
-    }
-
     /// Which clock busbar reads, and its price in this run.
     fn describe(&self) -> (String, f64) {
         let source = self.kernel_source.as_deref().unwrap_or("unknown");
-        match self.counter_used() {
+        match self.counter_used {
             true => (
                 format!(
                     "the CPU's counter (the kernel's clock source: {source}), {:.0} ns each in this run \
@@ -143,7 +139,8 @@ mod tests {
     #[test]
     fn the_note_puts_the_clock_reads_beside_what_busbar_adds_and_what_the_target_leaves() {
         // 2 × 8 = 16 ns of the 80 ns added; 3 × 50 leaves 2 × 50 - 16 = 84 ns.
-        let clock = ClockReads { counter: 8.0, os: 20.0, kernel_source: Some("tsc".to_owned()) };
+        let clock =
+            ClockReads { counter: 8.0, os: 20.0, counter_used: true, kernel_source: Some("tsc".to_owned()) };
         let note = guarantees_note(130.0, 50.0, clock, 10.0);
         assert!(
             note.contains(
@@ -158,15 +155,16 @@ mod tests {
 
     #[test]
     fn where_busbar_does_not_trust_the_counter_the_note_prices_the_os_clock() {
-        let clock = ClockReads { counter: 8.0, os: 20.0, kernel_source: Some("kvm-clock".to_owned()) };
+        let clock = ClockReads {
+            counter: 8.0,
+            os: 20.0,
+            counter_used: false,
+            kernel_source: Some("kvm-clock".to_owned()),
+        };
         let note = guarantees_note(130.0, 50.0, clock, 10.0);
-        if cfg!(all(target_os = "linux", any(target_arch = "x86", target_arch = "x86_64"))) {
-            // 2 × 20 = 40 ns of the 80 added; 2 × 50 - 40 = 60 ns left.
-            assert!(note.contains("the OS clock, as the kernel's clock source here is kvm-clock"), "{note}");
-            assert!(note.contains("40 ns together, 50 % of the 80 ns"), "{note}");
-            assert!(note.contains("leaves 60 ns"), "{note}");
-        } else {
-            assert!(note.contains("the CPU's counter"), "{note}");
-        }
+        // 2 × 20 = 40 ns of the 80 added; 2 × 50 - 40 = 60 ns left.
+        assert!(note.contains("the OS clock, as the kernel's clock source here is kvm-clock"), "{note}");
+        assert!(note.contains("40 ns together, 50 % of the 80 ns"), "{note}");
+        assert!(note.contains("leaves 60 ns"), "{note}");
     }
 }
