@@ -425,6 +425,7 @@
 
 mod attempt;
 mod backoff;
+mod barrier;
 mod bus;
 mod clock;
 mod config;
@@ -442,6 +443,7 @@ mod rate_limit;
 mod result;
 mod stats;
 mod sys;
+mod tally;
 #[cfg(test)]
 mod test_support;
 mod timer;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 use crate::result::{ErrorKind, EventResult};
+use crate::tally::{Step, SyncTallies};
 
 /// A snapshot of a bus's counters, from [`EventBus::stats`](crate::EventBus::stats).
 ///
@@ -72,12 +73,11 @@ pub struct BusStats {
 
 /// The live counters behind [`BusStats`].
 ///
-/// Events that run on their publisher's thread (sync events) have counters of their own, from
-/// which their part of the bus's in-flight count follows: started and not yet succeeded or
-/// failed. Such an event then costs two atomic operations (started, then succeeded) where
-/// counting it in flight, published, succeeded and out of flight would cost four, a large part
-/// of a sync publish.
-#[derive(Default)]
+/// Events that run on their publisher's thread (sync events) are counted apart, per thread
+/// (see [`SyncTallies`]), and their part of the bus's in-flight count follows from those
+/// counts: started and not yet succeeded or failed. Such an event then costs two plain stores
+/// where counting it in flight, published, succeeded and out of flight in shared counters
+/// would cost four locked operations, a large part of a sync publish.
 pub(crate) struct Counters {
     /// Written by publishers only.
     published: CachePadded<AtomicU64>,
@@ -85,7 +85,7 @@ pub(crate) struct Counters {
     /// for retries and failure kinds): on a cache line of their own, so that a publisher and a
     /// worker do not take one line from each other for every thread event.
     results: CachePadded<ResultCounters>,
-    sync: CachePadded<SyncCounters>,
+    sync: SyncTallies,
 }
 
 #[derive(Default)]
@@ -99,44 +99,40 @@ struct ResultCounters {
     retries: AtomicU64,
 }
 
-/// Sync events accepted, and those of them that finished. Each of them is also counted in
-/// `published` and in `succeeded` or `failed` of the snapshot.
-#[derive(Default)]
-struct SyncCounters {
-    started: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-}
-
 // ORDERING: counters are statistics; nothing is synchronised through them, so `Relaxed` is
-// enough. Readers get a snapshot that may be a few events stale. The sync counters are the
-// exception: `join` waits on the in-flight count they give, with the `SeqCst` protocol
-// described at `Shared::leave_flight`, so they are `SeqCst`.
+// enough. Readers get a snapshot that may be a few events stale. The sync tallies are the
+// exception: `join` waits on the in-flight count they give, with the protocol described at
+// `Shared::wake_joiners`.
 impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            published: CachePadded::default(),
+            results: CachePadded::default(),
+            sync: SyncTallies::new(),
+        }
+    }
+
     /// Counts a sync event as accepted: published, and in flight until its result is recorded
     /// with [`record_sync_result`](Self::record_sync_result).
     pub(crate) fn record_sync_started(&self) {
-        self.sync.started.fetch_add(1, Ordering::SeqCst);
+        self.sync.count(Step::Started);
     }
 
     /// Records a sync event's result, which also takes it out of flight.
     pub(crate) fn record_sync_result(&self, result: &EventResult) {
         self.record_retries(result);
         if result.success {
-            self.sync.succeeded.fetch_add(1, Ordering::SeqCst);
+            self.sync.count(Step::Succeeded);
             return;
         }
         self.record_failure_kind(result);
-        self.sync.failed.fetch_add(1, Ordering::SeqCst);
+        self.sync.count(Step::Failed);
     }
 
     /// Returns how many sync events are in flight, or possibly more (never fewer) if some
     /// start meanwhile.
     pub(crate) fn sync_in_flight(&self) -> u64 {
-        // Finished first, then started: every finish read was preceded by its start, which
-        // the later read sees, so the difference cannot go below the true count.
-        let finished = self.sync.succeeded.load(Ordering::SeqCst) + self.sync.failed.load(Ordering::SeqCst);
-        self.sync.started.load(Ordering::SeqCst).saturating_sub(finished)
+        self.sync.in_flight()
     }
 
     pub(crate) fn record_published(&self) {
@@ -172,12 +168,11 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> BusStats {
         // Each sum is of counters that only grow, so it only grows too.
-        let sync = &self.sync;
+        let sync = self.sync.totals();
         BusStats {
-            published: self.published.load(Ordering::Relaxed) + sync.started.load(Ordering::Relaxed),
-            succeeded: self.results.succeeded.load(Ordering::Relaxed)
-                + sync.succeeded.load(Ordering::Relaxed),
-            failed: self.results.failed.load(Ordering::Relaxed) + sync.failed.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed) + sync.started,
+            succeeded: self.results.succeeded.load(Ordering::Relaxed) + sync.succeeded,
+            failed: self.results.failed.load(Ordering::Relaxed) + sync.failed,
             timed_out: self.results.timed_out.load(Ordering::Relaxed),
             panicked: self.results.panicked.load(Ordering::Relaxed),
             crashed: self.results.crashed.load(Ordering::Relaxed),

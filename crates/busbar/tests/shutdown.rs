@@ -380,6 +380,97 @@ fn join_waits_for_sync_events_elsewhere() {
     assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 0, 1), "{stats:?}");
 }
 
+/// Two sync events that finish together on two threads, while a `join` waits for both: each
+/// thread counts its finish in a tally of its own and may not see the other's, so each must
+/// wake the joiner rather than leave it to whichever it thinks finished last.
+#[test]
+fn join_returns_when_sync_events_on_two_threads_finish_together() {
+    let bus = EventBus::new();
+    let release = Arc::new(Barrier::new(3));
+    let (started, has_started) = mpsc::channel();
+    let held = Arc::clone(&release);
+    bus.subscribe(
+        "held",
+        handler_fn(move |_| {
+            started.send(()).unwrap();
+            held.wait();
+            Ok(EventResult::success())
+        }),
+    );
+    for round in 0..50 {
+        let publishers: Vec<_> = (0..2)
+            .map(|_| {
+                let bus = bus.clone();
+                thread::spawn(move || bus.publish(Event::new("held")).unwrap().wait())
+            })
+            .collect();
+        has_started.recv().unwrap();
+        has_started.recv().unwrap();
+        let (joined, has_joined) = mpsc::channel();
+        let joiner = {
+            let bus = bus.clone();
+            thread::spawn(move || {
+                bus.join();
+                joined.send(()).unwrap();
+            })
+        };
+        // The joiner may or may not wait yet when both finish: either way it must return.
+        release.wait();
+        let returned = has_joined.recv_timeout(Duration::from_secs(10));
+        assert!(returned.is_ok(), "round {round}: join still waits after both events finished");
+        joiner.join().unwrap();
+        for publisher in publishers {
+            assert!(publisher.join().unwrap().success);
+        }
+    }
+    let stats = bus.stats();
+    assert_eq!((stats.published, stats.succeeded, stats.in_flight), (100, 100, 0), "{stats:?}");
+}
+
+/// A thread-local destructor that publishes a sync event, after the thread's own bookkeeping
+/// may be gone: the event runs and is counted like any other.
+#[test]
+fn a_thread_local_destructor_can_publish_sync_events() {
+    /// The event is made beforehand: making one draws its id from a thread-local generator.
+    struct PublishOnExit(EventBus, Option<Event>);
+    impl Drop for PublishOnExit {
+        fn drop(&mut self) {
+            let event = self.1.take().unwrap();
+            let result = self.0.publish(event).unwrap().wait();
+            assert!(result.success, "{result:?}");
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<PublishOnExit>> = const { std::cell::RefCell::new(None) };
+    }
+
+    let bus = EventBus::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    bus.subscribe(
+        "count",
+        handler_fn(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(EventResult::success())
+        }),
+    );
+    let publisher = bus.clone();
+    thread::spawn(move || {
+        // Set up first, so that (where destructors run in reverse order) it runs after the
+        // thread-locals the publish below sets up.
+        ON_EXIT.with(|on_exit| {
+            *on_exit.borrow_mut() = Some(PublishOnExit(publisher.clone(), Some(Event::new("count"))))
+        });
+        assert!(publisher.publish(Event::new("count")).unwrap().wait().success);
+    })
+    .join()
+    .expect("the destructor's publish succeeded");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let stats = bus.stats();
+    assert_eq!((stats.published, stats.succeeded, stats.in_flight), (2, 2, 0), "{stats:?}");
+    bus.join();
+}
+
 /// `published` only grows (see `BusStats`), also across a shutdown that refuses a publisher
 /// blocked on a full queue: counting such an event when it was accepted, and taking it back
 /// when it was refused, made the count go down.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::{EventBus, Shared};
 use crate::backoff::RetryBackoff;
+use crate::barrier;
 use crate::clock;
 use crate::config::BusConfig;
 use crate::corelet::CoreletConfig;
@@ -134,6 +135,8 @@ impl EventBusBuilder {
         // Here rather than at the first sync publish, which may come from a handler with a
         // deadline of its own (once per process; a corelet child's bus has no sync events).
         clock::calibrate();
+        // Likewise the registration for the barrier between sync events and `join`.
+        barrier::prepare();
         EventBus::from_shared(self.into_shared())
     }
 

@@ -9,6 +9,7 @@ use super::flight::Flight;
 use super::RunHere;
 use crate::attempt;
 use crate::backoff::RetryBackoff;
+use crate::barrier;
 use crate::context;
 use crate::corelet::{ChildLink, CoreletConfig, CoreletPool, CoreletStats};
 use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
@@ -126,7 +127,7 @@ impl Shared {
             joiners: AtomicUsize::new(0),
             nested_joiners: AtomicUsize::new(0),
             blocked_in_join: AtomicUsize::new(0),
-            counters: Counters::default(),
+            counters: Counters::new(),
             command_options,
             running_commands: RunningCommands::default(),
             corelet_config,
@@ -272,7 +273,7 @@ impl Shared {
         };
         // Counted in flight by `accept`; this takes it out (see `Counters`).
         self.counters.record_sync_result(&result);
-        self.wake_joiners();
+        self.wake_joiners_after_sync();
         EventHandle::ready(result)
     }
 
@@ -419,20 +420,48 @@ impl Shared {
         self.wake_joiners();
     }
 
-    /// Wakes joiners after an event left flight, if they wait for what is left.
+    /// Wakes joiners after a queued event left flight, if they wait for what is left.
+    ///
+    /// # How `join` never misses a finish
+    ///
+    /// A finishing event writes its count and then reads the joiner counts; a joiner writes
+    /// its count and then reads the in-flight counts. With a full barrier between the write
+    /// and the read on both sides, at least one of the two sees the other's write: either the
+    /// finisher wakes the joiner, or the joiner sees the finish. The joiner then checks and
+    /// waits under `idle_lock`, which the finisher takes to wake it, so nothing falls between
+    /// its check and its wait.
+    ///
+    /// - A queued event's count is a `SeqCst` read-modify-write, itself a full barrier. Its
+    ///   finisher wakes joiners only when nothing is left in flight, so that a draining queue
+    ///   costs no syscall per event. `in_flight()` may count events that start meanwhile; if
+    ///   that keeps it from waking a joiner, their own finishing wakes it.
+    /// - A sync event's count is a plain store (see [`SyncTallies`](crate::tally)), with the
+    ///   light half of an asymmetric barrier after it; `join` runs the heavy half (see
+    ///   `barrier`). Its finisher wakes every joiner, whatever is left in flight: two sync
+    ///   events finishing together on two threads may each miss the other's store, and so each
+    ///   see the other still in flight.
     fn wake_joiners(&self) {
-        // SeqCst on both sides (here: the caller's count of a finish, then load the joiner counts and
-        // the in-flight count; in `join`: increment a count, then load the in-flight count)
-        // means at least one of us sees the other's write: either we wake the joiner, or the
-        // joiner sees the new count. `in_flight()` may count events that start meanwhile; if
-        // that keeps us from waking a joiner, their own finishing wakes it.
         let wake = (self.joiners.load(Ordering::SeqCst) > 0 && self.in_flight() == 0)
             || self.nested_joiners.load(Ordering::SeqCst) > 0;
         if wake {
-            // Take the lock so a joiner between its check and its wait cannot miss this.
-            let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.idle.notify_all();
+            self.notify_joiners();
         }
+    }
+
+    /// Wakes joiners after a sync event's result was counted (see [`wake_joiners`]).
+    ///
+    /// [`wake_joiners`]: Self::wake_joiners
+    fn wake_joiners_after_sync(&self) {
+        barrier::light();
+        if self.joiners.load(Ordering::SeqCst) > 0 || self.nested_joiners.load(Ordering::SeqCst) > 0 {
+            self.notify_joiners();
+        }
+    }
+
+    fn notify_joiners(&self) {
+        // Take the lock so a joiner between its check and its wait cannot miss this.
+        let _guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.idle.notify_all();
     }
 
     /// Takes back the count of an event that `accept` counted but that was refused after all
@@ -458,6 +487,10 @@ impl Shared {
         let own = context::handlers_running_here(self.address());
         let joiners = if own == 0 { &self.joiners } else { &self.nested_joiners };
         joiners.fetch_add(1, Ordering::SeqCst);
+        // The heavy half of the barrier sync finishers pass (see `wake_joiners`). Should the
+        // system refuse it, a finish may go unseen until the next check: check every
+        // millisecond rather than wait for a wake-up that may not come.
+        let paired = barrier::heavy();
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
         if own > 0 {
             // Under the lock, so that a nested joiner between its check and its wait cannot
@@ -468,7 +501,13 @@ impl Shared {
         // `blocked_in_join` includes `own`; a top-level join waits for everything.
         let bound = || if own == 0 { 0 } else { self.blocked_in_join.load(Ordering::SeqCst) };
         while self.in_flight() > bound() {
-            guard = self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner);
+            guard = match paired {
+                true => self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner),
+                false => {
+                    let waited = self.idle.wait_timeout(guard, Duration::from_millis(1));
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
         }
         if own > 0 {
             self.blocked_in_join.fetch_sub(own, Ordering::SeqCst);

@@ -1,0 +1,229 @@
+//! Counts of sync events kept per thread: [`SyncTallies`].
+//!
+//! A sync event runs on its publisher's thread, and the bus counts it twice: when it starts
+//! and when it finishes (`join` waits for the difference). One count that every thread adds
+//! to needs a locked read-modify-write per step, a large part of a sync publish. Here each
+//! thread counts in a tally of its own, which only it writes, with a plain load and store;
+//! readers (`join`, `stats`) add the tallies up.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_utils::CachePadded;
+
+/// One bus's sync events, counted per thread.
+pub(crate) struct SyncTallies {
+    /// Names this bus's tallies in the threads' lists; never reused.
+    id: u64,
+    /// Every tally handed out, for readers to add up. The first is shared by threads whose
+    /// thread-locals are gone; the others belong to one thread each, and pass to another
+    /// thread once theirs exits (the counts stay).
+    all: Mutex<Vec<Arc<Tally>>>,
+}
+
+/// What a tally counts; `started - succeeded - failed` of them are in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SyncTotals {
+    pub(crate) started: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+}
+
+type Tally = CachePadded<TallyCounts>;
+
+#[derive(Default)]
+pub(crate) struct TallyCounts {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    /// Set while a thread counts here (then only that thread writes), and for good on the
+    /// shared tally, which nobody may take.
+    taken: AtomicBool,
+}
+
+/// A tally this thread holds; gives it back when the thread exits.
+struct Held {
+    tallies: u64,
+    tally: Arc<Tally>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Release: the next thread to take it (Acquire) continues from this thread's counts.
+        self.tally.taken.store(false, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// The tallies this thread holds, one per bus it ran sync events on.
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The source of [`SyncTallies::id`]; global so that ids never repeat.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Which count a step adds to.
+#[derive(Clone, Copy)]
+pub(crate) enum Step {
+    Started,
+    Succeeded,
+    Failed,
+}
+
+impl TallyCounts {
+    fn counter(&self, step: Step) -> &AtomicU64 {
+        match step {
+            Step::Started => &self.started,
+            Step::Succeeded => &self.succeeded,
+            Step::Failed => &self.failed,
+        }
+    }
+}
+
+impl SyncTallies {
+    pub(crate) fn new() -> Self {
+        let shared = Tally::default();
+        shared.taken.store(true, Ordering::Relaxed);
+        SyncTallies { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), all: Mutex::new(vec![Arc::new(shared)]) }
+    }
+
+    /// Adds one to this thread's count of `step`.
+    ///
+    /// The store is `Release`, so that a thread that learns of this step by other means
+    /// (a message sent after it) also reads it here. A caller that reads something next and
+    /// needs the store seen first must put a barrier in between (see `barrier`).
+    #[inline]
+    pub(crate) fn count(&self, step: Step) {
+        let counted = HELD.try_with(|held| {
+            // No user code runs while borrowed, so the borrow cannot be taken twice.
+            let mut held = held.borrow_mut();
+            let position = match held.iter().position(|entry| entry.tallies == self.id) {
+                Some(position) => position,
+                None => self.take_one(&mut held),
+            };
+            let counter = held[position].tally.counter(step);
+            // Only this thread writes this tally: no read-modify-write needed.
+            counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+        });
+        if counted.is_err() {
+            // A thread-local destructor publishing after this thread's list is gone.
+            let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+            all[0].counter(step).fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Gives this thread a tally: one a thread that exited gave back, or a new one. Returns
+    /// its position in `held`.
+    #[cold]
+    fn take_one(&self, held: &mut Vec<Held>) -> usize {
+        // Tallies of buses that are gone: only this list still holds them.
+        held.retain(|entry| Arc::strong_count(&entry.tally) > 1);
+        let mut all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        let given_back = all.iter().find(|tally| {
+            // Acquire: pairs with the Release of the thread that gave it back.
+            tally.taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        });
+        let tally = match given_back {
+            Some(tally) => Arc::clone(tally),
+            None => {
+                let tally = Arc::new(Tally::default());
+                tally.taken.store(true, Ordering::Relaxed);
+                all.push(Arc::clone(&tally));
+                tally
+            }
+        };
+        held.push(Held { tallies: self.id, tally });
+        held.len() - 1
+    }
+
+    /// Adds up the tallies.
+    pub(crate) fn totals(&self) -> SyncTotals {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut totals = SyncTotals::default();
+        for tally in all.iter() {
+            // Finished first, then started: each finish read was preceded, on its thread and
+            // so in its tally, by its start, which the later read sees (Acquire pairs with
+            // the counting thread's Release). So `started` is never below the finishes.
+            totals.succeeded += tally.succeeded.load(Ordering::Acquire);
+            totals.failed += tally.failed.load(Ordering::Acquire);
+            totals.started += tally.started.load(Ordering::Acquire);
+        }
+        totals
+    }
+
+    /// How many sync events are in flight, or possibly more (never fewer) if some start
+    /// meanwhile.
+    pub(crate) fn in_flight(&self) -> u64 {
+        let totals = self.totals();
+        totals.started.saturating_sub(totals.succeeded + totals.failed)
+    }
+
+    #[cfg(test)]
+    fn tally_count(&self) -> usize {
+        self.all.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::{Step, SyncTallies, SyncTotals};
+
+    fn totals(started: u64, succeeded: u64, failed: u64) -> SyncTotals {
+        SyncTotals { started, succeeded, failed }
+    }
+
+    #[test]
+    fn adds_up_the_counts_of_every_thread() {
+        let tallies = SyncTallies::new();
+        tallies.count(Step::Started);
+        thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        tallies.count(Step::Started);
+                        tallies.count(Step::Succeeded);
+                    }
+                    tallies.count(Step::Started);
+                    tallies.count(Step::Failed);
+                });
+            }
+        });
+        assert_eq!(tallies.totals(), totals(2_003, 2_000, 2));
+        assert_eq!(tallies.in_flight(), 1);
+        tallies.count(Step::Failed);
+        assert_eq!(tallies.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_thread_takes_over_the_tally_of_one_that_exited() {
+        let tallies = SyncTallies::new();
+        for _ in 0..3 {
+            thread::scope(|scope| {
+                scope.spawn(|| tallies.count(Step::Started));
+            });
+        }
+        assert_eq!(tallies.totals(), totals(3, 0, 0), "counts stay after their thread exits");
+        assert_eq!(tallies.tally_count(), 2, "the shared tally and one passed from thread to thread");
+    }
+
+    #[test]
+    fn each_bus_has_its_own_tallies() {
+        let first = SyncTallies::new();
+        let second = SyncTallies::new();
+        first.count(Step::Started);
+        second.count(Step::Started);
+        second.count(Step::Succeeded);
+        assert_eq!((first.in_flight(), second.in_flight()), (1, 0));
+    }
+
+    #[test]
+    fn a_dropped_bus_leaves_no_tally_behind_on_the_thread() {
+        for _ in 0..100 {
+            SyncTallies::new().count(Step::Started);
+        }
+        super::HELD.with(|held| assert!(held.borrow().len() <= 1, "{} tallies held", held.borrow().len()));
+    }
+}
