@@ -6,7 +6,8 @@
 //! thread counts in a tally of its own, which only it writes, with a plain load and store;
 //! readers (`join`, `stats`) add the tallies up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -50,6 +51,12 @@ struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        // Before the tally can pass to another thread: this thread must not count in it again.
+        LAST.with(|last| {
+            if last.get().0 == self.tallies {
+                last.set(NO_LAST);
+            }
+        });
         // Release: the next thread to take it (Acquire) continues from this thread's counts.
         self.tally.taken.store(false, Ordering::Release);
     }
@@ -58,10 +65,27 @@ impl Drop for Held {
 thread_local! {
     /// The tallies this thread holds, one per bus it ran sync events on.
     static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+
+    /// The tally this thread counted in last, and the id of its [`SyncTallies`]: a thread
+    /// usually publishes on one bus, and finding its tally in [`HELD`] (a thread-local with a
+    /// destructor, a borrow, a search) cost more than the count itself.
+    ///
+    /// Points into an `Arc` in `HELD`, whose [`Held`] clears this before letting go of it; no
+    /// destructor of its own, so it can be read at any time, even while the thread exits.
+    static LAST: Cell<(u64, *const TallyCounts)> = const { Cell::new(NO_LAST) };
 }
+
+/// [`LAST`] when it holds no tally: ids start at 1.
+const NO_LAST: (u64, *const TallyCounts) = (0, ptr::null());
 
 /// The source of [`SyncTallies::id`]; global so that ids never repeat.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Adds one to a count in a tally this thread holds.
+fn add_one(counter: &AtomicU64) {
+    // Only this thread writes the tally: no read-modify-write needed.
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+}
 
 /// Which count a step adds to.
 #[derive(Clone, Copy)]
@@ -95,6 +119,20 @@ impl SyncTallies {
     /// needs the store seen first must put a barrier in between (see `barrier`).
     #[inline]
     pub(crate) fn count(&self, step: Step) {
+        let (last_id, last_tally) = LAST.get();
+        if last_id == self.id {
+            // SAFETY: `LAST` names a tally of this bus (ids are never reused) that a `Held` in
+            // this thread's `HELD` holds through an `Arc`, so it is alive; that `Held` clears
+            // `LAST` when it is dropped, before the tally can pass to another thread.
+            let tally = unsafe { &*last_tally };
+            add_one(tally.counter(step));
+            return;
+        }
+        self.count_slowly(step);
+    }
+
+    #[cold]
+    fn count_slowly(&self, step: Step) {
         let counted = HELD.try_with(|held| {
             // No user code runs while borrowed, so the borrow cannot be taken twice.
             let mut held = held.borrow_mut();
@@ -102,9 +140,9 @@ impl SyncTallies {
                 Some(position) => position,
                 None => self.take_one(&mut held),
             };
-            let counter = held[position].tally.counter(step);
-            // Only this thread writes this tally: no read-modify-write needed.
-            counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+            let tally: &TallyCounts = &held[position].tally;
+            LAST.set((self.id, ptr::from_ref(tally)));
+            add_one(tally.counter(step));
         });
         if counted.is_err() {
             // A thread-local destructor publishing after this thread's list is gone.
@@ -217,6 +255,34 @@ mod tests {
         second.count(Step::Started);
         second.count(Step::Succeeded);
         assert_eq!((first.in_flight(), second.in_flight()), (1, 0));
+    }
+
+    /// The thread's last tally is a shortcut: switching buses goes the long way and back.
+    #[test]
+    fn a_thread_counting_on_two_buses_in_turn_counts_each_in_its_own() {
+        let first = SyncTallies::new();
+        let second = SyncTallies::new();
+        for _ in 0..3 {
+            first.count(Step::Started);
+            second.count(Step::Started);
+            second.count(Step::Failed);
+        }
+        assert_eq!((first.totals(), second.totals()), (totals(3, 0, 0), totals(3, 0, 3)));
+        assert_eq!((first.tally_count(), second.tally_count()), (2, 2), "one tally each for this thread");
+    }
+
+    /// A tally this thread lets go of (as it does when it exits) is no longer its shortcut,
+    /// and passes to the next thread that counts.
+    #[test]
+    fn letting_a_tally_go_clears_the_shortcut() {
+        let tallies = SyncTallies::new();
+        tallies.count(Step::Started);
+        assert_eq!(super::LAST.get().0, tallies.id);
+        super::HELD.with(|held| held.borrow_mut().clear());
+        assert_eq!(super::LAST.get(), super::NO_LAST);
+        tallies.count(Step::Succeeded);
+        assert_eq!(tallies.totals(), totals(1, 1, 0));
+        assert_eq!(tallies.tally_count(), 2, "taken again, not a new one");
     }
 
     #[test]
