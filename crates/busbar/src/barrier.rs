@@ -36,10 +36,15 @@ pub(crate) fn prepare() -> bool {
     })
 }
 
+/// Whether [`light`] is only a compiler fence (the process registered for `membarrier`).
+pub(crate) fn is_light() -> bool {
+    EXPEDITED.load(Ordering::Acquire)
+}
+
 /// The frequent half: call between the write and the read.
 #[inline]
 pub(crate) fn light() {
-    if EXPEDITED.load(Ordering::Acquire) {
+    if is_light() {
         // `heavy` runs a full barrier on this thread if it is running, so only the compiler's
         // reordering is left to prevent.
         compiler_fence(Ordering::SeqCst);

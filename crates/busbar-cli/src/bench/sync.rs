@@ -95,21 +95,24 @@ impl ClockReads {
 /// Clock reads are given as a share of what busbar adds, an upper bound: the counter read waits
 /// for nothing before it, so inside busbar's path it may overlap other work. Locked
 /// instructions are not given as a share: alone they cost about half an OS clock read, but
-/// inside the path they overlap other work, and removing three of the four saved far less than
-/// their price alone.
+/// inside the path they overlap other work.
 fn guarantees_note(ours: f64, floor: f64, clock: ClockReads, locked_increment: f64) -> String {
     let (which, price) = clock.describe();
     let clock_reads = 2.0 * price;
     let added = ours - floor;
+    let counts = match busbar::__bench::sync_finish_needs_no_fence() {
+        true => "plain stores into the thread's own tally; `join` pays for the ordering, with membarrier",
+        false => "plain stores into the thread's own tally, and a fence after the finish: membarrier is not available",
+    };
     format!(
         "besides the floor's work, busbar reads a clock twice per event (the attempt's start, \
          which gives its deadline and duration, and its end): {which}, {clock_reads:.0} ns \
          together, {:.0} % of the {added:.0} ns busbar adds to the floor. 3× the floor leaves \
-         {:.0} ns for everything else: four locked read-modify-writes (the handler \
-         registration's reference count up and down, the started and finished counts that \
-         `join` and `stats` read; {locked_increment:.1} ns each timed alone, less inside the \
-         path, where they overlap other work), checking the event, finding its handler, \
-         catching a panic, building and handing over the result",
+         {:.0} ns for everything else: two locked read-modify-writes (the handler \
+         registration's reference count up and down; {locked_increment:.1} ns each timed \
+         alone, less inside the path, where they overlap other work), the started and finished \
+         counts that `join` and `stats` read ({counts}), checking the event, finding its \
+         handler, catching a panic, building and handing over the result",
         100.0 * clock_reads / added.max(f64::MIN_POSITIVE),
         (2.0 * floor - clock_reads).max(0.0),
     )
