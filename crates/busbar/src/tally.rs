@@ -34,7 +34,7 @@ pub(crate) struct SyncTotals {
 type Tally = CachePadded<TallyCounts>;
 
 #[derive(Default)]
-pub(crate) struct TallyCounts {
+struct TallyCounts {
     started: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -52,7 +52,7 @@ struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         // Before the tally can pass to another thread: this thread must not count in it again.
-        LAST.with(|last| {
+        let _gone = LAST.try_with(|last| {
             if last.get().0 == self.tallies {
                 last.set(NO_LAST);
             }
@@ -70,8 +70,10 @@ thread_local! {
     /// usually publishes on one bus, and finding its tally in [`HELD`] (a thread-local with a
     /// destructor, a borrow, a search) cost more than the count itself.
     ///
-    /// Points into an `Arc` in `HELD`, whose [`Held`] clears this before letting go of it; no
-    /// destructor of its own, so it can be read at any time, even while the thread exits.
+    /// Points into an `Arc` in `HELD`, whose [`Held`] clears this before letting go of it. It
+    /// has no destructor of its own, so where thread-locals are native (Linux, macOS, Windows)
+    /// it can be read at any time, even while the thread exits; elsewhere, once it is gone,
+    /// counts go the long way.
     static LAST: Cell<(u64, *const TallyCounts)> = const { Cell::new(NO_LAST) };
 }
 
@@ -119,7 +121,7 @@ impl SyncTallies {
     /// needs the store seen first must put a barrier in between (see `barrier`).
     #[inline]
     pub(crate) fn count(&self, step: Step) {
-        let (last_id, last_tally) = LAST.get();
+        let (last_id, last_tally) = LAST.try_with(Cell::get).unwrap_or(NO_LAST);
         if last_id == self.id {
             // SAFETY: `LAST` names a tally of this bus (ids are never reused) that a `Held` in
             // this thread's `HELD` holds through an `Arc`, so it is alive; that `Held` clears
@@ -141,7 +143,7 @@ impl SyncTallies {
                 None => self.take_one(&mut held),
             };
             let tally: &TallyCounts = &held[position].tally;
-            LAST.set((self.id, ptr::from_ref(tally)));
+            let _gone = LAST.try_with(|last| last.set((self.id, ptr::from_ref(tally))));
             add_one(tally.counter(step));
         });
         if counted.is_err() {
@@ -240,7 +242,9 @@ mod tests {
         let tallies = SyncTallies::new();
         for _ in 0..3 {
             thread::scope(|scope| {
-                scope.spawn(|| tallies.count(Step::Started));
+                // Joined explicitly: a scope's implicit join may return before the thread's
+                // thread-locals (and so its tally) are let go.
+                scope.spawn(|| tallies.count(Step::Started)).join().unwrap();
             });
         }
         assert_eq!(tallies.totals(), totals(3, 0, 0), "counts stay after their thread exits");

@@ -380,9 +380,9 @@ fn join_waits_for_sync_events_elsewhere() {
     assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 0, 1), "{stats:?}");
 }
 
-/// Two sync events that finish together on two threads, while a `join` waits for both: each
-/// thread counts its finish in a tally of its own and may not see the other's, so each must
-/// wake the joiner rather than leave it to whichever it thinks finished last.
+/// Two sync events that finish together on two threads, while a `join` waits for both. Each
+/// thread counts its finish in a tally of its own, and wakes the joiner only if it sees
+/// nothing left in flight: whichever looks last must see the other's finish too.
 #[test]
 fn join_returns_when_sync_events_on_two_threads_finish_together() {
     let bus = EventBus::new();

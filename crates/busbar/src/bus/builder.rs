@@ -113,9 +113,11 @@ impl EventBusBuilder {
     /// - it calibrates the CPU's counter, which times sync attempts, against the OS clock:
     ///   about a millisecond (at most 200 ms on a machine too busy to agree sooner);
     /// - on Linux, it registers the process for `membarrier(2)`, which lets a sync event count
-    ///   itself without a locked instruction (`join` pays instead): under a microsecond in a
-    ///   process with one thread, 5-15 ms in one whose other threads run already (the kernel
-    ///   waits for every CPU to pass a quiescent state).
+    ///   itself without a locked instruction (a `join` that waits pays instead, see
+    ///   [`EventBus::join`]): a few microseconds in a process with one thread, 5-30 ms on the
+    ///   development machine in one whose other threads run already, more on a busy machine
+    ///   (the kernel waits for every CPU to pass a quiescent state). So build the first bus
+    ///   early, and not on an async runtime's worker thread.
     ///
     /// # Errors
     ///

@@ -420,26 +420,31 @@ impl Shared {
         self.wake_joiners();
     }
 
-    /// Wakes joiners after a queued event left flight, if they wait for what is left.
+    /// Wakes joiners after an event left flight, if they wait for what is left.
     ///
     /// # How `join` never misses a finish
     ///
     /// A finishing event writes its count and then reads the joiner counts; a joiner writes
     /// its count and then reads the in-flight counts. With a full barrier between the write
     /// and the read on both sides, at least one of the two sees the other's write: either the
-    /// finisher wakes the joiner, or the joiner sees the finish. The joiner then checks and
-    /// waits under `idle_lock`, which the finisher takes to wake it, so nothing falls between
-    /// its check and its wait.
+    /// finisher looks further, or the joiner sees the finish. The joiner then checks and waits
+    /// under `idle_lock`, which the finisher takes to wake it, so nothing falls between its
+    /// check and its wait.
     ///
-    /// - A queued event's count is a `SeqCst` read-modify-write, itself a full barrier. Its
-    ///   finisher wakes joiners only when nothing is left in flight, so that a draining queue
-    ///   costs no syscall per event. `in_flight()` may count events that start meanwhile; if
-    ///   that keeps it from waking a joiner, their own finishing wakes it.
-    /// - A sync event's count is a plain store (see [`SyncTallies`](crate::tally)), with the
-    ///   light half of an asymmetric barrier after it; `join` runs the heavy half (see
-    ///   `barrier`). Its finisher wakes every joiner, whatever is left in flight: two sync
-    ///   events finishing together on two threads may each miss the other's store, and so each
-    ///   see the other still in flight.
+    /// - A queued event's count is a `SeqCst` read-modify-write, itself a full barrier.
+    /// - A sync event's count is a plain store into its thread's tally (see
+    ///   [`SyncTallies`](crate::tally)), with the light half of an asymmetric barrier after
+    ///   it (`wake_joiners_after_sync`); `join` passes the heavy half before it sleeps (see
+    ///   `barrier`).
+    ///
+    /// A finisher that sees a joiner wakes it only when nothing is left in flight, so that a
+    /// draining queue costs no syscall per event. Of two events finishing together, the one
+    /// that reads the counts last sees both finishes, and so wakes the joiner: the sync tallies
+    /// are read under their mutex, and each finisher's count comes before its read of them, so
+    /// the later reader sees the earlier finisher's count whether it is in a tally or in
+    /// `flight` (read after the tallies, see `in_flight()`). Reading the tallies without that
+    /// lock would break this. `in_flight()` may count events that start meanwhile; if that keeps
+    /// it from waking a joiner, their own finishing wakes it.
     fn wake_joiners(&self) {
         let wake = (self.joiners.load(Ordering::SeqCst) > 0 && self.in_flight() == 0)
             || self.nested_joiners.load(Ordering::SeqCst) > 0;
@@ -448,14 +453,10 @@ impl Shared {
         }
     }
 
-    /// Wakes joiners after a sync event's result was counted (see [`wake_joiners`]).
-    ///
-    /// [`wake_joiners`]: Self::wake_joiners
+    /// [`wake_joiners`](Self::wake_joiners) after a sync event's result was counted.
     fn wake_joiners_after_sync(&self) {
         barrier::light();
-        if self.joiners.load(Ordering::SeqCst) > 0 || self.nested_joiners.load(Ordering::SeqCst) > 0 {
-            self.notify_joiners();
-        }
+        self.wake_joiners();
     }
 
     fn notify_joiners(&self) {
@@ -487,10 +488,11 @@ impl Shared {
         let own = context::handlers_running_here(self.address());
         let joiners = if own == 0 { &self.joiners } else { &self.nested_joiners };
         joiners.fetch_add(1, Ordering::SeqCst);
-        // The heavy half of the barrier sync finishers pass (see `wake_joiners`). Should the
-        // system refuse it, a finish may go unseen until the next check: check every
-        // millisecond rather than wait for a wake-up that may not come.
-        let paired = barrier::heavy();
+        // Whether this join passed the heavy half of the barrier sync finishers pass (see
+        // `wake_joiners`); only a join about to sleep needs it. Should the system refuse it, a
+        // finish may go unseen until the next check: check every millisecond rather than wait
+        // for a wake-up that may not come.
+        let mut paired: Option<bool> = None;
         let mut guard = self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner);
         if own > 0 {
             // Under the lock, so that a nested joiner between its check and its wait cannot
@@ -502,8 +504,14 @@ impl Shared {
         let bound = || if own == 0 { 0 } else { self.blocked_in_join.load(Ordering::SeqCst) };
         while self.in_flight() > bound() {
             guard = match paired {
-                true => self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner),
-                false => {
+                // Without the lock: finishers take it to wake joiners. Then look again.
+                None => {
+                    drop(guard);
+                    paired = Some(barrier::heavy());
+                    self.idle_lock.lock().unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(true) => self.idle.wait(guard).unwrap_or_else(PoisonError::into_inner),
+                Some(false) => {
                     let waited = self.idle.wait_timeout(guard, Duration::from_millis(1));
                     waited.unwrap_or_else(PoisonError::into_inner).0
                 }
