@@ -41,15 +41,7 @@ impl Fixture {
                 Ok(EventResult::success())
             }),
         );
-        let count = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&count);
-        bus.subscribe(
-            "count",
-            handler_fn(move |_| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(EventResult::success())
-            }),
-        );
+        let count = support::subscribe_counting(&bus, "count");
         let _release = gate.opener();
         Fixture { bus, gate, count, started: is_started, after_gate: found, _release }
     }
@@ -360,14 +352,7 @@ fn join_waits_for_sync_events_elsewhere() {
     let stats = bus.stats();
     assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 1, 0), "{stats:?}");
 
-    let (joined, has_joined) = mpsc::channel();
-    let joiner = {
-        let bus = bus.clone();
-        thread::spawn(move || {
-            bus.join();
-            joined.send(()).unwrap();
-        })
-    };
+    let (joiner, has_joined) = join_in_background(&bus);
     assert!(
         has_joined.recv_timeout(Duration::from_millis(200)).is_err(),
         "join returned while the event ran"
@@ -378,6 +363,17 @@ fn join_waits_for_sync_events_elsewhere() {
     assert!(publisher.join().unwrap().success);
     let stats = bus.stats();
     assert_eq!((stats.published, stats.in_flight, stats.succeeded), (1, 0, 1), "{stats:?}");
+}
+
+/// Calls `bus.join()` on a thread of its own; the receiver hears when it returned.
+fn join_in_background(bus: &EventBus) -> (thread::JoinHandle<()>, mpsc::Receiver<()>) {
+    let (joined, has_joined) = mpsc::channel();
+    let bus = bus.clone();
+    let joiner = thread::spawn(move || {
+        bus.join();
+        joined.send(()).unwrap();
+    });
+    (joiner, has_joined)
 }
 
 /// Two sync events that finish together on two threads, while a `join` waits for both. Each
@@ -406,14 +402,7 @@ fn join_returns_when_sync_events_on_two_threads_finish_together() {
             .collect();
         has_started.recv().unwrap();
         has_started.recv().unwrap();
-        let (joined, has_joined) = mpsc::channel();
-        let joiner = {
-            let bus = bus.clone();
-            thread::spawn(move || {
-                bus.join();
-                joined.send(()).unwrap();
-            })
-        };
+        let (joiner, has_joined) = join_in_background(&bus);
         // The joiner may or may not wait yet when both finish: either way it must return.
         release.wait();
         let returned = has_joined.recv_timeout(Duration::from_secs(10));
@@ -445,15 +434,7 @@ fn a_thread_local_destructor_can_publish_sync_events() {
     }
 
     let bus = EventBus::new();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&count);
-    bus.subscribe(
-        "count",
-        handler_fn(move |_| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            Ok(EventResult::success())
-        }),
-    );
+    let count = support::subscribe_counting(&bus, "count");
     let publisher = bus.clone();
     thread::spawn(move || {
         // Set up first, so that (where destructors run in reverse order) it runs after the

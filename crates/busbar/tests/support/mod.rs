@@ -4,6 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -85,6 +86,20 @@ pub(crate) fn subscribe_held(bus: &EventBus, event_type: &str, gate: &Gate) -> m
         }),
     );
     has_started
+}
+
+/// Subscribes, for `event_type`, a handler that counts its calls in the returned counter.
+pub(crate) fn subscribe_counting(bus: &EventBus, event_type: &str) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    bus.subscribe(
+        event_type,
+        handler_fn(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(EventResult::success())
+        }),
+    );
+    count
 }
 
 /// A thread-mode event of type `event_type`.
