@@ -1,7 +1,7 @@
 //! Corelet mode: handlers run in a pool of reusable, isolated child processes.
 //!
 //! The child is the application's own binary, re-executed with the environment variable
-//! [`FD_ENV`] naming its ends of two pipes; `main` calls [`serve_if_corelet`] first, which
+//! [`FD_ENV`](child::FD_ENV) naming its ends of two pipes; `main` calls [`serve_if_corelet`] first, which
 //! in a child serves requests until the parent goes away and exits, and otherwise returns.
 //! The parent side is [`CoreletPool`]: `execute(request, deadline, on_publish)` lends a child,
 //! sends the request, forwards published events, and returns the reply, or a

@@ -99,7 +99,7 @@ pub(crate) fn run(
     run_listed(spec, deadline, is_cancelled, options, None)
 }
 
-/// [`run`], with the program on `listed` while it runs, for `shutdown_now` to kill at once
+/// `run` (a test helper), with the program on `listed` while it runs, for `shutdown_now` to kill at once
 /// (see [`RunningCommands`]).
 pub(crate) fn run_listed(
     spec: &CommandSpec,

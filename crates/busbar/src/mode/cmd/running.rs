@@ -23,7 +23,7 @@ impl RunningCommands {
         self.lock().insert(pid);
     }
 
-    /// Forgets the program `pid`; call before reaping it. Under the lock [`kill_all`]
+    /// Forgets the program `pid`; call before reaping it. Under the lock [`kill_all`](Self::kill_all)
     /// (Self::kill_all) holds, so it never signals a group whose leader has been reaped (whose
     /// id could then name a stranger's group).
     pub(crate) fn remove(&self, pid: u32) {
