@@ -99,8 +99,8 @@ pub(crate) fn run(
     run_listed(spec, deadline, is_cancelled, options, None)
 }
 
-/// `run` (a test helper), with the program on `listed` while it runs, for `shutdown_now` to kill at once
-/// (see [`RunningCommands`]).
+/// Runs the command as `run` (a test helper) does, with the program on `listed` while it runs,
+/// for `shutdown_now` to kill at once (see [`RunningCommands`]).
 pub(crate) fn run_listed(
     spec: &CommandSpec,
     deadline: Instant,
