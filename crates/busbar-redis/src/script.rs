@@ -94,7 +94,7 @@ return lost
     )
 });
 
-/// Moves up to ARGV[1] due members of the delayed set to their streams. Returns the number
+/// Moves up to `ARGV[1]` due members of the delayed set to their streams. Returns the number
 /// moved and the milliseconds until the next member is due (-1 if none is waiting).
 ///
 /// KEYS: 1 the delayed set, 2..4 the streams of the high, normal and low bands.
@@ -127,7 +127,7 @@ return {#due, wait}
     )
 });
 
-/// Takes up to ARGV[3] new messages for consumer ARGV[2] of group ARGV[1] from the band
+/// Takes up to `ARGV[3]` new messages for consumer `ARGV[2]` of group `ARGV[1]` from the band
 /// streams, high first: a lower band only when the higher ones have no more. Returns
 /// `{band index, id, fields}` for each, in one round trip.
 ///
@@ -154,7 +154,7 @@ return taken
     )
 });
 
-/// Adds a member to the delayed set, due ARGV[1] milliseconds from now by Redis's clock.
+/// Adds a member to the delayed set, due `ARGV[1]` milliseconds from now by Redis's clock.
 ///
 /// KEYS: 1 the delayed set. ARGV: 1 delay (ms), 2 member.
 pub(crate) static DELAY: LazyLock<Script> = LazyLock::new(|| {
