@@ -25,8 +25,8 @@ static REGISTERED: OnceLock<bool> = OnceLock::new();
 /// Registers this process for the cheap [`light`] half, if the system allows it.
 ///
 /// Called when a bus is built, before any of its events can pass either half. Until then, and
-/// for good where registering fails, both halves are full fences. Registering takes under a
-/// microsecond in a process with one thread, and milliseconds in one whose other threads run
+/// for good where registering fails, both halves are full fences. Registering takes a few
+/// microseconds in a process with one thread, and milliseconds in one whose other threads run
 /// already (the kernel waits for every CPU to pass a quiescent state); cheap after the first
 /// call.
 pub(crate) fn prepare() -> bool {
