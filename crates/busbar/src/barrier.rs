@@ -13,13 +13,11 @@
 //! reordering its write and read. Where the call is not available (other systems, older
 //! kernels, sandboxes that refuse it) both halves are full fences.
 
-use std::sync::atomic::{compiler_fence, fence, AtomicBool, Ordering};
+use std::sync::atomic::{compiler_fence, fence, Ordering};
 use std::sync::OnceLock;
 
-/// Set once this process may use `membarrier`: only then is [`light`] a compiler fence.
-static EXPEDITED: AtomicBool = AtomicBool::new(false);
-
-/// Whether registering for `membarrier` succeeded, decided once per process.
+/// Whether registering for `membarrier` succeeded, decided once per process: only once it did
+/// is [`light`] a compiler fence.
 static REGISTERED: OnceLock<bool> = OnceLock::new();
 
 /// Registers this process for the cheap [`light`] half, if the system allows it.
@@ -30,18 +28,16 @@ static REGISTERED: OnceLock<bool> = OnceLock::new();
 /// already (the kernel waits for every CPU to pass a quiescent state); cheap after the first
 /// call.
 pub(crate) fn prepare() -> bool {
-    *REGISTERED.get_or_init(|| {
-        let registered = register();
-        // Release: pairs with `light`'s load, though any thread that can reach a bus's hot
-        // path got the bus from the thread that built it, after this.
-        EXPEDITED.store(registered, Ordering::Release);
-        registered
-    })
+    *REGISTERED.get_or_init(register)
 }
 
 /// Whether [`light`] is only a compiler fence (the process registered for `membarrier`).
+///
+/// `OnceLock::get` reads with Acquire, pairing with its initialisation, though any thread that
+/// can reach a bus's hot path got the bus from the thread that built it, after `prepare`.
+#[inline]
 pub(crate) fn is_light() -> bool {
-    EXPEDITED.load(Ordering::Acquire)
+    REGISTERED.get() == Some(&true)
 }
 
 /// The frequent half: call between the write and the read.
