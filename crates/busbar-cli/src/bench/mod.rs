@@ -36,6 +36,7 @@ mod gate;
 mod handlers;
 mod machine;
 mod memory;
+mod placement;
 mod progress;
 mod report;
 mod scaling;

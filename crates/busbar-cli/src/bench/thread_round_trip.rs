@@ -11,42 +11,108 @@ use super::costs;
 use super::floor::trivial_handler;
 use super::floor::worker::BareWorker;
 use super::handlers::{self, expect_handled, expect_success, TRIVIAL};
+use super::placement::{Pinning, Placement};
 use super::report::{grouped, Figure, Row, Target, Unit};
 use super::stats::{micros, Latency};
 use super::{Error, Run};
 
 pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     let round_trips = run.size(20_000, 500);
+    // Measured before any pinning: its two threads must run on two CPUs.
+    let line_trip = costs::line_round_trip_ns(round_trips)? / 1000.0;
+    // Both sides' threads are placed alike, first on two CPUs, then on one (see `placement`).
+    // Where this thread may not change its CPUs, the scheduler places them, and the row says so.
+    let Some(pinning) = Pinning::new() else {
+        let (row, _) = measure(run, None)?;
+        return Ok(vec![row.note(apart_note(line_trip, None))]);
+    };
+    let mut rows = Vec::new();
+    for placement in [Placement::Apart, Placement::Together] {
+        if pinning.allows(placement) {
+            let (row, added) = measure(run, Some((&pinning, placement)))?;
+            rows.push(row.note(match placement {
+                Placement::Apart => apart_note(line_trip, Some(added)),
+                Placement::Together => together_note(added),
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// Measures busbar's round trips and the floor's, their worker threads started as `placed`
+/// says (or wherever the scheduler puts them). Returns the row and the µs busbar adds to the
+/// floor's p50.
+fn measure(run: &Run<'_>, placed: Option<(&Pinning, Placement)>) -> Result<(Row, f64), Error> {
+    let round_trips = run.size(20_000, 500);
     let reps = run.size(5, 3);
-    let bus = handlers::bus(1, |builder| builder)?;
-    let worker = BareWorker::new(trivial_handler())?;
+    let start = || {
+        let bus = handlers::bus(1, |builder| builder)?;
+        // The pool starts its worker with the first queued event: this starts it here.
+        busbar_latency(&bus, 1)?;
+        Ok((bus, BareWorker::new(trivial_handler())?))
+    };
+    let (bus, worker) = match placed {
+        Some((pinning, placement)) => pinning.place(placement, start)?,
+        None => start()?,
+    };
     busbar_latency(&bus, round_trips / 10)?;
     floor_latency(&worker, round_trips / 10)?;
     let (ours, floor) =
         run.alternate(reps, || busbar_latency(&bus, round_trips), || floor_latency(&worker, round_trips))?;
     bus.shutdown();
     let (ours, floor) = (Latency::median_of(&ours), Latency::median_of(&floor));
-    let line_trip = costs::line_round_trip_ns(round_trips)? / 1000.0;
-    let added = ours.p50 - floor.p50;
-    let note = format!(
-        "a cache line's trip to another CPU and back (two threads answering each other through \
-         one atomic, spinning) took {line_trip:.2} µs in this run. For every event, publisher \
-         and worker both write the queue's first cache line (its lock, its length, the ends of \
-         its front lane), the job's lines and the reply's oneshot, as the floor's two threads \
-         write their channel and the oneshot; on top of that the worker keeps the attempt's \
-         books (its deadline, the slot the watchdog looks at, the panic boundary, the result's \
-         duration). The {added:.2} µs busbar adds to the floor's p50 is the time of {:.1} such trips",
-        added / line_trip.max(f64::MIN_POSITIVE),
-    );
+    let title = match placed {
+        Some((_, placement)) => format!("thread round trip p50 (p99), {placement}"),
+        None => "thread round trip p50 (p99), placed by the scheduler".to_owned(),
+    };
     let row = Row::new(
         "thread-round-trip",
-        "thread round trip p50 (p99)",
+        title,
         Unit::Micros,
         Figure::latency(ours),
         Figure::latency(floor),
         Target::RatioAtMost(1.3),
     );
-    Ok(vec![row.runs(reps, format!("{} round trips", grouped(round_trips))).note(note)])
+    Ok((row.runs(reps, format!("{} round trips", grouped(round_trips))), ours.p50 - floor.p50))
+}
+
+/// What a round trip between two CPUs costs: cache lines that one wrote and the other reads.
+/// `added`: the µs busbar added, if the threads were placed (unplaced, the figures may come
+/// from either placement).
+fn apart_note(line_trip: f64, added: Option<f64>) -> String {
+    let mut note = format!(
+        "publisher and worker on two CPUs. A cache line's trip to the other CPU and back (two \
+         threads answering each other through one atomic, spinning) took {line_trip:.2} µs in \
+         this run. For every event, publisher and worker both write the queue's first cache line \
+         (its lock, its length, the ends of its front lane), the job's lines and the reply's \
+         oneshot, as the floor's two threads write their channel and the oneshot; on top of that \
+         the worker keeps the attempt's books (its deadline, the slot the watchdog looks at, the \
+         panic boundary, the result's duration)"
+    );
+    match added {
+        Some(added) => note.push_str(&format!(
+            ". The {added:.2} µs busbar adds to the floor's p50 is the time of {:.1} such trips",
+            added / line_trip.max(f64::MIN_POSITIVE)
+        )),
+        None => {
+            note = format!(
+                "placed by the scheduler, which may put the two sides of either one \
+             differently ({note})"
+            )
+        }
+    }
+    note
+}
+
+/// What a round trip on one CPU costs: each hand-over is a switch between the two threads.
+fn together_note(added: f64) -> String {
+    format!(
+        "publisher and worker on one CPU: each side yields the CPU to the other while it \
+         watches for what it waits for, so every hand-over is a switch between the two \
+         threads, and no cache line travels. What busbar adds, {added:.2} µs, is its work: \
+         checking the event and finding its handler, the queue's lock on both sides, the \
+         attempt's books, resolving the result"
+    )
 }
 
 fn thread_event() -> Event {
