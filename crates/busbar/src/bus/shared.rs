@@ -242,6 +242,10 @@ impl Shared {
         // The event stays where it is until it runs or is queued: a sync publish would
         // otherwise copy it in and out of every step's `Result`.
         let queued = event.mode().is_queued();
+        if queued {
+            // First, so that the fetches overlap the checks and lookups below.
+            self.pool.queue.prepare_push();
+        }
         let registration = match self.accept(&mut event, queued) {
             Ok(registration) => registration,
             Err(rejection) => return Err(rejection.into_error(event)),

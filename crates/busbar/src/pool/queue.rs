@@ -8,7 +8,7 @@ use crossbeam_utils::CachePadded;
 
 use super::job::Job;
 use super::lanes::Lanes;
-use super::prefetch;
+use super::prefetch::{self, WritePrefetch};
 use crate::watch;
 
 /// How a push treats a full queue.
@@ -95,9 +95,14 @@ pub(crate) struct JobQueue {
     /// `pop` puts both totals right before it sleeps.
     pushed: CachePadded<AtomicUsize>,
     taken: CachePadded<Taken>,
+    /// Where the next push will most likely write its job: the slot after the last push's, for
+    /// the next publisher to fetch early (see [`prepare_push`](Self::prepare_push)); 0 if not
+    /// known. On a line of its own, which only publishers write.
+    next_push: CachePadded<AtomicUsize>,
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
+    write_prefetch: WritePrefetch,
 }
 
 impl JobQueue {
@@ -116,10 +121,22 @@ impl JobQueue {
             })),
             pushed: CachePadded::default(),
             taken: CachePadded::default(),
+            next_push: CachePadded::default(),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
+            write_prefetch: WritePrefetch::detect(),
         }
+    }
+
+    /// Asks the CPU for the cache lines a push is about to write, the lock's and the slot's
+    /// its job most likely goes to, so that they are this thread's by the time it pushes: for
+    /// a publisher to call as a publish begins, before the work that comes ahead of the push,
+    /// which the fetches then overlap (see `super::prefetch`). Only a hint: nothing changes
+    /// but timing, and a publish that is refused or waits has wasted a fetch.
+    pub(crate) fn prepare_push(&self) {
+        let lock = &*self.state as *const Mutex<State> as usize;
+        prefetch::lines_to_write(self.write_prefetch, lock, self.next_push.load(Ordering::Relaxed));
     }
 
     /// How many jobs the queue holds before `Block` waits and `Try` is refused.
@@ -166,7 +183,9 @@ impl JobQueue {
             state = self.not_full.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.waiting_publishers -= 1;
         }
-        state.lanes.push(job);
+        let next_push = state.lanes.push(job);
+        // Under the lock, so that of racing publishers the last to push leaves its hint.
+        self.next_push.store(next_push, Ordering::Relaxed);
         let pushed = state.lanes.pushed();
         // Flags written only when they change: they lie on another cache line than the lanes',
         // which a worker reads for every job.
