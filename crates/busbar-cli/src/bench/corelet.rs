@@ -17,6 +17,7 @@ use serde_json::json;
 use super::corelet_wire;
 use super::floor::echo::{self, EchoChild};
 use super::handlers::{self, expect_no_failures, expect_success, TRIVIAL};
+use super::placement::{self, Placed};
 use super::report::{grouped, Figure, Row, Target, Unit};
 use super::stats::{median, micros, per_second, Latency};
 use super::{Error, Run};
@@ -25,15 +26,22 @@ use super::{Error, Run};
 const CORELETS: usize = 2;
 
 pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
-    Ok(vec![round_trip(run)?, throughput(run)?])
+    // Both sides' children are placed alike, on two CPUs, then on one (see `placement`).
+    let mut rows = placement::for_each_placement(|placed| round_trip(run, placed))?;
+    rows.push(throughput(run)?);
+    Ok(rows)
 }
 
-fn round_trip(run: &Run<'_>) -> Result<Row, Error> {
+fn round_trip(run: &Run<'_>, placed: Placed<'_>) -> Result<Row, Error> {
     let round_trips = run.size(5_000, 100);
     let reps = run.size(7, 3);
-    let bus = corelet_bus(1)?;
     let frame = request_frame(&corelet_event())?;
-    let mut pipe = EchoChild::spawn()?;
+    let (bus, mut pipe) = placement::start_placed(placed, || {
+        let bus = corelet_bus(1)?;
+        // The first event starts the corelet child (and the pool's worker thread).
+        busbar_latency(&bus, 1)?;
+        Ok((bus, EchoChild::spawn()?))
+    })?;
     // Warm-up, which also starts the corelet. For a while after a child starts, the scheduler
     // often runs it on its parent's vCPU, and each round trip then costs two context switches
     // (about 4 µs instead of 3 for busbar: the parent's nonvoluntary switches rise from none to
@@ -63,7 +71,7 @@ fn round_trip(run: &Run<'_>) -> Result<Row, Error> {
     );
     let row = Row::new(
         "corelet",
-        "corelet round trip p50 (p99)",
+        format!("corelet round trip p50 (p99), {}", placement::describe(placed)),
         Unit::Micros,
         Figure::latency(ours),
         Figure::latency(pipe),

@@ -1,4 +1,4 @@
-//! Which CPUs a round trip's two threads run on, chosen by the bench rather than by the
+//! Which CPUs a round trip's two sides run on, chosen by the bench rather than by the
 //! scheduler's luck.
 //!
 //! A round trip between a publisher and a worker costs one thing when the two threads run on
@@ -10,10 +10,12 @@
 //! threads. Left to the scheduler, a run would now and then compare busbar together against
 //! the floor apart, or the reverse: twelve unplaced runs of `busbar bench --scenario
 //! thread-round-trip` gave ratios from 0.85 to 1.34, where each placement alone gives a
-//! steady one. That measured the placement, not busbar. So the round-trip scenario places
-//! both sides' threads the same way: a worker started while the bench's thread is pinned to
-//! one CPU inherits that pinning (Linux copies a thread's affinity to the threads it creates),
-//! and the bench's thread then moves to the publisher's CPU.
+//! steady one. That measured the placement, not busbar. So the round-trip scenarios place
+//! both sides the same way: a worker thread or a child process started while the bench's
+//! thread is pinned to one CPU inherits that pinning (Linux copies a thread's affinity to the
+//! threads and processes it creates), and the bench's thread then moves to the publisher's
+//! CPU. The corelet round trip had the same lottery between the corelet child and the echo
+//! child, rarer (a 1.59× run among a dozen, where 1.2× is usual).
 //!
 //! Pinning is Linux's `sched_getaffinity` and `sched_setaffinity`, through `libc`, which the
 //! bench uses already. `core_affinity` pins to one CPU but cannot put back a mask of several,
@@ -41,6 +43,45 @@ impl fmt::Display for Placement {
     }
 }
 
+/// How a measurement's threads are placed: by the bench (see [`Pinning::place`]), or, where
+/// this thread may not change its CPUs, by the scheduler (`None`).
+pub(super) type Placed<'a> = Option<(&'a Pinning, Placement)>;
+
+/// Calls `measure` once for each placement this thread can have, two CPUs first; once with
+/// `None` where it cannot place threads. The thread's CPUs are put back before this returns.
+pub(super) fn for_each_placement<T>(
+    mut measure: impl FnMut(Placed<'_>) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let Some(pinning) = Pinning::new() else {
+        return Ok(vec![measure(None)?]);
+    };
+    [Placement::Apart, Placement::Together]
+        .into_iter()
+        .filter(|&placement| pinning.allows(placement))
+        .map(|placement| measure(Some((&pinning, placement))))
+        .collect()
+}
+
+/// Calls `start`, which starts the threads or processes a measurement needs, where `placed`
+/// says (see [`Pinning::place`]).
+pub(super) fn start_placed<T>(
+    placed: Placed<'_>,
+    start: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    match placed {
+        Some((pinning, placement)) => pinning.place(placement, start),
+        None => start(),
+    }
+}
+
+/// How `placed` reads in a row's title.
+pub(super) fn describe(placed: Placed<'_>) -> String {
+    match placed {
+        Some((_, placement)) => placement.to_string(),
+        None => "placed by the scheduler".to_owned(),
+    }
+}
+
 /// The calling thread's CPU affinity as it was before the bench pinned it; put back on drop.
 pub(super) struct Pinning {
     original: Affinity,
@@ -51,7 +92,7 @@ pub(super) struct Pinning {
 impl Pinning {
     /// Remembers the calling thread's affinity; `None` if it cannot be read or changed here
     /// (not Linux, or a sandbox that refuses it), and the scenario then runs unplaced.
-    pub(super) fn new() -> Option<Pinning> {
+    fn new() -> Option<Pinning> {
         let original = Affinity::of_this_thread()?;
         let cpus = original.cpus();
         // Re-applying what is set proves that this thread may change its affinity.
@@ -60,7 +101,7 @@ impl Pinning {
     }
 
     /// Whether `placement` can be had: `Apart` needs two CPUs.
-    pub(super) fn allows(&self, placement: Placement) -> bool {
+    fn allows(&self, placement: Placement) -> bool {
         match placement {
             Placement::Apart => self.cpus.len() >= 2,
             Placement::Together => !self.cpus.is_empty(),
@@ -69,11 +110,7 @@ impl Pinning {
 
     /// Calls `start` with this thread pinned where the threads it starts should run, then
     /// pins this thread where the publisher should run, and returns what `start` returned.
-    pub(super) fn place<T>(
-        &self,
-        placement: Placement,
-        start: impl FnOnce() -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    fn place<T>(&self, placement: Placement, start: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         let (publisher, workers) = match placement {
             Placement::Apart => (self.cpus.first(), self.cpus.get(1)),
             Placement::Together => (self.cpus.first(), self.cpus.first()),

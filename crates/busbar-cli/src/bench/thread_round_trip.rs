@@ -11,7 +11,7 @@ use super::costs;
 use super::floor::trivial_handler;
 use super::floor::worker::BareWorker;
 use super::handlers::{self, expect_handled, expect_success, TRIVIAL};
-use super::placement::{Pinning, Placement};
+use super::placement::{self, Placed, Placement};
 use super::report::{grouped, Figure, Row, Target, Unit};
 use super::stats::{micros, Latency};
 use super::{Error, Run};
@@ -20,29 +20,21 @@ pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     let round_trips = run.size(20_000, 500);
     // Measured before any pinning: its two threads must run on two CPUs.
     let line_trip = costs::line_round_trip_ns(round_trips)? / 1000.0;
-    // Both sides' threads are placed alike, first on two CPUs, then on one (see `placement`).
-    // Where this thread may not change its CPUs, the scheduler places them, and the row says so.
-    let Some(pinning) = Pinning::new() else {
-        let (row, _) = measure(run, None)?;
-        return Ok(vec![row.note(apart_note(line_trip, None))]);
-    };
-    let mut rows = Vec::new();
-    for placement in [Placement::Apart, Placement::Together] {
-        if pinning.allows(placement) {
-            let (row, added) = measure(run, Some((&pinning, placement)))?;
-            rows.push(row.note(match placement {
-                Placement::Apart => apart_note(line_trip, Some(added)),
-                Placement::Together => together_note(added),
-            }));
-        }
-    }
-    Ok(rows)
+    // Both sides' threads are placed alike, on two CPUs, then on one (see `placement`).
+    placement::for_each_placement(|placed| {
+        let (row, added) = measure(run, placed)?;
+        Ok(row.note(match placed {
+            Some((_, Placement::Together)) => together_note(added),
+            Some((_, Placement::Apart)) => apart_note(line_trip, Some(added)),
+            None => apart_note(line_trip, None),
+        }))
+    })
 }
 
 /// Measures busbar's round trips and the floor's, their worker threads started as `placed`
 /// says (or wherever the scheduler puts them). Returns the row and the µs busbar adds to the
 /// floor's p50.
-fn measure(run: &Run<'_>, placed: Option<(&Pinning, Placement)>) -> Result<(Row, f64), Error> {
+fn measure(run: &Run<'_>, placed: Placed<'_>) -> Result<(Row, f64), Error> {
     let round_trips = run.size(20_000, 500);
     let reps = run.size(5, 3);
     let start = || {
@@ -51,23 +43,16 @@ fn measure(run: &Run<'_>, placed: Option<(&Pinning, Placement)>) -> Result<(Row,
         busbar_latency(&bus, 1)?;
         Ok((bus, BareWorker::new(trivial_handler())?))
     };
-    let (bus, worker) = match placed {
-        Some((pinning, placement)) => pinning.place(placement, start)?,
-        None => start()?,
-    };
+    let (bus, worker) = placement::start_placed(placed, start)?;
     busbar_latency(&bus, round_trips / 10)?;
     floor_latency(&worker, round_trips / 10)?;
     let (ours, floor) =
         run.alternate(reps, || busbar_latency(&bus, round_trips), || floor_latency(&worker, round_trips))?;
     bus.shutdown();
     let (ours, floor) = (Latency::median_of(&ours), Latency::median_of(&floor));
-    let title = match placed {
-        Some((_, placement)) => format!("thread round trip p50 (p99), {placement}"),
-        None => "thread round trip p50 (p99), placed by the scheduler".to_owned(),
-    };
     let row = Row::new(
         "thread-round-trip",
-        title,
+        format!("thread round trip p50 (p99), {}", placement::describe(placed)),
         Unit::Micros,
         Figure::latency(ours),
         Figure::latency(floor),
