@@ -19,7 +19,8 @@
 //!
 //! The rest: `floor/` (the floors), `costs.rs` (what the primitives the guarantees need cost,
 //! for the notes), `handlers.rs` (the handlers and event types, also
-//! registered in corelet children), `gate.rs` (a handler that blocks a pool), `stats.rs`
+//! registered in corelet children), `gate.rs` (a handler that blocks a pool), `placement.rs`
+//! (which CPUs the round trips' two sides run on), `stats.rs`
 //! (medians, percentiles), `report.rs` (rows, table, JSON), `machine.rs` (the header),
 //! `progress.rs` (the progress bar).
 //!
@@ -87,9 +88,11 @@ enum Scenario {
     Sync,
     /// Thread mode, fire-and-forget then `join()`, versus a bare Mutex<BinaryHeap> pool.
     ThreadThroughput,
-    /// Thread mode, publish → wait one at a time, versus a bare worker and a oneshot reply.
+    /// Thread mode, publish → wait one at a time, versus a bare worker and a oneshot reply;
+    /// with the workers on another CPU than the publisher, then on the same one.
     ThreadRoundTrip,
-    /// Corelet round trip and throughput, versus a child echoing the same bytes over pipes.
+    /// Corelet round trip (children on another CPU, then on the same one) and throughput,
+    /// versus a child echoing the same bytes over pipes.
     Corelet,
     /// Cmd mode running `true`, versus `std::process::Command` in its own process group.
     Cmd,
