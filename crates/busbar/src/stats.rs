@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 use crate::result::{ErrorKind, EventResult};
-use crate::tally::{Step, SyncTallies};
+use crate::tally::{Mine, Step, SyncTallies};
 
 /// A snapshot of a bus's counters, from [`EventBus::stats`](crate::EventBus::stats).
 ///
@@ -112,10 +112,11 @@ impl Counters {
         }
     }
 
-    /// Counts a sync event as accepted: published, and in flight until its result is recorded
-    /// with [`record_sync_result`](Self::record_sync_result).
-    pub(crate) fn record_sync_started(&self) {
-        self.sync.count(Step::Started);
+    /// This thread's sync counts, for a publish to count its check and its start in a row
+    /// (see `Shared::start_sync`): [`Step::Started`] counts a sync event as published, and in
+    /// flight until its result is recorded with [`record_sync_result`](Self::record_sync_result).
+    pub(crate) fn sync_counts(&self) -> Mine<'_> {
+        self.sync.mine()
     }
 
     /// Records a sync event's result, which also takes it out of flight.

@@ -1,12 +1,14 @@
 //! Counts of sync events kept per thread: [`SyncTallies`].
 //!
-//! A sync event runs on its publisher's thread, and the bus counts it twice: when it starts
-//! and when it finishes (`join` waits for the difference). One count that every thread adds
-//! to needs a locked read-modify-write per step, a large part of a sync publish. Here each
-//! thread counts in a tally of its own, which only it writes, with a plain load and store;
-//! readers (`join`, `stats`) add the tallies up.
+//! A sync event runs on its publisher's thread, and the bus counts it: when it starts and when
+//! it finishes (`join` waits for the difference), and around its publisher's look at whether
+//! the bus is closed (`Shared::start_sync`; `join` waits for those too). One count that every
+//! thread adds to needs a locked read-modify-write per step, a large part of a sync publish.
+//! Here each thread counts in a tally of its own, which only it writes, with a plain load and
+//! store; readers (`join`, `stats`) add the tallies up.
 
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,12 +25,14 @@ pub(crate) struct SyncTallies {
     all: Mutex<Vec<Arc<Tally>>>,
 }
 
-/// What a tally counts; `started - succeeded - failed` of them are in flight.
+/// What the tallies count: `started - succeeded - failed` events are in flight, and
+/// `checking` publishes are looking whether the bus is closed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SyncTotals {
     pub(crate) started: u64,
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
+    pub(crate) checking: u64,
 }
 
 type Tally = CachePadded<TallyCounts>;
@@ -38,6 +42,10 @@ struct TallyCounts {
     started: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
+    /// Looks at whether the bus is closed, begun and ended (two totals that only grow, so that
+    /// every count is a plain store of one more).
+    checks_begun: AtomicU64,
+    checks_ended: AtomicU64,
     /// Set while a thread counts here (then only that thread writes), and for good on the
     /// shared tally, which nobody may take.
     taken: AtomicBool,
@@ -95,6 +103,8 @@ pub(crate) enum Step {
     Started,
     Succeeded,
     Failed,
+    CheckBegun,
+    CheckEnded,
 }
 
 impl TallyCounts {
@@ -103,6 +113,32 @@ impl TallyCounts {
             Step::Started => &self.started,
             Step::Succeeded => &self.succeeded,
             Step::Failed => &self.failed,
+            Step::CheckBegun => &self.checks_begun,
+            Step::CheckEnded => &self.checks_ended,
+        }
+    }
+}
+
+/// This thread's tally of one bus, found once for several counts in a row (see
+/// [`SyncTallies::mine`]). Not `Send`: only its thread may write its tally.
+pub(crate) struct Mine<'a> {
+    tallies: &'a SyncTallies,
+    /// `None` for a thread whose thread-locals are gone: it counts in the shared tally.
+    own: Option<&'a TallyCounts>,
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl Mine<'_> {
+    /// Adds one to this thread's count of `step`.
+    ///
+    /// The store is `Release`, so that a thread that learns of this step by other means
+    /// (a message sent after it) also reads it here. A caller that reads something next and
+    /// needs the store seen first must put a barrier in between (see `barrier`).
+    #[inline]
+    pub(crate) fn count(&self, step: Step) {
+        match self.own {
+            Some(tally) => add_one(tally.counter(step)),
+            None => self.tallies.count_shared(step),
         }
     }
 }
@@ -114,43 +150,51 @@ impl SyncTallies {
         SyncTallies { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), all: Mutex::new(vec![Arc::new(shared)]) }
     }
 
-    /// Adds one to this thread's count of `step`.
-    ///
-    /// The store is `Release`, so that a thread that learns of this step by other means
-    /// (a message sent after it) also reads it here. A caller that reads something next and
-    /// needs the store seen first must put a barrier in between (see `barrier`).
+    /// Adds one to this thread's count of `step` (see [`Mine::count`]).
     #[inline]
     pub(crate) fn count(&self, step: Step) {
-        let (last_id, last_tally) = LAST.try_with(Cell::get).unwrap_or(NO_LAST);
-        if last_id == self.id {
-            // SAFETY: `LAST` names a tally of this bus (ids are never reused) that a `Held` in
-            // this thread's `HELD` holds through an `Arc`, so it is alive; that `Held` clears
-            // `LAST` when it is dropped, before the tally can pass to another thread.
-            let tally = unsafe { &*last_tally };
-            add_one(tally.counter(step));
-            return;
-        }
-        self.count_slowly(step);
+        self.mine().count(step);
     }
 
+    /// Finds this thread's tally, for counts in a row.
+    #[inline]
+    pub(crate) fn mine(&self) -> Mine<'_> {
+        let (last_id, last_tally) = LAST.try_with(Cell::get).unwrap_or(NO_LAST);
+        let tally = if last_id == self.id { last_tally } else { self.find_mine() };
+        // SAFETY: a non-null `tally` names a tally of this bus (ids are never reused), from
+        // `LAST` or just taken, that a `Held` in this thread's `HELD` holds through an `Arc`.
+        // It outlives the borrow, which a `Mine` cannot take to another thread: a thread's
+        // `Held`s are dropped only on that thread, in `take_one`, which keeps those of buses
+        // still alive (this one is, for `'_`), or with `HELD` as the thread exits, which no
+        // code that still runs on it can be in the middle of (thread-local destructors run
+        // one after another).
+        let own = unsafe { tally.as_ref() };
+        Mine { tallies: self, own, _this_thread: PhantomData }
+    }
+
+    /// This thread's tally, taken if it has none yet; null once its thread-locals are gone.
     #[cold]
-    fn count_slowly(&self, step: Step) {
-        let counted = HELD.try_with(|held| {
+    fn find_mine(&self) -> *const TallyCounts {
+        let found = HELD.try_with(|held| {
             // No user code runs while borrowed, so the borrow cannot be taken twice.
             let mut held = held.borrow_mut();
             let position = match held.iter().position(|entry| entry.tallies == self.id) {
                 Some(position) => position,
                 None => self.take_one(&mut held),
             };
-            let tally: &TallyCounts = &held[position].tally;
-            let _gone = LAST.try_with(|last| last.set((self.id, ptr::from_ref(tally))));
-            add_one(tally.counter(step));
+            let tally: *const TallyCounts = ptr::from_ref(&**held[position].tally);
+            let _gone = LAST.try_with(|last| last.set((self.id, tally)));
+            tally
         });
-        if counted.is_err() {
-            // A thread-local destructor publishing after this thread's list is gone.
-            let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
-            all[0].counter(step).fetch_add(1, Ordering::SeqCst);
-        }
+        found.unwrap_or(ptr::null())
+    }
+
+    /// Counts `step` in the shared tally: for a thread-local destructor publishing after this
+    /// thread's list is gone.
+    #[cold]
+    fn count_shared(&self, step: Step) {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        all[0].counter(step).fetch_add(1, Ordering::SeqCst);
     }
 
     /// Gives this thread a tally: one a thread that exited gave back, or a new one. Returns
@@ -181,22 +225,29 @@ impl SyncTallies {
     pub(crate) fn totals(&self) -> SyncTotals {
         let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
         let mut totals = SyncTotals::default();
+        let (mut begun, mut ended) = (0u64, 0u64);
         for tally in all.iter() {
-            // Finished first, then started: each finish read was preceded, on its thread and
-            // so in its tally, by its start, which the later read sees (Acquire pairs with
-            // the counting thread's Release). So `started` is never below the finishes.
+            // Each count is read after those its thread stores later: a read that sees a
+            // store also sees, in the same tally, what its thread stored before it (Acquire
+            // pairs with the counting thread's Release). A finish comes after its start, and a
+            // check's end after its begin and, for an admitted event, after its start. So
+            // `started` is never below the finishes, `begun` never below `ended`, and an
+            // event is never missed between its check and its start (it may count twice).
             totals.succeeded += tally.succeeded.load(Ordering::Acquire);
             totals.failed += tally.failed.load(Ordering::Acquire);
+            ended += tally.checks_ended.load(Ordering::Acquire);
+            begun += tally.checks_begun.load(Ordering::Acquire);
             totals.started += tally.started.load(Ordering::Acquire);
         }
+        totals.checking = begun.saturating_sub(ended);
         totals
     }
 
-    /// How many sync events are in flight, or possibly more (never fewer) if some start
-    /// meanwhile.
+    /// How many sync events are in flight or checking whether the bus is closed, or possibly
+    /// more (never fewer) if some start meanwhile.
     pub(crate) fn in_flight(&self) -> u64 {
         let totals = self.totals();
-        totals.started.saturating_sub(totals.succeeded + totals.failed)
+        totals.started.saturating_sub(totals.succeeded + totals.failed) + totals.checking
     }
 
     #[cfg(test)]
@@ -212,7 +263,7 @@ mod tests {
     use super::{Step, SyncTallies, SyncTotals};
 
     fn totals(started: u64, succeeded: u64, failed: u64) -> SyncTotals {
-        SyncTotals { started, succeeded, failed }
+        SyncTotals { started, succeeded, failed, checking: 0 }
     }
 
     #[test]
@@ -235,6 +286,26 @@ mod tests {
         assert_eq!(tallies.in_flight(), 1);
         tallies.count(Step::Failed);
         assert_eq!(tallies.in_flight(), 0);
+    }
+
+    /// A publish looking whether the bus is closed is in flight for `join`, but not published.
+    #[test]
+    fn a_check_under_way_is_in_flight_until_it_ends() {
+        let tallies = SyncTallies::new();
+        let mine = tallies.mine();
+        mine.count(Step::CheckBegun);
+        assert_eq!((tallies.in_flight(), tallies.totals().started), (1, 0), "checking");
+        // Admitted: started, then the check ends; in flight throughout.
+        mine.count(Step::Started);
+        assert_eq!(tallies.in_flight(), 2, "counted twice between its start and its check's end");
+        mine.count(Step::CheckEnded);
+        assert_eq!(tallies.in_flight(), 1);
+        mine.count(Step::Succeeded);
+        // Refused: the check ends without a start.
+        mine.count(Step::CheckBegun);
+        mine.count(Step::CheckEnded);
+        assert_eq!(tallies.in_flight(), 0);
+        assert_eq!(tallies.totals(), totals(1, 1, 0), "the refused publish was never published");
     }
 
     #[test]

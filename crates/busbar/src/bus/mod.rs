@@ -294,6 +294,11 @@ impl EventBus {
     /// its deadline are not waited for). Idempotent: later calls, and concurrent ones, return
     /// once the first shutdown is complete. Called from one of this bus's own pool handlers,
     /// it starts the shutdown without waiting.
+    ///
+    /// A sync event published on another thread at the moment the bus closes is either
+    /// refused or waited for, never run after `shutdown` returns: closing passes the same
+    /// memory barrier as a waiting [`join`](Self::join) (some 10 µs), with which the sync
+    /// publish pairs.
     pub fn shutdown(&self) {
         self.shared.shutdown();
     }

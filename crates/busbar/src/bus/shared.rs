@@ -22,6 +22,7 @@ use crate::pool::{Admission, Job, Pool, PushError};
 use crate::rate_limit::RateLimits;
 use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
+use crate::tally::Step;
 use crate::timer::{Refusal, Scheduler};
 
 pub(crate) struct Shared {
@@ -295,16 +296,45 @@ impl Shared {
             },
             false => None,
         };
-        if self.is_closed() {
-            return Err(Rejection::ShutDown);
-        }
         // Counted before it can run, so `join` never misses it.
         if queued {
+            // A queued event refused here or by the closed queue: a race with `close` is
+            // settled under the queue's lock.
+            if self.is_closed() {
+                return Err(Rejection::ShutDown);
+            }
             self.flight.enter();
         } else {
-            self.counters.record_sync_started();
+            self.start_sync()?;
         }
         Ok(registration)
+    }
+
+    /// Counts a sync event as started (published and in flight), unless the bus is closed.
+    ///
+    /// A sync event meets no queue that `close` shuts, so this look at `closed` is all that
+    /// refuses it, and it must not miss a shutdown whose `join` misses the event. Looking
+    /// first and counting after left a gap: a `shutdown` between the two found nothing in
+    /// flight and returned, and the event ran after it. So the publish first counts that it
+    /// is checking (which `join` waits for, and `published` leaves out), then looks: a write
+    /// and then a read, against `close`'s write of `closed` and then `join`'s read of the
+    /// counts, paired through the asymmetric barrier as finishes and joiners are (see
+    /// `wake_joiners`; `close` passes the heavy half). Either this sees the bus closed, or the
+    /// shutdown's `join` sees the check and waits for it, and then for the event.
+    fn start_sync(&self) -> Result<(), Rejection> {
+        let counts = self.counters.sync_counts();
+        counts.count(Step::CheckBegun);
+        barrier::light();
+        if self.is_closed() {
+            counts.count(Step::CheckEnded);
+            // A `join` may wait for this check, as for a finish.
+            self.wake_joiners_after_sync();
+            return Err(Rejection::ShutDown);
+        }
+        // Started before the check ends, so that the event is in flight throughout.
+        counts.count(Step::Started);
+        counts.count(Step::CheckEnded);
+        Ok(())
     }
 
     /// [`accept`](Self::accept) for callers that queue the event, passing it on by value.
@@ -528,9 +558,14 @@ impl Shared {
         joiners.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Refuses new events; queued ones still run. Does not wait.
+    /// Refuses new events; queued ones still run. Does not wait, but for the barrier below.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // The heavy half of the barrier a sync publish passes between counting its check and
+        // looking at `closed` (see `start_sync`): a `join` after this sees every publish that
+        // did not see the bus closed. Should the system refuse it, such a publish could be
+        // missed, as before `start_sync` counted first; it logs why.
+        barrier::heavy();
         // Delayed events keep the queue open: the scheduler closes it after the last one.
         if self.scheduler.close() {
             self.pool.queue.close();
