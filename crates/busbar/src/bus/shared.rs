@@ -15,10 +15,10 @@ use crate::corelet::{ChildLink, CoreletConfig, CoreletPool, CoreletStats};
 use crate::error::{InvalidEventError, NoHandlerAvailableError, PublishError};
 use crate::event::{Event, MAX_TIMEOUT};
 use crate::factory::{EventFactory, Registration};
-use crate::handle::EventHandle;
+use crate::handle::{EventHandle, ResultSender};
 use crate::mode::cmd::{RunOptions, RunningCommands};
 use crate::mode::{self, ExecutionMode};
-use crate::pool::{Admission, Job, Pool, PushError};
+use crate::pool::{Admission, Job, Pool, PushError, Started};
 use crate::rate_limit::RateLimits;
 use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
@@ -441,9 +441,26 @@ impl Shared {
     /// attempt, and reading it again here cost a clock read per event.
     pub(crate) fn resolve_at(&self, job: Job, result: EventResult, started: Instant, ended: Instant) {
         let result = attempt::finish_at(result, job.event(), job.attempts_made, started, ended);
+        self.deliver(job.reply, result);
+    }
+
+    /// [`resolve_at`](Self::resolve_at) for a job whose attempt a worker started.
+    pub(crate) fn resolve_started_at(
+        &self,
+        job: Started,
+        result: EventResult,
+        started: Instant,
+        ended: Instant,
+    ) {
+        let result = attempt::finish_at(result, &job.event, job.attempts_made, started, ended);
+        self.deliver(job.reply, result);
+    }
+
+    /// Counts a finished event's `result` and sends it to the event's handle.
+    fn deliver(&self, reply: ResultSender, result: EventResult) {
         self.counters.record_result(&result);
         // The receiver may be gone (handle dropped): the event still counts as finished.
-        let _ = job.reply.send(result);
+        let _ = reply.send(result);
         // Only now, so that after `join` every handle holds its result.
         self.leave_flight();
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-pub(crate) use job::Job;
+pub(crate) use job::{Job, Started};
 pub(crate) use queue::{Admission, PushError};
 pub(crate) use worker::run_first_attempt_here;
 
@@ -134,8 +134,8 @@ impl Pool {
             // Detach the stuck thread: it exits when its handler returns.
             drop(threads.live.swap_remove(index));
             tracing::warn!(
-                id = %running.job.event().id(),
-                r#type = running.job.event().event_type(),
+                id = %running.job.event.id(),
+                r#type = running.job.event.event_type(),
                 attempt = running.attempt,
                 "busbar: a handler ran past its deadline; its worker is replaced"
             );
@@ -171,7 +171,7 @@ impl Pool {
         while index < threads.live.len() {
             match threads.live[index].slot.cancel() {
                 Some(running) => {
-                    let mut job = running.job;
+                    let mut job = running.job.into_job();
                     // The attempt in progress (or, in a backoff pause, the last one) counts.
                     job.attempts_made = running.attempt;
                     jobs.push((job, Some(running.started)));

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use super::job::Job;
+use super::job::Started;
 
 /// The job a worker is busy with.
 #[derive(Debug)]
 pub(crate) struct Running {
-    pub(crate) job: Job,
+    pub(crate) job: Started,
     /// The attempt number running (or, during a backoff pause, the attempts already made).
     pub(crate) attempt: u32,
     /// When the watchdog should step in; `None` during a backoff pause.

@@ -50,7 +50,8 @@ fn work(shared: &Arc<Shared>, slot: &WorkerSlot) {
 
 /// Runs the remaining attempts of `job`, unless the job is taken away mid-way.
 fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache, job: Job) {
-    let (mut job, event) = job.share_event();
+    let mut job = job.start();
+    let event = Arc::clone(&job.event);
     let registration = job.registration.as_ref().map(|registration| handlers.lend(registration));
     // One clock read serves as the start and as the first attempt's deadline base.
     let now = Instant::now();
@@ -72,7 +73,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
                 // after the pause. (If it comes later, it finds the job in the slot.)
                 if shared.is_killed() {
                     if let Some(running) = slot.vacate() {
-                        shared.resolve(running.job, attempt::cancelled(), Some(started));
+                        shared.resolve(running.job.into_job(), attempt::cancelled(), Some(started));
                     }
                     return;
                 }
@@ -109,7 +110,7 @@ fn run_job(shared: &Arc<Shared>, slot: &WorkerSlot, handlers: &mut HandlerCache,
         match attempt::judge(shared, &event, attempt, job.max_attempts, outcome) {
             Verdict::Final(result) => {
                 let registration = job.registration.take();
-                shared.resolve_at(job, result, started, ended);
+                shared.resolve_started_at(job, result, started, ended);
                 if let Some(registration) = registration {
                     handlers.give_back(registration);
                 }
@@ -167,7 +168,8 @@ pub(crate) fn run_first_attempt_here(shared: &Arc<Shared>, job: Job) {
 ///
 /// Returns the job if it should run again (the caller requeues it).
 pub(crate) fn time_out(shared: &Shared, running: Running) -> Option<Job> {
-    let Running { mut job, attempt, started, .. } = running;
+    let Running { job, attempt, started, .. } = running;
+    let mut job = job.into_job();
     job.attempts_made = attempt;
     match attempt::judge(shared, job.event(), attempt, job.max_attempts, Outcome::TimedOut) {
         Verdict::Final(result) => {
