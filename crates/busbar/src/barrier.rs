@@ -82,7 +82,7 @@ fn expedited_barrier() -> bool {
     let done = membarrier(libc::MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
     if !done {
         tracing::error!(
-            "busbar: membarrier failed after the process registered for it ({}); join polls",
+            "busbar: membarrier failed after the process registered for it ({}); falling back to waiting",
             std::io::Error::last_os_error()
         );
     }

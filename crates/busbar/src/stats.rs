@@ -48,7 +48,9 @@ pub struct BusStats {
     pub cancelled: u64,
     /// Attempts beyond the first (retries), over all finished events.
     pub retries: u64,
-    /// Accepted events without a result yet (queued or running).
+    /// Accepted events without a result yet (queued or running). A sync publish on another
+    /// thread counts here while it checks whether the bus is closed, before it is accepted
+    /// or refused.
     pub in_flight: u64,
     /// Events waiting in the queue.
     pub queued: u64,
@@ -75,9 +77,11 @@ pub struct BusStats {
 ///
 /// Events that run on their publisher's thread (sync events) are counted apart, per thread
 /// (see [`SyncTallies`]), and their part of the bus's in-flight count follows from those
-/// counts: started and not yet succeeded or failed. Such an event then costs two plain stores
-/// where counting it in flight, published, succeeded and out of flight in shared counters
-/// would cost four locked operations, a large part of a sync publish.
+/// counts: started and not yet succeeded or failed, plus publishes still looking whether the
+/// bus is closed (see `Shared::start_sync`). Such an event then costs four plain stores (its
+/// check begun and ended, started, finished) where counting it in flight, published, succeeded
+/// and out of flight in shared counters would cost four locked operations, a large part of a
+/// sync publish.
 pub(crate) struct Counters {
     /// Written by publishers only.
     published: CachePadded<AtomicU64>,

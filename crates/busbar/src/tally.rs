@@ -162,12 +162,10 @@ impl SyncTallies {
         let (last_id, last_tally) = LAST.try_with(Cell::get).unwrap_or(NO_LAST);
         let tally = if last_id == self.id { last_tally } else { self.find_mine() };
         // SAFETY: a non-null `tally` names a tally of this bus (ids are never reused), from
-        // `LAST` or just taken, that a `Held` in this thread's `HELD` holds through an `Arc`.
-        // It outlives the borrow, which a `Mine` cannot take to another thread: a thread's
-        // `Held`s are dropped only on that thread, in `take_one`, which keeps those of buses
-        // still alive (this one is, for `'_`), or with `HELD` as the thread exits, which no
-        // code that still runs on it can be in the middle of (thread-local destructors run
-        // one after another).
+        // `LAST` or just taken. `self.all` holds an `Arc` to every tally this bus ever handed
+        // out and never lets one go, so the tally lives as long as `self`, which `Mine`
+        // borrows. Only a reference is made, to atomics; and a `Mine` cannot leave this thread,
+        // so the tally's only writer stays the thread that holds it.
         let own = unsafe { tally.as_ref() };
         Mine { tallies: self, own, _this_thread: PhantomData }
     }

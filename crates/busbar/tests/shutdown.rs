@@ -484,7 +484,9 @@ fn a_publisher_refused_at_shutdown_never_takes_published_back() {
 /// event after, so a shutdown in between missed the event, which then ran after it returned.
 ///
 /// Three publishers on a two-CPU machine get preempted now and then, sometimes inside that
-/// gap; a few hundred shutdowns found the old code's gap in most runs of this test.
+/// gap; a few hundred shutdowns found the old order's gap in every run of this test. What it
+/// does not catch is a missing barrier in `close` (the pairing that makes the new order hold
+/// without a locked instruction); `src/barrier.rs` tests the barrier itself.
 #[test]
 fn no_sync_handler_starts_after_shutdown_returned() {
     const ROUNDS: usize = 300;

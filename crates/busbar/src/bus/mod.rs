@@ -45,7 +45,8 @@ use crate::timer::{CronError, TimerThread};
 /// - **Dropping the last handle** starts a graceful shutdown in the background: new events are
 ///   refused (handlers still running can't publish), queued events still run and resolve their
 ///   handles, and the threads exit when the queue is empty. It does not block the dropping
-///   thread. Call `shutdown` to wait for it. The handle a handler gets from
+///   thread, but for the memory barrier that refusing sync events needs (some 10 µs, see
+///   [`shutdown`](Self::shutdown)). Call `shutdown` to wait for it. The handle a handler gets from
 ///   [`EventContext::event_bus`](crate::EventContext::event_bus), and clones of it, don't
 ///   count: a handler cannot keep open a bus that its program dropped.
 ///
@@ -309,7 +310,8 @@ impl EventBus {
     /// is running, is resolved at once as [`Cancelled`](crate::ErrorKind::Cancelled); running
     /// handlers see [`EventContext::is_cancelled`](crate::EventContext::is_cancelled) turn
     /// `true` and their late results are discarded. Returns without waiting for handlers.
-    /// Idempotent.
+    /// Idempotent. Like [`shutdown`](Self::shutdown), it passes a memory barrier on every CPU
+    /// that runs a thread of the process as it refuses new events.
     pub fn shutdown_now(&self) {
         self.shared.shutdown_now();
     }

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::flight::Flight;
@@ -24,6 +25,10 @@ use crate::result::{ErrorKind, EventResult};
 use crate::stats::{BusStats, Counters};
 use crate::tally::Step;
 use crate::timer::{Refusal, Scheduler};
+
+/// How long `close` waits, where the system refused its barrier, before the counts may be read:
+/// far longer than a store takes to leave a CPU's store buffer.
+const STORE_BUFFER_DRAIN: Duration = Duration::from_millis(1);
 
 pub(crate) struct Shared {
     factory: EventFactory,
@@ -298,8 +303,8 @@ impl Shared {
         };
         // Counted before it can run, so `join` never misses it.
         if queued {
-            // A queued event refused here or by the closed queue: a race with `close` is
-            // settled under the queue's lock.
+            // A race with `close` is settled where the event is queued: under the queue's lock,
+            // or by the scheduler for a held or delayed event.
             if self.is_closed() {
                 return Err(Rejection::ShutDown);
             }
@@ -580,9 +585,13 @@ impl Shared {
         self.closed.store(true, Ordering::SeqCst);
         // The heavy half of the barrier a sync publish passes between counting its check and
         // looking at `closed` (see `start_sync`): a `join` after this sees every publish that
-        // did not see the bus closed. Should the system refuse it, such a publish could be
-        // missed, as before `start_sync` counted first; it logs why.
-        barrier::heavy();
+        // did not see the bus closed.
+        if !barrier::heavy() {
+            // The system refused it (it logs why): nothing then makes the publisher's count
+            // visible before our read but the time its store takes to leave its CPU's store
+            // buffer, nanoseconds. Wait far longer than that before anyone reads the counts.
+            thread::sleep(STORE_BUFFER_DRAIN);
+        }
         // Delayed events keep the queue open: the scheduler closes it after the last one.
         if self.scheduler.close() {
             self.pool.queue.close();
