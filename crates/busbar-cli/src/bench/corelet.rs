@@ -42,10 +42,11 @@ fn round_trip(run: &Run<'_>, placed: Placed<'_>) -> Result<Row, Error> {
         busbar_latency(&bus, 1)?;
         Ok((bus, EchoChild::spawn()?))
     })?;
-    // Warm-up, which also starts the corelet. For a while after a child starts, the scheduler
-    // often runs it on its parent's vCPU, and each round trip then costs two context switches
-    // (about 4 µs instead of 3 for busbar: the parent's nonvoluntary switches rise from none to
-    // one per round trip) until it moves one of them; each side runs long enough for that first.
+    // Warm-up. Placed by the scheduler (where the bench cannot place them), a child often runs
+    // on its parent's vCPU for a while after it starts, and each round trip then costs two
+    // context switches (about 4 µs instead of 3 for busbar: the parent's nonvoluntary switches
+    // rise from none to one per round trip) until the scheduler moves one of them; each side
+    // runs long enough for that first. Placed, it settles caches and the watchers' habits.
     let warm_up = Duration::from_millis(run.size(300, 20) as u64);
     for_at_least(warm_up, || busbar_latency(&bus, 100).map(drop))?;
     for_at_least(warm_up, || floor_latency(&mut pipe, &frame, 100).map(drop))?;

@@ -41,38 +41,54 @@ pub(super) fn locked_increment_ns(calls: usize) -> Result<f64, Error> {
     })
 }
 
-/// Nanoseconds for a cache line to go to another thread and come back: this thread writes a
-/// value, a second thread that watches for it writes an answer, this thread sees the answer.
+/// Times a cache line's trip to another thread and back: the measuring thread writes a value,
+/// the answering thread this starts watches for it and writes an answer, and the measuring
+/// thread sees the answer.
 ///
 /// Both threads spin; each yields now and then, so that on a machine with one free CPU the
-/// measurement slows down instead of stalling.
-pub(super) fn line_round_trip_ns(round_trips: usize) -> Result<f64, Error> {
-    let line = Arc::new(PingPong::default());
-    let other = Arc::clone(&line);
-    let answerer = thread::Builder::new().name("bench-ping-pong".into()).spawn(move || {
-        let mut seen = 0;
-        while let Some(value) = other.wait_for_ping(seen) {
-            other.pong.store(value, Ordering::Release);
-            seen = value;
-        }
-    })?;
-    let mut per_trip = Vec::with_capacity(round_trips / 100 + 1);
-    let mut value = 0;
-    for _ in 0..(round_trips / 100).max(1) {
-        let start = Instant::now();
-        for _ in 0..100 {
-            value += 1;
-            line.ping.store(value, Ordering::Release);
-            spin_until(|| line.pong.load(Ordering::Acquire) == value);
-        }
-        per_trip.push(start.elapsed().as_nanos() as f64 / 100.0);
-    }
-    line.done.store(true, Ordering::Release);
-    answerer.join().map_err(|_| "the ping-pong thread panicked")?;
-    Ok(median(&per_trip))
+/// measurement slows down instead of stalling. The answering thread is started apart from the
+/// measuring, so that a caller can start it where it wants it to run (see `super::placement`).
+pub(super) struct LineAnswerer {
+    line: Arc<PingPong>,
+    thread: thread::JoinHandle<()>,
 }
 
-/// The two values of [`line_round_trip_ns`], each written by one thread.
+impl LineAnswerer {
+    pub(super) fn start() -> Result<LineAnswerer, Error> {
+        let line = Arc::new(PingPong::default());
+        let other = Arc::clone(&line);
+        let thread = thread::Builder::new().name("bench-ping-pong".into()).spawn(move || {
+            let mut seen = 0;
+            while let Some(value) = other.wait_for_ping(seen) {
+                other.pong.store(value, Ordering::Release);
+                seen = value;
+            }
+        })?;
+        Ok(LineAnswerer { line, thread })
+    }
+
+    /// Nanoseconds per round trip, measured from the calling thread; then stops the answering
+    /// thread.
+    pub(super) fn round_trip_ns(self, round_trips: usize) -> Result<f64, Error> {
+        let LineAnswerer { line, thread } = self;
+        let mut per_trip = Vec::with_capacity(round_trips / 100 + 1);
+        let mut value = 0;
+        for _ in 0..(round_trips / 100).max(1) {
+            let start = Instant::now();
+            for _ in 0..100 {
+                value += 1;
+                line.ping.store(value, Ordering::Release);
+                spin_until(|| line.pong.load(Ordering::Acquire) == value);
+            }
+            per_trip.push(start.elapsed().as_nanos() as f64 / 100.0);
+        }
+        line.done.store(true, Ordering::Release);
+        thread.join().map_err(|_| "the ping-pong thread panicked")?;
+        Ok(median(&per_trip))
+    }
+}
+
+/// The two values of a [`LineAnswerer`]'s round trip, each written by one thread.
 #[derive(Default)]
 struct PingPong {
     ping: AtomicU64,
@@ -117,6 +133,6 @@ mod tests {
         assert!(clock_read_ns(1_000).expect("clock") > 0.0);
         assert!(locked_increment_ns(1_000).expect("atomic") > 0.0);
         // Returns only once the answering thread has been joined.
-        assert!(line_round_trip_ns(200).expect("ping-pong") > 0.0);
+        assert!(LineAnswerer::start().and_then(|line| line.round_trip_ns(200)).expect("ping-pong") > 0.0);
     }
 }

@@ -122,9 +122,11 @@ impl Pinning {
         };
         Affinity::only(workers).apply_to_this_thread()?;
         let started = start();
-        // Pinned for the publisher even if `start` failed, so that `drop` restores a known state.
-        Affinity::only(publisher).apply_to_this_thread()?;
-        started
+        // Pinned for the publisher even if `start` failed; `start`'s error is the one to tell.
+        let repinned = Affinity::only(publisher).apply_to_this_thread();
+        let started = started?;
+        repinned?;
+        Ok(started)
     }
 }
 

@@ -101,8 +101,8 @@ fn guarantees_note(ours: f64, floor: f64, clock: ClockReads, locked_increment: f
     let clock_reads = 2.0 * price;
     let added = ours - floor;
     let counts = match busbar::__bench::sync_finish_needs_no_fence() {
-        true => "plain stores into the thread's own tally; `join` pays for the ordering, with membarrier",
-        false => "plain stores into the thread's own tally, and a fence after the finish: membarrier is not available",
+        true => "plain stores into the thread's own tally; `join` and `shutdown` pay for the ordering, with membarrier",
+        false => "plain stores into the thread's own tally, and a fence after the check's begin and after the finish: membarrier is not available",
     };
     format!(
         "besides the floor's work, busbar reads a clock twice per event (the attempt's start, \
@@ -110,8 +110,9 @@ fn guarantees_note(ours: f64, floor: f64, clock: ClockReads, locked_increment: f
          together, {:.0} % of the {added:.0} ns busbar adds to the floor. 3× the floor leaves \
          {:.0} ns for everything else: two locked read-modify-writes (the handler \
          registration's reference count up and down; {locked_increment:.1} ns each timed \
-         alone, less inside the path, where they overlap other work), the started and finished \
-         counts that `join` and `stats` read ({counts}), checking the event, finding its \
+         alone, less inside the path, where they overlap other work), the counts that `join` \
+         and `stats` read (a check for a closed bus begun and ended, started, finished: \
+         {counts}), checking the event, finding its \
          handler, catching a panic, building and handing over the result",
         100.0 * clock_reads / added.max(f64::MIN_POSITIVE),
         (2.0 * floor - clock_reads).max(0.0),

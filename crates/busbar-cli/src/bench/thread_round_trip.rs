@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use busbar::{Event, EventBus, ExecutionMode};
 
-use super::costs;
+use super::costs::LineAnswerer;
 use super::floor::trivial_handler;
 use super::floor::worker::BareWorker;
 use super::handlers::{self, expect_handled, expect_success, TRIVIAL};
@@ -18,16 +18,19 @@ use super::{Error, Run};
 
 pub(super) fn run(run: &Run<'_>) -> Result<Vec<Row>, Error> {
     let round_trips = run.size(20_000, 500);
-    // Measured before any pinning: its two threads must run on two CPUs.
-    let line_trip = costs::line_round_trip_ns(round_trips)? / 1000.0;
     // Both sides' threads are placed alike, on two CPUs, then on one (see `placement`).
     placement::for_each_placement(|placed| {
         let (row, added) = measure(run, placed)?;
-        Ok(row.note(match placed {
+        let note = match placed {
             Some((_, Placement::Together)) => together_note(added),
-            Some((_, Placement::Apart)) => apart_note(line_trip, Some(added)),
-            None => apart_note(line_trip, None),
-        }))
+            _ => {
+                // The line's two threads placed as the round trip's were.
+                let answerer = placement::start_placed(placed, LineAnswerer::start)?;
+                let line_trip = answerer.round_trip_ns(round_trips)? / 1000.0;
+                apart_note(line_trip, placed.map(|_| added))
+            }
+        };
+        Ok(row.note(note))
     })
 }
 
