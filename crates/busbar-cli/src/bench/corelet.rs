@@ -42,6 +42,8 @@ fn round_trip(run: &Run<'_>, placed: Placed<'_>) -> Result<Row, Error> {
         busbar_latency(&bus, 1)?;
         Ok((bus, EchoChild::spawn()?))
     })?;
+    // The children stay where they started; the bus's own threads belong with the publisher.
+    placement::gather_with_publisher(placed, "busbar-")?;
     // Warm-up. Placed by the scheduler (where the bench cannot place them), a child often runs
     // on its parent's vCPU for a while after it starts, and each round trip then costs two
     // context switches (about 4 µs instead of 3 for busbar: the parent's nonvoluntary switches
