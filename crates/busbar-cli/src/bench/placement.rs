@@ -15,7 +15,7 @@
 //! thread is pinned to one CPU inherits that pinning (Linux copies a thread's affinity to the
 //! threads and processes it creates), and the bench's thread then moves to the publisher's
 //! CPU. The corelet round trip had the same lottery between the corelet child and the echo
-//! child, rarer (a 1.59× run among a dozen, where 1.2× is usual). There the children are the
+//! child, rarer (a 1.59× run among two dozen, where 1.2× is usual). There the children are the
 //! other side, and the bus's own threads are moved back to the publisher's CPU once started
 //! ([`gather_with_publisher`]).
 //!
